@@ -1,0 +1,3 @@
+from gql_chat.cli import main
+
+raise SystemExit(main())

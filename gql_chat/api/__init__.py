@@ -1,0 +1,1 @@
+"""GraphQL only: Strawberry types and thin resolvers that call services."""

@@ -1,0 +1,76 @@
+"""One typed context for HTTP requests and websocket connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from gql_chat.errors import Unauthenticated
+from gql_chat.services.container import Services
+from gql_chat.store.users import UserRecord
+
+BEARER_PREFIX = "bearer "
+
+
+def bearer_token(value: object) -> str | None:
+    """The token of an `Authorization: Bearer …` value; a malformed value is an invalid token."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.lower().startswith(BEARER_PREFIX):
+        raise Unauthenticated("Invalid or expired token.")
+    return value[len(BEARER_PREFIX) :].strip()
+
+
+@dataclass
+class Principal:
+    user: UserRecord
+    family_id: str | None
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Request | WebSocket
+    response: Response | WebSocket | None = None
+    # Strawberry fills this from `connection_init` (it skips a dataclass without the field).
+    connection_params: dict[str, Any] | None = None
+    _principal: Principal | None = field(default=None, repr=False)
+    _resolved: bool = field(default=False, repr=False)
+
+    @property
+    def is_websocket(self) -> bool:
+        return isinstance(self.request, WebSocket)
+
+    async def authenticate_connection(self) -> None:
+        """Websocket: check the `connection_init` token once, at connect; raises when bad."""
+        params = self.connection_params or {}
+        token = bearer_token(params.get("Authorization", params.get("authorization")))
+        self._principal = await self._authenticate(token)
+        self._resolved = True
+
+    async def principal(self) -> Principal | None:
+        """HTTP: the `Authorization` header's user, looked up (and re-checked) once per request."""
+        if not self._resolved:
+            token = bearer_token(self.request.headers.get("authorization"))
+            self._principal = await self._authenticate(token)
+            self._resolved = True
+        return self._principal
+
+    async def require_principal(self) -> Principal:
+        principal = await self.principal()
+        if principal is None:
+            raise Unauthenticated()
+        return principal
+
+    async def require_user(self) -> UserRecord:
+        return (await self.require_principal()).user
+
+    async def _authenticate(self, token: str | None) -> Principal | None:
+        if token is None:
+            return None
+        user, family_id = await self.services.accounts.authenticate(token)
+        return Principal(user=user, family_id=family_id)

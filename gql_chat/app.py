@@ -1,0 +1,73 @@
+"""The ASGI application: routes, middleware and the lifespan that owns the database and services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from gql_chat.api.schema import build_schema
+from gql_chat.api.view import GraphQLView
+from gql_chat.config import Settings
+from gql_chat.services.container import build_services
+from gql_chat.store.database import open_database
+
+logger = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """The process is alive."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """The database answers a ping."""
+    if await request.app.state.services.database.ping():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+
+def create_app(
+    settings: Settings | None = None, *, embedded_client: Any | None = None
+) -> Starlette:
+    """`embedded_client` shares one in-memory store between app instances (restart tests)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Created here, not at import: the Mongo client binds to the loop that runs the app.
+        database = open_database(settings, embedded_client)
+        try:
+            await database.create_indexes()
+            app.state.services = build_services(settings, database)
+            logger.info("gql_chat ready", extra={"embedded_store": database.embedded})
+            yield
+        finally:
+            await database.close()
+
+    graphql = GraphQLView(build_schema(), settings)
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,123 @@
+"""Settings: every knob of gql_chat, read from `GQL_CHAT_*` environment variables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "GQL_CHAT_"
+MIN_JWT_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Validated configuration; invalid values stop start-up with a line naming the variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+
+    mongodb_url: SecretStr | None = None
+    mongodb_db: str = Field(default="gql_chat", min_length=1, max_length=63)
+
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "gql_chat"
+    jwt_audience: str = "gql_chat"
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(days=7)
+
+    argon2_time_cost: int = Field(default=2, ge=1, le=10)
+    argon2_memory_kib: int = Field(default=19456, ge=8, le=1_048_576)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+
+    openrouter_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GQL_CHAT_OPENROUTER_API_KEY", "OPENROUTER_API_KEY"),
+    )
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    enable_legacy_graphql_ws: bool = False
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+        return level
+
+    @field_validator("access_token_ttl", "refresh_token_ttl", mode="before")
+    @classmethod
+    def _parse_seconds(cls, value: object) -> object:
+        """Plain numbers are seconds; anything else is left to ISO 8601 parsing (e.g. PT15M)."""
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        return value
+
+    @field_validator("access_token_ttl", "refresh_token_ttl")
+    @classmethod
+    def _check_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration (seconds or ISO 8601, e.g. PT15M)")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_JWT_SECRET_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Self:
+        if self.env is Environment.PRODUCTION:
+            if self.jwt_secret is None:
+                raise ValueError(f"{ENV_PREFIX}JWT_SECRET is required in production")
+            if self.mongodb_url is None:
+                raise ValueError(f"{ENV_PREFIX}MONGODB_URL is required in production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per problem, naming the environment variable, for the start-up failure message."""
+    lines = []
+    for problem in error.errors():
+        location = [str(part) for part in problem.get("loc", ()) if part]
+        message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+        if location:
+            lines.append(f"invalid setting {ENV_PREFIX}{location[0].upper()}: {message}")
+        else:
+            lines.append(f"invalid settings: {message}")
+    return "; ".join(lines)

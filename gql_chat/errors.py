@@ -1,0 +1,73 @@
+"""Domain errors, each with a contract error code; the api layer makes them GraphQL errors."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """An expected failure a client can act on; its message is safe to show."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    default_message: ClassVar[str] = "Internal server error."
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.default_message
+        self.extra = extra
+        super().__init__(self.message)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """What graphql-core copies into the error's `extensions` (it reads this attribute)."""
+        return {"code": self.code, **self.extra}
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+    default_message = "Authentication required."
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+    default_message = "You are not allowed to do this."
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+    default_message = "Not found."
+
+
+class BadUserInput(DomainError):
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+        self.field = field
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+class RateLimited(DomainError):
+    code = "RATE_LIMITED"
+    default_message = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retryAfter=retry_after)
+        self.retry_after = retry_after
+
+
+class UpstreamError(DomainError):
+    code = "UPSTREAM_ERROR"
+    default_message = "The model provider failed."
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "UPSTREAM_TIMEOUT"
+    default_message = "The model provider did not answer in time."
+
+
+class UpstreamRateLimited(UpstreamError):
+    code = "UPSTREAM_RATE_LIMITED"
+    default_message = "The model provider is rate limiting requests."

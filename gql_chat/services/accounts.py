@@ -1,0 +1,168 @@
+"""Accounts and sessions: registration, sign-in, refresh-token rotation with reuse detection."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from bson import ObjectId
+
+from gql_chat.errors import BadUserInput, Unauthenticated
+from gql_chat.services.passwords import PasswordService
+from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
+from gql_chat.services.validation import check_display_name, check_password, normalize_email
+from gql_chat.store.database import Database
+from gql_chat.store.users import Role, UserRecord
+
+logger = logging.getLogger(__name__)
+
+LOGIN_FAILED = "Invalid email or password."
+SESSION_ENDED = "The session has ended; sign in again."
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a successful sign-in or refresh hands back."""
+
+    user: UserRecord
+    access: IssuedToken
+    refresh: IssuedToken
+    family_id: str
+
+
+class AccountService:
+    def __init__(
+        self, database: Database, passwords: PasswordService, tokens: TokenService
+    ) -> None:
+        self._db = database
+        self._users = database.users
+        self._refresh_tokens = database.refresh_tokens
+        self._passwords = passwords
+        self._tokens = tokens
+
+    async def register(self, email: str, password: str, display_name: str | None) -> Session:
+        normalized = normalize_email(email)
+        check_password(password)
+        name = check_display_name(
+            display_name if display_name is not None else normalized.split("@", 1)[0]
+        )
+        password_hash = await self._passwords.hash(password)
+        user = await self._users.create(
+            email=normalized, display_name=name, password_hash=password_hash
+        )
+        logger.info("user registered", extra={"user_id": str(user.id)})
+        return await self._start_session(user)
+
+    async def login(self, email: str, password: str) -> Session:
+        """Unknown email, wrong password and disabled account fail alike, at the same cost."""
+        try:
+            normalized = normalize_email(email)
+        except BadUserInput:
+            normalized = None
+        user = await self._users.get_by_email(normalized) if normalized else None
+        if user is None:
+            await self._passwords.burn_equivalent_work(password)
+            raise Unauthenticated(LOGIN_FAILED)
+        if not await self._passwords.verify(user.password_hash, password) or user.disabled:
+            raise Unauthenticated(LOGIN_FAILED)
+        if self._passwords.needs_rehash(user.password_hash):
+            await self._users.update(user.id, password_hash=await self._passwords.hash(password))
+        return await self._start_session(user)
+
+    async def refresh(self, refresh_token: str) -> Session:
+        """Rotate: the presented token is retired; presenting a retired one revokes its family."""
+        claims = self._tokens.decode(refresh_token, TokenType.REFRESH)
+        record = await self._refresh_tokens.get(claims.jti)
+        digest = token_digest(refresh_token)
+        if record is None or record.token_hash != digest or record.user_id != claims.user_id:
+            raise Unauthenticated(SESSION_ENDED)
+        if not await self._refresh_tokens.mark_used(claims.jti, digest):
+            await self._refresh_tokens.revoke_family(record.user_id, record.family_id)
+            if record.revoked_at is None:
+                logger.warning(
+                    "refresh token reuse detected; session family revoked",
+                    extra={"user_id": str(record.user_id)},
+                )
+            raise Unauthenticated(SESSION_ENDED)
+        user = await self._active_user(record.user_id)
+        return await self._issue_session(user, record.family_id)
+
+    async def logout(self, refresh_token: str) -> None:
+        """Ends the sign-in this refresh token belongs to; idempotent for an already ended one."""
+        claims = self._tokens.decode(refresh_token, TokenType.REFRESH)
+        record = await self._refresh_tokens.get(claims.jti)
+        if record is not None and record.token_hash == token_digest(refresh_token):
+            await self._refresh_tokens.revoke_family(record.user_id, record.family_id)
+
+    async def logout_all(self, user: UserRecord) -> None:
+        await self._refresh_tokens.revoke_all(user.id)
+
+    async def authenticate(self, access_token: str) -> tuple[UserRecord, str | None]:
+        """The user behind an access token, re-checked against the user record every time,
+        and the sign-in (refresh-token family) the token was issued to."""
+        claims = self._tokens.decode(access_token, TokenType.ACCESS)
+        return await self._active_user(claims.user_id), claims.family_id
+
+    async def update_profile(self, user: UserRecord, display_name: str | None) -> UserRecord:
+        fields = {}
+        if display_name is not None:
+            fields["display_name"] = check_display_name(display_name)
+        updated = await self._users.update(user.id, **fields)
+        if updated is None:
+            raise Unauthenticated(SESSION_ENDED)
+        return updated
+
+    async def change_password(
+        self, user: UserRecord, current_password: str, new_password: str, keep_family: str | None
+    ) -> None:
+        """Revokes every other sign-in; `keep_family` is the caller's own, when it is known."""
+        if not await self._passwords.verify(user.password_hash, current_password):
+            raise BadUserInput("currentPassword", "The current password is wrong.")
+        check_password(new_password, field="newPassword")
+        await self._users.update(user.id, password_hash=await self._passwords.hash(new_password))
+        await self._refresh_tokens.revoke_all(user.id, except_family=keep_family)
+
+    async def delete_account(self, user: UserRecord, password: str) -> None:
+        if not await self._passwords.verify(user.password_hash, password):
+            raise BadUserInput("password", "The password is wrong.")
+        await self._db.delete_user_and_owned_data(user.id)
+        logger.info("account deleted", extra={"user_id": str(user.id)})
+
+    async def create_admin(self, email: str, password: str) -> tuple[UserRecord, bool]:
+        """Create an admin, or promote an existing account (its password is left as it was)."""
+        normalized = normalize_email(email)
+        existing = await self._users.get_by_email(normalized)
+        if existing is not None:
+            promoted = await self._users.update(existing.id, role=Role.ADMIN.value)
+            assert promoted is not None
+            return promoted, False
+        check_password(password)
+        user = await self._users.create(
+            email=normalized,
+            display_name=check_display_name(normalized.split("@", 1)[0]),
+            password_hash=await self._passwords.hash(password),
+            role=Role.ADMIN,
+        )
+        return user, True
+
+    async def _active_user(self, user_id: ObjectId) -> UserRecord:
+        user = await self._users.get(user_id)
+        if user is None or user.disabled:
+            raise Unauthenticated(SESSION_ENDED)
+        return user
+
+    async def _start_session(self, user: UserRecord) -> Session:
+        return await self._issue_session(user, secrets.token_urlsafe(16))
+
+    async def _issue_session(self, user: UserRecord, family_id: str) -> Session:
+        access = self._tokens.issue(user.id, TokenType.ACCESS, family_id=family_id)
+        refresh = self._tokens.issue(user.id, TokenType.REFRESH, family_id=family_id)
+        await self._refresh_tokens.insert(
+            jti=refresh.jti,
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=token_digest(refresh.token),
+            expires_at=refresh.expires_at,
+        )
+        return Session(user=user, access=access, refresh=refresh, family_id=family_id)

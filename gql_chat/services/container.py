@@ -1,0 +1,42 @@
+"""The services one app instance runs, built once in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from gql_chat.config import Settings
+from gql_chat.services.accounts import AccountService
+from gql_chat.services.passwords import PasswordService
+from gql_chat.services.tokens import TokenService
+from gql_chat.store.database import Database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    accounts: AccountService
+
+
+def jwt_secret_for(settings: Settings) -> str:
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    logger.warning(
+        "GQL_CHAT_JWT_SECRET is not set: using a random per-process secret; "
+        "tokens die with the process"
+    )
+    return secrets.token_urlsafe(48)
+
+
+def build_services(settings: Settings, database: Database) -> Services:
+    tokens = TokenService(settings, jwt_secret_for(settings))
+    passwords = PasswordService(settings)
+    return Services(
+        settings=settings,
+        database=database,
+        accounts=AccountService(database, passwords, tokens),
+    )

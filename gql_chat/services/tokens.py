@@ -1,0 +1,96 @@
+"""JWT access and refresh tokens (HS256 pinned on decode)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import jwt
+from bson import ObjectId
+
+from gql_chat.config import Settings
+from gql_chat.errors import Unauthenticated
+from gql_chat.store.clock import utc_now
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "typ"]
+
+
+class TokenType(StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: ObjectId
+    jti: str
+    family_id: str | None
+
+
+def token_digest(token: str) -> str:
+    """What the server keeps of a refresh token: a database leak yields nothing usable."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenService:
+    def __init__(self, settings: Settings, secret: str) -> None:
+        self._settings = settings
+        self._secret = secret
+
+    def issue(
+        self, user_id: ObjectId, kind: TokenType, family_id: str | None = None
+    ) -> IssuedToken:
+        now = utc_now()
+        ttl = (
+            self._settings.access_token_ttl
+            if kind is TokenType.ACCESS
+            else self._settings.refresh_token_ttl
+        )
+        expires_at = now + ttl
+        jti = secrets.token_urlsafe(24)
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "jti": jti,
+            "iss": self._settings.jwt_issuer,
+            "aud": self._settings.jwt_audience,
+            "typ": kind.value,
+        }
+        if family_id is not None:
+            claims["fam"] = family_id
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return IssuedToken(token=token, jti=jti, expires_at=expires_at.replace(microsecond=0))
+
+    def decode(self, token: str, expected: TokenType) -> TokenClaims:
+        """Any failure (signature, algorithm, expiry, audience, issuer, type): UNAUTHENTICATED."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self._settings.jwt_audience,
+                issuer=self._settings.jwt_issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("Invalid or expired token.") from exc
+        user_id = ObjectId(claims["sub"]) if ObjectId.is_valid(claims["sub"]) else None
+        if claims.get("typ") != expected.value or user_id is None:
+            raise Unauthenticated("Invalid or expired token.")
+        family = claims.get("fam")
+        return TokenClaims(
+            user_id=user_id, jti=str(claims["jti"]), family_id=str(family) if family else None
+        )

@@ -1,0 +1,1 @@
+"""MongoDB access: one repository per collection; every query of a user's data filters by owner."""

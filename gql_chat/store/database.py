@@ -1,0 +1,79 @@
+"""Opening the database: real MongoDB through PyMongo's async API, or the embedded store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo_async_mock import AsyncMongoMockClient
+
+from gql_chat.config import Settings
+from gql_chat.store.refresh_tokens import RefreshTokenStore
+from gql_chat.store.users import UserStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Database:
+    """The open client and one repository per collection."""
+
+    client: Any
+    db: AsyncDatabase[dict[str, Any]]
+    embedded: bool
+    users: UserStore
+    refresh_tokens: RefreshTokenStore
+
+    @classmethod
+    def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
+        db = client[db_name]
+        return cls(
+            client=client,
+            db=db,
+            embedded=embedded,
+            users=UserStore(db["users"]),
+            refresh_tokens=RefreshTokenStore(db["refresh_tokens"]),
+        )
+
+    async def create_indexes(self) -> None:
+        """Idempotent: MongoDB ignores an index that already exists with the same spec."""
+        await self.users.create_indexes()
+        await self.refresh_tokens.create_indexes()
+
+    async def delete_user_and_owned_data(self, user_id: ObjectId) -> None:
+        """Owned data first, the user last: a retry after a failure halfway finishes the job."""
+        await self.refresh_tokens.delete_for_user(user_id)
+        await self.users.delete(user_id)
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.command("ping")
+        except Exception:
+            logger.warning("database ping failed", exc_info=True)
+            return False
+        return True
+
+    async def close(self) -> None:
+        if not self.embedded:
+            await self.client.close()
+
+
+def open_database(settings: Settings, embedded_client: Any | None = None) -> Database:
+    """Connect lazily (PyMongo connects on first use).
+
+    `embedded_client` lets two app instances share one in-memory store."""
+    if settings.mongodb_url is not None:
+        client: Any = AsyncMongoClient(
+            settings.mongodb_url.get_secret_value(), tz_aware=True, appname="gql_chat"
+        )
+        return Database.over(client, settings.mongodb_db, embedded=False)
+    logger.warning(
+        "GQL_CHAT_MONGODB_URL is not set: using the embedded in-memory store; data is not kept "
+        "across restarts"
+    )
+    client = embedded_client if embedded_client is not None else AsyncMongoMockClient(tz_aware=True)
+    return Database.over(client, settings.mongodb_db, embedded=True)

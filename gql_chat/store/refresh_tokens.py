@@ -1,0 +1,95 @@
+"""The `refresh_tokens` collection: one record per issued refresh token, holding its hash only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gql_chat.store.clock import as_utc, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    jti: str
+    user_id: ObjectId
+    family_id: str
+    token_hash: str
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> RefreshTokenRecord:
+        return cls(
+            jti=doc["_id"],
+            user_id=doc["user_id"],
+            family_id=doc["family_id"],
+            token_hash=doc["token_hash"],
+            expires_at=as_utc(doc["expires_at"]),
+            used_at=as_utc(doc["used_at"]) if doc.get("used_at") else None,
+            revoked_at=as_utc(doc["revoked_at"]) if doc.get("revoked_at") else None,
+        )
+
+
+class RefreshTokenStore:
+    """Records outlive their use (to detect reuse) until the TTL monitor drops them at expiry."""
+
+    INDEXES = [
+        IndexModel([("family_id", ASCENDING)], name="family"),
+        IndexModel([("user_id", ASCENDING)], name="user"),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry_ttl"),
+    ]
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._tokens = collection
+
+    async def create_indexes(self) -> None:
+        await self._tokens.create_indexes(self.INDEXES)
+
+    async def insert(
+        self, *, jti: str, user_id: ObjectId, family_id: str, token_hash: str, expires_at: datetime
+    ) -> None:
+        await self._tokens.insert_one(
+            {
+                "_id": jti,
+                "user_id": user_id,
+                "family_id": family_id,
+                "token_hash": token_hash,
+                "created_at": utc_now(),
+                "expires_at": expires_at,
+                "used_at": None,
+                "revoked_at": None,
+            }
+        )
+
+    async def get(self, jti: str) -> RefreshTokenRecord | None:
+        doc = await self._tokens.find_one({"_id": jti})
+        return RefreshTokenRecord.from_document(doc) if doc else None
+
+    async def mark_used(self, jti: str, token_hash: str) -> bool:
+        """Retire a live token atomically; False when it was already used or revoked (a reuse)."""
+        result = await self._tokens.update_one(
+            {"_id": jti, "token_hash": token_hash, "used_at": None, "revoked_at": None},
+            {"$set": {"used_at": utc_now()}},
+        )
+        return result.modified_count == 1
+
+    async def revoke_family(self, user_id: ObjectId, family_id: str) -> None:
+        await self._tokens.update_many(
+            {"user_id": user_id, "family_id": family_id, "revoked_at": None},
+            {"$set": {"revoked_at": utc_now()}},
+        )
+
+    async def revoke_all(self, user_id: ObjectId, *, except_family: str | None = None) -> None:
+        query: dict[str, Any] = {"user_id": user_id, "revoked_at": None}
+        if except_family is not None:
+            query["family_id"] = {"$ne": except_family}
+        await self._tokens.update_many(query, {"$set": {"revoked_at": utc_now()}})
+
+    async def delete_for_user(self, user_id: ObjectId) -> None:
+        await self._tokens.delete_many({"user_id": user_id})

@@ -1,0 +1,93 @@
+"""The `users` collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from gql_chat.errors import Conflict
+from gql_chat.store.clock import as_utc, utc_now
+
+
+class Role(StrEnum):
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: ObjectId
+    email: str
+    display_name: str
+    role: Role
+    disabled: bool
+    password_hash: str
+    created_at: datetime
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> UserRecord:
+        return cls(
+            id=doc["_id"],
+            email=doc["email"],
+            display_name=doc["display_name"],
+            role=Role(doc.get("role", Role.USER)),
+            disabled=bool(doc.get("disabled", False)),
+            password_hash=doc["password_hash"],
+            created_at=as_utc(doc["created_at"]),
+        )
+
+
+class UserStore:
+    """Users keyed by ObjectId; the email is stored trimmed and lower-cased, unique."""
+
+    INDEXES = [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")]
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._users = collection
+
+    async def create_indexes(self) -> None:
+        await self._users.create_indexes(self.INDEXES)
+
+    async def create(
+        self, *, email: str, display_name: str, password_hash: str, role: Role = Role.USER
+    ) -> UserRecord:
+        doc: dict[str, Any] = {
+            "_id": ObjectId(),
+            "email": email,
+            "display_name": display_name,
+            "password_hash": password_hash,
+            "role": role.value,
+            "disabled": False,
+            "created_at": utc_now(),
+        }
+        try:
+            await self._users.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise Conflict("An account with this email already exists.", field="email") from exc
+        return UserRecord.from_document(doc)
+
+    async def get(self, user_id: ObjectId) -> UserRecord | None:
+        doc = await self._users.find_one({"_id": user_id})
+        return UserRecord.from_document(doc) if doc else None
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        doc = await self._users.find_one({"email": email})
+        return UserRecord.from_document(doc) if doc else None
+
+    async def update(self, user_id: ObjectId, **fields: Any) -> UserRecord | None:
+        """Set the given document fields; None when the user no longer exists."""
+        if fields:
+            result = await self._users.update_one({"_id": user_id}, {"$set": fields})
+            if result.matched_count == 0:
+                return None
+        return await self.get(user_id)
+
+    async def delete(self, user_id: ObjectId) -> None:
+        await self._users.delete_one({"_id": user_id})

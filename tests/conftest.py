@@ -1,0 +1,148 @@
+"""Fixtures: test settings, the app with its lifespan, an HTTP client, a live uvicorn server.
+
+Set GQL_CHAT_TEST_MONGODB_URL to run everything against a real MongoDB: each test then gets a
+throwaway database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from gql_chat.app import create_app
+from gql_chat.config import Settings
+from tests.support import GraphQLClient
+
+TEST_MONGODB_URL = os.environ.get("GQL_CHAT_TEST_MONGODB_URL")
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "jwt_secret": TEST_JWT_SECRET,
+        # Cheap argon2 keeps the suite fast; the production defaults are exercised in benchmarks.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 64,
+        "mongodb_url": TEST_MONGODB_URL,
+        "mongodb_db": f"gql_chat_test_{uuid.uuid4().hex[:12]}",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., Settings]:
+    return make_settings
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+async def _drop_database(settings: Settings) -> None:
+    if settings.mongodb_url is None:
+        return
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb_url.get_secret_value()
+    )
+    try:
+        await client.drop_database(settings.mongodb_db)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+    await _drop_database(settings)
+
+
+@pytest.fixture
+async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 running the app, in this test's event loop."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.port = free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ws_per_message_deflate=False,
+        )
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve())
+        for _ in range(500):
+            if self.server.started:
+                return
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        raise RuntimeError("uvicorn did not start")
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout=15)
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    server = LiveServer(create_app(settings))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        await _drop_database(settings)
+
+
+@pytest.fixture
+async def live_gql(live_server: LiveServer) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=live_server.http_url) as client:
+        yield GraphQLClient(client)

@@ -1,0 +1,123 @@
+"""Test helpers: a GraphQL client over HTTP and a graphql-transport-ws client over websockets."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+DEFAULT_PASSWORD = "correct horse battery"
+
+_emails = itertools.count(1)
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}{next(_emails)}@example.com"
+
+
+@dataclass
+class GraphQLResult:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def data(self) -> Any:
+        return self.body.get("data")
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.body.get("errors") or [])
+
+    @property
+    def error_codes(self) -> list[str | None]:
+        return [error.get("extensions", {}).get("code") for error in self.errors]
+
+    def ok(self) -> Any:
+        assert not self.errors, self.errors
+        return self.data
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def execute(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> GraphQLResult:
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=all_headers
+        )
+        return GraphQLResult(status=response.status_code, body=response.json())
+
+    async def register(
+        self,
+        email: str | None = None,
+        password: str = DEFAULT_PASSWORD,
+        display_name: str | None = None,
+    ) -> dict[str, Any]:
+        result = await self.execute(
+            """mutation($input: RegisterInput!) { register(input: $input) {
+                accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt
+                user { id email displayName role disabled createdAt } } }""",
+            {
+                "input": {
+                    "email": email or unique_email(),
+                    "password": password,
+                    "displayName": display_name,
+                }
+            },
+        )
+        payload: dict[str, Any] = result.ok()["register"]
+        return payload
+
+
+class TransportWsClient:
+    """The client side of graphql-transport-ws, enough to drive subscriptions in tests."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self._ids = itertools.count(1)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.connection.send(json.dumps(message))
+
+    async def receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await self.connection.recv())
+        return message
+
+    async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        await self.send({"type": "connection_init", "payload": payload or {}})
+        return await self.receive()
+
+    async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        operation_id = str(next(self._ids))
+        await self.send(
+            {
+                "id": operation_id,
+                "type": "subscribe",
+                "payload": {"query": query, "variables": variables or {}},
+            }
+        )
+        return operation_id
+
+
+@asynccontextmanager
+async def ws_client(base_ws_url: str, **kwargs: Any) -> AsyncIterator[TransportWsClient]:
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with connect(f"{base_ws_url}/graphql", subprotocols=protocols, **kwargs) as connection:
+        yield TransportWsClient(connection)

@@ -1,0 +1,40 @@
+"""Process endpoints and the app's lifespan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+
+async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+async def test_readyz_is_503_when_the_database_fails(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
+    async def failing_command(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("down")
+
+    app.state.services.database.db.command = failing_command
+    response = await http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "database unavailable"}
+
+
+async def test_graphql_get_serves_queries_and_graphiql(http: httpx.AsyncClient) -> None:
+    page = await http.get("/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+    response = await http.get("/graphql", params={"query": "{ __typename }"})
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_no_redirect_on_the_graphql_path(http: httpx.AsyncClient) -> None:
+    response = await http.post("/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 200
