@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, SignedIn, sign_up
 
 TEST_MONGODB_URL = os.environ.get("GQL_CHAT_TEST_MONGODB_URL")
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -146,3 +146,21 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
 async def live_gql(live_server: LiveServer) -> AsyncIterator[GraphQLClient]:
     async with httpx.AsyncClient(base_url=live_server.http_url) as client:
         yield GraphQLClient(client)
+
+
+@pytest.fixture
+async def alice(gql: GraphQLClient) -> SignedIn:
+    return await sign_up(gql)
+
+
+@pytest.fixture
+async def bob(gql: GraphQLClient) -> SignedIn:
+    return await sign_up(gql)
+
+
+@pytest.fixture
+async def admin(gql: GraphQLClient, app: Starlette) -> SignedIn:
+    """An admin made the way `gql-chat create-admin` makes one (promotion of an account)."""
+    user = await sign_up(gql)
+    await app.state.services.accounts.create_admin(user.email, "")
+    return user

@@ -121,3 +121,59 @@ async def ws_client(base_ws_url: str, **kwargs: Any) -> AsyncIterator[TransportW
     protocols = [Subprotocol("graphql-transport-ws")]
     async with connect(f"{base_ws_url}/graphql", subprotocols=protocols, **kwargs) as connection:
         yield TransportWsClient(connection)
+
+
+@dataclass
+class SignedIn:
+    """A registered user and a client bound to their access token."""
+
+    gql: GraphQLClient
+    token: str
+    refresh_token: str
+    user_id: str
+    email: str
+
+    async def execute(self, query: str, variables: dict[str, Any] | None = None) -> GraphQLResult:
+        return await self.gql.execute(query, variables, token=self.token)
+
+    async def ok(self, query: str, variables: dict[str, Any] | None = None) -> Any:
+        return (await self.execute(query, variables)).ok()
+
+
+async def sign_up(gql: GraphQLClient, email: str | None = None) -> SignedIn:
+    payload = await gql.register(email=email)
+    return SignedIn(
+        gql=gql,
+        token=payload["accessToken"],
+        refresh_token=payload["refreshToken"],
+        user_id=payload["user"]["id"],
+        email=payload["user"]["email"],
+    )
+
+
+CREATE_FOLDER = """mutation($input: CreateFolderInput!) {
+    createFolder(input: $input) { id name position parent { id } } }"""
+CREATE_CONVERSATION = """mutation($input: CreateConversationInput!) {
+    createConversation(input: $input) { id title folder { id } llmConfig { id } } }"""
+CREATE_PRESET = """mutation($input: CreateLlmConfigInput!) {
+    createLlmConfig(input: $input) { id name model isDefault } }"""
+
+
+async def create_folder(user: SignedIn, name: str, parent_id: str | None = None) -> str:
+    data = await user.ok(CREATE_FOLDER, {"input": {"name": name, "parentId": parent_id}})
+    folder_id: str = data["createFolder"]["id"]
+    return folder_id
+
+
+async def create_conversation(user: SignedIn, **fields: Any) -> str:
+    data = await user.ok(CREATE_CONVERSATION, {"input": fields})
+    conversation_id: str = data["createConversation"]["id"]
+    return conversation_id
+
+
+async def create_preset(user: SignedIn, name: str = "Preset", **fields: Any) -> str:
+    data = await user.ok(
+        CREATE_PRESET, {"input": {"name": name, "model": "openai/gpt-4o-mini", **fields}}
+    )
+    preset_id: str = data["createLlmConfig"]["id"]
+    return preset_id

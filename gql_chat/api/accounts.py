@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from bson import ObjectId
 
+from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.services.accounts import Session
 from gql_chat.store.users import Role as RoleValue
@@ -23,6 +25,13 @@ class UserType:
     disabled: bool
     created_at: datetime
 
+    user_id: strawberry.Private[ObjectId]
+
+    @strawberry.field(description="The preset used when a conversation names none.")
+    async def default_llm_config(self, info: strawberry.Info) -> LlmConfigType | None:
+        config = await (await info.context.loaders()).default_llm_config.load(self.user_id)
+        return LlmConfigType.from_record(config) if config else None
+
     @classmethod
     def from_record(cls, user: UserRecord) -> UserType:
         return cls(
@@ -32,6 +41,7 @@ class UserType:
             role=user.role,
             disabled=user.disabled,
             created_at=user.created_at,
+            user_id=user.id,
         )
 
 
@@ -77,6 +87,7 @@ class LoginInput:
 @strawberry.input
 class UpdateProfileInput:
     display_name: str | None = None
+    default_llm_config_id: strawberry.Maybe[strawberry.ID | None]
 
 
 @strawberry.type
@@ -125,10 +136,13 @@ class AccountMutation:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_profile(self, info: strawberry.Info, input: UpdateProfileInput) -> UserType:
-        user = await info.context.services.accounts.update_profile(
-            await info.context.require_user(), input.display_name
-        )
-        return UserType.from_record(user)
+        user = await info.context.require_user()
+        if input.default_llm_config_id is not None:
+            await info.context.services.presets.set_default(
+                user.id, input.default_llm_config_id.value
+            )
+        updated = await info.context.services.accounts.update_profile(user, input.display_name)
+        return UserType.from_record(updated)
 
     @strawberry.mutation(
         description="Revokes every other refresh token of the user.",

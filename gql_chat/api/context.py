@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson import ObjectId
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from gql_chat.api.loaders import Loaders
 from gql_chat.errors import Unauthenticated
 from gql_chat.services.container import Services
 from gql_chat.store.users import UserRecord
@@ -40,6 +42,7 @@ class Context:
     connection_params: dict[str, Any] | None = None
     _principal: Principal | None = field(default=None, repr=False)
     _resolved: bool = field(default=False, repr=False)
+    _loaders: Loaders | None = field(default=None, repr=False)
 
     @property
     def is_websocket(self) -> bool:
@@ -68,6 +71,19 @@ class Context:
 
     async def require_user(self) -> UserRecord:
         return (await self.require_principal()).user
+
+    async def owner_id(self) -> ObjectId:
+        return (await self.require_user()).id
+
+    async def loaders(self) -> Loaders:
+        """Per HTTP request; per call over a websocket, whose context lives as long as the
+        connection (a connection-wide cache would serve stale rows)."""
+        if self._loaders is not None:
+            return self._loaders
+        loaders = Loaders(self.services, await self.owner_id())
+        if not self.is_websocket:
+            self._loaders = loaders
+        return loaders
 
     async def _authenticate(self, token: str | None) -> Principal | None:
         if token is None:

@@ -7,16 +7,22 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.printer import print_schema
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
+from gql_chat.api.admin import AdminMutation, AdminQuery
+from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.errors import GqlChatSchema, MaskInternalErrors
+from gql_chat.api.folders import FolderMutation, FolderQuery
+from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 
 
 @strawberry.type
-class Query(AccountQuery):
+class Query(AccountQuery, FolderQuery, ConversationQuery, LlmConfigQuery, AdminQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutation):
+class Mutation(
+    AccountMutation, FolderMutation, ConversationMutation, LlmConfigMutation, AdminMutation
+):
     pass
 
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from gql_chat.config import Settings
 from gql_chat.services.accounts import AccountService
+from gql_chat.services.admin import AdminService
+from gql_chat.services.conversations import ConversationService
+from gql_chat.services.folders import FolderService
+from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
@@ -20,6 +24,10 @@ class Services:
     settings: Settings
     database: Database
     accounts: AccountService
+    folders: FolderService
+    conversations: ConversationService
+    presets: LlmConfigService
+    admin: AdminService
 
 
 def jwt_secret_for(settings: Settings) -> str:
@@ -35,8 +43,14 @@ def jwt_secret_for(settings: Settings) -> str:
 def build_services(settings: Settings, database: Database) -> Services:
     tokens = TokenService(settings, jwt_secret_for(settings))
     passwords = PasswordService(settings)
+    folders = FolderService(database)
+    presets = LlmConfigService(database)
     return Services(
         settings=settings,
         database=database,
         accounts=AccountService(database, passwords, tokens),
+        folders=folders,
+        conversations=ConversationService(database, folders, presets),
+        presets=presets,
+        admin=AdminService(database),
     )

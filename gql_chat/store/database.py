@@ -12,6 +12,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo_async_mock import AsyncMongoMockClient
 
 from gql_chat.config import Settings
+from gql_chat.store.conversations import ConversationStore
+from gql_chat.store.folders import FolderStore
+from gql_chat.store.llm_configs import LlmConfigStore
+from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
 from gql_chat.store.users import UserStore
 
@@ -27,6 +31,10 @@ class Database:
     embedded: bool
     users: UserStore
     refresh_tokens: RefreshTokenStore
+    folders: FolderStore
+    conversations: ConversationStore
+    llm_configs: LlmConfigStore
+    messages: MessageStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -37,16 +45,31 @@ class Database:
             embedded=embedded,
             users=UserStore(db["users"]),
             refresh_tokens=RefreshTokenStore(db["refresh_tokens"]),
+            folders=FolderStore(db["folders"]),
+            conversations=ConversationStore(db["conversations"]),
+            llm_configs=LlmConfigStore(db["llm_configs"]),
+            messages=MessageStore(db["messages"]),
         )
 
     async def create_indexes(self) -> None:
         """Idempotent: MongoDB ignores an index that already exists with the same spec."""
-        await self.users.create_indexes()
-        await self.refresh_tokens.create_indexes()
+        for store in (
+            self.users,
+            self.refresh_tokens,
+            self.folders,
+            self.conversations,
+            self.llm_configs,
+            self.messages,
+        ):
+            await store.create_indexes()
 
     async def delete_user_and_owned_data(self, user_id: ObjectId) -> None:
         """Owned data first, the user last: a retry after a failure halfway finishes the job."""
         await self.refresh_tokens.delete_for_user(user_id)
+        await self.messages.delete_for_owner(user_id)
+        await self.conversations.delete_for_owner(user_id)
+        await self.folders.delete_for_owner(user_id)
+        await self.llm_configs.delete_for_owner(user_id)
         await self.users.delete(user_id)
 
     async def ping(self) -> bool:

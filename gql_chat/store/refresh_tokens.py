@@ -11,6 +11,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.store.indexes import ensure_indexes
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class RefreshTokenStore:
         self._tokens = collection
 
     async def create_indexes(self) -> None:
-        await self._tokens.create_indexes(self.INDEXES)
+        await ensure_indexes(self._tokens, self.INDEXES)
 
     async def insert(
         self, *, jti: str, user_id: ObjectId, family_id: str, token_hash: str, expires_at: datetime

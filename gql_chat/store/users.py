@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -12,8 +13,11 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from gql_chat.errors import Conflict
+from gql_chat.errors import BadUserInput, Conflict
 from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.store.ids import parse_object_id
+from gql_chat.store.indexes import ensure_indexes
+from gql_chat.store.pagination import Page, decode_cursor, encode_cursor
 
 
 class Role(StrEnum):
@@ -53,7 +57,7 @@ class UserStore:
         self._users = collection
 
     async def create_indexes(self) -> None:
-        await self._users.create_indexes(self.INDEXES)
+        await ensure_indexes(self._users, self.INDEXES)
 
     async def create(
         self, *, email: str, display_name: str, password_hash: str, role: Role = Role.USER
@@ -88,6 +92,31 @@ class UserStore:
             if result.matched_count == 0:
                 return None
         return await self.get(user_id)
+
+    async def list_page(
+        self, first: int, after: str | None, search: str | None
+    ) -> Page[UserRecord]:
+        """Oldest first; ObjectIds grow with creation time, so `_id` is the keyset."""
+        query: dict[str, Any] = {}
+        if search:
+            query["email"] = {"$regex": re.escape(search.strip().lower()), "$options": "i"}
+        page_query = dict(query)
+        if after is not None:
+            last_id = parse_object_id(str(decode_cursor(after, "after").get("i")))
+            if last_id is None:
+                raise BadUserInput("after", "Invalid cursor.")
+            page_query["_id"] = {"$gt": last_id}
+        cursor = self._users.find(page_query).sort("_id", ASCENDING).limit(first + 1)
+        docs = [doc async for doc in cursor] if first > 0 else []
+        return Page(
+            items=[
+                (encode_cursor({"i": str(doc["_id"])}), UserRecord.from_document(doc))
+                for doc in docs[:first]
+            ],
+            has_next_page=len(docs) > first,
+            has_previous_page=after is not None,
+            total_count=await self._users.count_documents(query),
+        )
 
     async def delete(self, user_id: ObjectId) -> None:
         await self._users.delete_one({"_id": user_id})

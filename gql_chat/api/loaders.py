@@ -1,0 +1,45 @@
+"""DataLoaders: batch the per-row lookups of a list into one query each, scoped to one user."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from bson import ObjectId
+from strawberry.dataloader import DataLoader
+
+from gql_chat.services.container import Services
+from gql_chat.store.folders import FolderRecord
+from gql_chat.store.llm_configs import LlmConfigRecord
+
+
+class Loaders:
+    def __init__(self, services: Services, owner_id: ObjectId) -> None:
+        self._db = services.database
+        self._owner_id = owner_id
+        self.folder = DataLoader[ObjectId, FolderRecord | None](load_fn=self._load_folders)
+        self.children = DataLoader[ObjectId, list[FolderRecord]](load_fn=self._load_children)
+        self.llm_config = DataLoader[ObjectId, LlmConfigRecord | None](load_fn=self._load_presets)
+        self.default_llm_config = DataLoader[ObjectId, LlmConfigRecord | None](
+            load_fn=self._load_defaults
+        )
+
+    async def _load_folders(self, ids: Sequence[ObjectId]) -> list[FolderRecord | None]:
+        found = {f.id: f for f in await self._db.folders.get_many(self._owner_id, list(ids))}
+        return [found.get(i) for i in ids]
+
+    async def _load_children(self, ids: Sequence[ObjectId]) -> list[list[FolderRecord]]:
+        by_parent: dict[ObjectId | None, list[FolderRecord]] = defaultdict(list)
+        for folder in await self._db.folders.children_of(self._owner_id, list(ids)):
+            by_parent[folder.parent_id].append(folder)
+        return [by_parent[i] for i in ids]
+
+    async def _load_presets(self, ids: Sequence[ObjectId]) -> list[LlmConfigRecord | None]:
+        found = {c.id: c for c in await self._db.llm_configs.get_many(self._owner_id, list(ids))}
+        return [found.get(i) for i in ids]
+
+    async def _load_defaults(self, owner_ids: Sequence[ObjectId]) -> list[LlmConfigRecord | None]:
+        # Only the signed-in user's own default is ever asked for; other owners get None.
+        allowed = [o for o in owner_ids if o == self._owner_id]
+        found = {c.owner_id: c for c in await self._db.llm_configs.get_defaults(allowed)}
+        return [found.get(o) for o in owner_ids]

@@ -1,0 +1,130 @@
+"""Conversations: creation, filing into folders, presets, listing and search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from gql_chat.errors import NotFound
+from gql_chat.services.folders import FolderService
+from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.validation import check_text
+from gql_chat.store.conversations import ConversationFilter, ConversationRecord
+from gql_chat.store.database import Database
+from gql_chat.store.ids import parse_object_id
+from gql_chat.store.pagination import Page, page_size
+
+DEFAULT_TITLE = "New conversation"
+TITLE_LENGTH = (1, 200)
+CONVERSATION_NOT_FOUND = "Conversation not found."
+
+
+def check_title(title: str) -> str:
+    return check_text(title, "title", *TITLE_LENGTH, label="Title")
+
+
+class ConversationService:
+    def __init__(
+        self, database: Database, folders: FolderService, presets: LlmConfigService
+    ) -> None:
+        self._db = database
+        self._conversations = database.conversations
+        self._folders = folders
+        self._presets = presets
+
+    async def get(
+        self, owner_id: ObjectId, conversation_id: str | ObjectId | None
+    ) -> ConversationRecord:
+        oid = (
+            conversation_id
+            if isinstance(conversation_id, ObjectId)
+            else parse_object_id(conversation_id)
+        )
+        conversation = await self._conversations.get(owner_id, oid) if oid else None
+        if conversation is None:
+            raise NotFound(CONVERSATION_NOT_FOUND)
+        return conversation
+
+    async def create(
+        self,
+        owner_id: ObjectId,
+        *,
+        title: str | None = None,
+        folder_id: str | None = None,
+        llm_config_id: str | None = None,
+        title_source: str | None = None,
+    ) -> ConversationRecord:
+        clean_title = check_title(title) if title is not None else DEFAULT_TITLE
+        folder = await self._folders.get(owner_id, folder_id) if folder_id is not None else None
+        preset = (
+            await self._presets.get(owner_id, llm_config_id) if llm_config_id is not None else None
+        )
+        return await self._conversations.insert(
+            owner_id,
+            title=clean_title,
+            title_source=title_source or ("user" if title is not None else "default"),
+            folder_id=folder.id if folder else None,
+            llm_config_id=preset.id if preset else None,
+        )
+
+    async def update(
+        self, owner_id: ObjectId, conversation_id: str, changes: dict[str, Any]
+    ) -> ConversationRecord:
+        """`changes` holds only the fields the client sent (GraphQL names); None is explicit."""
+        conversation = await self.get(owner_id, conversation_id)
+        fields: dict[str, Any] = {}
+        if changes.get("title") is not None:
+            fields["title"] = check_title(changes["title"])
+            fields["title_source"] = "user"
+        if "folderId" in changes:
+            folder_id = changes["folderId"]
+            fields["folder_id"] = (
+                (await self._folders.get(owner_id, folder_id)).id if folder_id is not None else None
+            )
+        if "llmConfigId" in changes:
+            config_id = changes["llmConfigId"]
+            fields["llm_config_id"] = (
+                (await self._presets.get(owner_id, config_id)).id if config_id is not None else None
+            )
+        for flag in ("pinned", "archived"):
+            if changes.get(flag) is not None:
+                fields[flag] = bool(changes[flag])
+        if not fields:
+            return conversation
+        updated = await self._conversations.update(owner_id, conversation.id, fields)
+        if updated is None:
+            raise NotFound(CONVERSATION_NOT_FOUND)
+        return updated
+
+    async def delete(self, owner_id: ObjectId, conversation_id: str) -> None:
+        """Messages first: a failure halfway leaves the conversation, and a retry finishes."""
+        conversation = await self.get(owner_id, conversation_id)
+        await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
+        await self._conversations.delete_many(owner_id, [conversation.id])
+
+    async def list_page(
+        self,
+        owner_id: ObjectId,
+        *,
+        first: int | None,
+        after: str | None,
+        folder_id: str | ObjectId | None = None,
+        pinned: bool | None = None,
+        archived: bool | None = False,
+        search: str | None = None,
+    ) -> Page[ConversationRecord]:
+        size = page_size(first)
+        folder = await self._folders.get(owner_id, folder_id) if folder_id is not None else None
+        text = search.strip() if search else None
+        matching: tuple[ObjectId, ...] = ()
+        if text:
+            matching = tuple(await self._db.messages.conversations_matching(owner_id, text))
+        where = ConversationFilter(
+            folder_id=folder.id if folder else None,
+            pinned=pinned,
+            archived=archived,
+            search=text or None,
+            matching_ids=matching,
+        )
+        return await self._conversations.list_page(owner_id, where, size, after)

@@ -1,0 +1,209 @@
+"""The `conversations` collection, listed newest activity first with keyset pagination."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gql_chat.errors import BadUserInput
+from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.store.indexes import ensure_indexes
+from gql_chat.store.pagination import Page, decode_cursor, encode_cursor
+
+ACTIVITY_ORDER = [("activity_at", DESCENDING), ("_id", DESCENDING)]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    id: ObjectId
+    owner_id: ObjectId
+    title: str
+    title_source: str
+    folder_id: ObjectId | None
+    llm_config_id: ObjectId | None
+    pinned: bool
+    archived: bool
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+    active_leaf_id: ObjectId | None
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> ConversationRecord:
+        last = doc.get("last_message_at")
+        return cls(
+            id=doc["_id"],
+            owner_id=doc["owner_id"],
+            title=doc["title"],
+            title_source=doc.get("title_source", "default"),
+            folder_id=doc.get("folder_id"),
+            llm_config_id=doc.get("llm_config_id"),
+            pinned=bool(doc.get("pinned", False)),
+            archived=bool(doc.get("archived", False)),
+            created_at=as_utc(doc["created_at"]),
+            updated_at=as_utc(doc["updated_at"]),
+            last_message_at=as_utc(last) if last else None,
+            active_leaf_id=doc.get("active_leaf_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFilter:
+    folder_id: ObjectId | None = None
+    pinned: bool | None = None
+    archived: bool | None = False
+    search: str | None = None
+    # Conversations whose messages match `search` (found in the messages collection).
+    matching_ids: tuple[ObjectId, ...] = ()
+
+
+class ConversationStore:
+    INDEXES = [
+        IndexModel(
+            [("owner_id", ASCENDING), ("archived", ASCENDING), *ACTIVITY_ORDER],
+            name="owner_archived_activity",
+        ),
+        IndexModel(
+            [("owner_id", ASCENDING), ("folder_id", ASCENDING), *ACTIVITY_ORDER],
+            name="owner_folder_activity",
+        ),
+        IndexModel([("owner_id", ASCENDING), ("llm_config_id", ASCENDING)], name="owner_preset"),
+    ]
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._conversations = collection
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._conversations, self.INDEXES)
+
+    async def insert(
+        self,
+        owner_id: ObjectId,
+        *,
+        title: str,
+        title_source: str,
+        folder_id: ObjectId | None,
+        llm_config_id: ObjectId | None,
+    ) -> ConversationRecord:
+        now = utc_now()
+        doc: dict[str, Any] = {
+            "_id": ObjectId(),
+            "owner_id": owner_id,
+            "title": title,
+            "title_source": title_source,
+            "folder_id": folder_id,
+            "llm_config_id": llm_config_id,
+            "pinned": False,
+            "archived": False,
+            "created_at": now,
+            "updated_at": now,
+            "last_message_at": None,
+            "activity_at": now,
+            "active_leaf_id": None,
+        }
+        await self._conversations.insert_one(doc)
+        return ConversationRecord.from_document(doc)
+
+    async def get(self, owner_id: ObjectId, conversation_id: ObjectId) -> ConversationRecord | None:
+        doc = await self._conversations.find_one({"_id": conversation_id, "owner_id": owner_id})
+        return ConversationRecord.from_document(doc) if doc else None
+
+    async def update(
+        self, owner_id: ObjectId, conversation_id: ObjectId, fields: dict[str, Any]
+    ) -> ConversationRecord | None:
+        doc = await self._conversations.find_one_and_update(
+            {"_id": conversation_id, "owner_id": owner_id},
+            {"$set": {**fields, "updated_at": utc_now()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return ConversationRecord.from_document(doc) if doc else None
+
+    async def list_page(
+        self, owner_id: ObjectId, where: ConversationFilter, first: int, after: str | None
+    ) -> Page[ConversationRecord]:
+        query = self._filter_query(owner_id, where)
+        page_query = dict(query)
+        if after is not None:
+            key = decode_cursor(after, "after")
+            try:
+                activity = datetime.fromisoformat(key["a"])
+                last_id = ObjectId(key["i"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadUserInput("after", "Invalid cursor.") from exc
+            page_query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"activity_at": {"$lt": activity}},
+                            {"activity_at": activity, "_id": {"$lt": last_id}},
+                        ]
+                    },
+                ]
+            }
+        cursor = self._conversations.find(page_query).sort(ACTIVITY_ORDER).limit(first + 1)
+        docs = [doc async for doc in cursor] if first > 0 else []
+        total = await self._conversations.count_documents(query)
+        items = [
+            (
+                encode_cursor({"a": as_utc(doc["activity_at"]).isoformat(), "i": str(doc["_id"])}),
+                ConversationRecord.from_document(doc),
+            )
+            for doc in docs[:first]
+        ]
+        return Page(
+            items=items,
+            has_next_page=len(docs) > first,
+            has_previous_page=after is not None,
+            total_count=total,
+        )
+
+    def _filter_query(self, owner_id: ObjectId, where: ConversationFilter) -> dict[str, Any]:
+        query: dict[str, Any] = {"owner_id": owner_id}
+        if where.folder_id is not None:
+            query["folder_id"] = where.folder_id
+        if where.pinned is not None:
+            query["pinned"] = where.pinned
+        if where.archived is not None:
+            query["archived"] = where.archived
+        if where.search:
+            # User input is matched literally: escaped, never run as a regex.
+            query["$or"] = [
+                {"title": {"$regex": re.escape(where.search), "$options": "i"}},
+                {"_id": {"$in": list(where.matching_ids)}},
+            ]
+        return query
+
+    async def move_out_of_folders(
+        self, owner_id: ObjectId, folder_ids: list[ObjectId], new_folder: ObjectId | None
+    ) -> None:
+        await self._conversations.update_many(
+            {"owner_id": owner_id, "folder_id": {"$in": folder_ids}},
+            {"$set": {"folder_id": new_folder, "updated_at": utc_now()}},
+        )
+
+    async def ids_in_folders(
+        self, owner_id: ObjectId, folder_ids: list[ObjectId]
+    ) -> list[ObjectId]:
+        cursor = self._conversations.find(
+            {"owner_id": owner_id, "folder_id": {"$in": folder_ids}}, {"_id": 1}
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def clear_preset(self, owner_id: ObjectId, config_id: ObjectId) -> None:
+        await self._conversations.update_many(
+            {"owner_id": owner_id, "llm_config_id": config_id},
+            {"$set": {"llm_config_id": None, "updated_at": utc_now()}},
+        )
+
+    async def delete_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> None:
+        await self._conversations.delete_many({"_id": {"$in": ids}, "owner_id": owner_id})
+
+    async def delete_for_owner(self, owner_id: ObjectId) -> None:
+        await self._conversations.delete_many({"owner_id": owner_id})

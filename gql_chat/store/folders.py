@@ -1,0 +1,126 @@
+"""The `folders` collection: a per-user tree through `parent_id`, siblings ordered by `position`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.store.indexes import ensure_indexes
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRecord:
+    id: ObjectId
+    owner_id: ObjectId
+    name: str
+    parent_id: ObjectId | None
+    position: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> FolderRecord:
+        return cls(
+            id=doc["_id"],
+            owner_id=doc["owner_id"],
+            name=doc["name"],
+            parent_id=doc.get("parent_id"),
+            position=int(doc.get("position", 0)),
+            created_at=as_utc(doc["created_at"]),
+            updated_at=as_utc(doc["updated_at"]),
+        )
+
+
+SIBLING_ORDER = [("position", ASCENDING), ("_id", ASCENDING)]
+
+
+class FolderStore:
+    INDEXES = [
+        IndexModel(
+            [("owner_id", ASCENDING), ("parent_id", ASCENDING), ("position", ASCENDING)],
+            name="owner_parent_position",
+        )
+    ]
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._folders = collection
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._folders, self.INDEXES)
+
+    async def insert(
+        self, owner_id: ObjectId, name: str, parent_id: ObjectId | None, position: int
+    ) -> FolderRecord:
+        now = utc_now()
+        doc: dict[str, Any] = {
+            "_id": ObjectId(),
+            "owner_id": owner_id,
+            "name": name,
+            "parent_id": parent_id,
+            "position": position,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await self._folders.insert_one(doc)
+        return FolderRecord.from_document(doc)
+
+    async def get(self, owner_id: ObjectId, folder_id: ObjectId) -> FolderRecord | None:
+        doc = await self._folders.find_one({"_id": folder_id, "owner_id": owner_id})
+        return FolderRecord.from_document(doc) if doc else None
+
+    async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[FolderRecord]:
+        cursor = self._folders.find({"_id": {"$in": ids}, "owner_id": owner_id})
+        return [FolderRecord.from_document(doc) async for doc in cursor]
+
+    async def list_all(self, owner_id: ObjectId) -> list[FolderRecord]:
+        cursor = self._folders.find({"owner_id": owner_id}).sort(
+            [("parent_id", ASCENDING), *SIBLING_ORDER]
+        )
+        return [FolderRecord.from_document(doc) async for doc in cursor]
+
+    async def children_of(
+        self, owner_id: ObjectId, parent_ids: list[ObjectId | None]
+    ) -> list[FolderRecord]:
+        cursor = self._folders.find({"owner_id": owner_id, "parent_id": {"$in": parent_ids}}).sort(
+            SIBLING_ORDER
+        )
+        return [FolderRecord.from_document(doc) async for doc in cursor]
+
+    async def count_children(self, owner_id: ObjectId, parent_id: ObjectId | None) -> int:
+        return await self._folders.count_documents({"owner_id": owner_id, "parent_id": parent_id})
+
+    async def update(self, owner_id: ObjectId, folder_id: ObjectId, **fields: Any) -> None:
+        await self._folders.update_one(
+            {"_id": folder_id, "owner_id": owner_id},
+            {"$set": {**fields, "updated_at": utc_now()}},
+        )
+
+    async def set_positions(self, owner_id: ObjectId, ordered_ids: list[ObjectId]) -> None:
+        """Number the given siblings 0..n-1 in the given order."""
+        if ordered_ids:
+            await self._folders.bulk_write(
+                [
+                    UpdateOne({"_id": folder_id, "owner_id": owner_id}, {"$set": {"position": i}})
+                    for i, folder_id in enumerate(ordered_ids)
+                ]
+            )
+
+    async def reparent_children(
+        self, owner_id: ObjectId, old_parent: ObjectId, new_parent: ObjectId | None
+    ) -> None:
+        await self._folders.update_many(
+            {"owner_id": owner_id, "parent_id": old_parent},
+            {"$set": {"parent_id": new_parent, "updated_at": utc_now()}},
+        )
+
+    async def delete_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> None:
+        await self._folders.delete_many({"_id": {"$in": ids}, "owner_id": owner_id})
+
+    async def delete_for_owner(self, owner_id: ObjectId) -> None:
+        await self._folders.delete_many({"owner_id": owner_id})
