@@ -17,6 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from gql_chat.api.schema import build_schema
 from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
+from gql_chat.llm.openrouter import build_http_client
 from gql_chat.services.container import build_services
 from gql_chat.store.database import open_database
 
@@ -45,12 +46,23 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Created here, not at import: the Mongo client binds to the loop that runs the app.
         database = open_database(settings, embedded_client)
+        http_client = build_http_client(settings)
         try:
             await database.create_indexes()
-            app.state.services = build_services(settings, database)
+            interrupted = await database.messages.interrupt_unfinished()
+            if interrupted:
+                logger.warning(
+                    "marked %d unfinished replies of a previous run INTERRUPTED", interrupted
+                )
+            services = build_services(settings, database, http_client)
+            app.state.services = services
             logger.info("gql_chat ready", extra={"embedded_store": database.embedded})
-            yield
+            try:
+                yield
+            finally:
+                await services.runner.shutdown(settings.shutdown_grace)
         finally:
+            await http_client.aclose()
             await database.close()
 
     graphql = GraphQLView(build_schema(), settings)

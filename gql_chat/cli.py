@@ -63,14 +63,18 @@ def create_admin(args: argparse.Namespace) -> int:
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> int:
-    from gql_chat.services.container import build_services
+    from gql_chat.services.accounts import AccountService
+    from gql_chat.services.passwords import PasswordService
+    from gql_chat.services.tokens import TokenService
     from gql_chat.store.database import open_database
 
     database = open_database(settings)
     try:
         await database.create_indexes()
-        services = build_services(settings, database)
-        user, created = await services.accounts.create_admin(email, password)
+        accounts = AccountService(
+            database, PasswordService(settings), TokenService(settings, "unused: no tokens issued")
+        )
+        user, created = await accounts.create_admin(email, password)
     except DomainError as exc:
         print(f"gql-chat: {exc.message}", file=sys.stderr)
         return 1

@@ -57,6 +57,24 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("GQL_CHAT_OPENROUTER_API_KEY", "OPENROUTER_API_KEY"),
     )
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    app_url: str = "https://github.com/gql-chat/gql_chat"
+    app_name: str = "gql_chat"
+    upstream_connect_timeout: float = Field(default=10.0, gt=0)
+    upstream_first_byte_timeout: float = Field(default=60.0, gt=0)
+    upstream_chunk_timeout: float = Field(default=60.0, gt=0)
+    upstream_max_retries: int = Field(default=2, ge=0, le=5)
+    upstream_retry_backoff: float = Field(default=0.5, ge=0)
+    upstream_retry_after_cap: float = Field(default=10.0, ge=0)
+    models_cache_ttl: float = Field(default=600.0, ge=0)
+    offline_token_delay: float = Field(default=0.02, ge=0)
+
+    default_model: str = Field(default="openai/gpt-4o-mini", min_length=1)
+    max_message_chars: int = Field(default=100_000, ge=1)
+    max_concurrent_generations: int = Field(default=3, ge=1)
+    prompt_token_budget: int = Field(default=16_000, ge=256)
+    stream_flush_interval: float = Field(default=0.2, gt=0)
+    stream_flush_bytes: int = Field(default=2048, ge=1)
+    shutdown_grace: float = Field(default=10.0, ge=0)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     enable_legacy_graphql_ws: bool = False
@@ -108,6 +126,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def uses_offline_model(self) -> bool:
+        return self.openrouter_api_key is None
 
 
 def describe_settings_error(error: ValidationError) -> str:

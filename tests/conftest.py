@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
+from tests.fakes.openrouter import FakeOpenRouter
 from tests.support import GraphQLClient, SignedIn, sign_up
 
 TEST_MONGODB_URL = os.environ.get("GQL_CHAT_TEST_MONGODB_URL")
@@ -164,3 +165,29 @@ async def admin(gql: GraphQLClient, app: Starlette) -> SignedIn:
     user = await sign_up(gql)
     await app.state.services.accounts.create_admin(user.email, "")
     return user
+
+
+@pytest.fixture
+async def fake_openrouter() -> AsyncIterator[FakeOpenRouter]:
+    fake = FakeOpenRouter()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def openrouter_settings(fake: FakeOpenRouter, **overrides: Any) -> Settings:
+    """Settings that talk to the fake OpenRouter, with fast retries and short timeouts."""
+    values: dict[str, Any] = {
+        "openrouter_api_key": "sk-or-test-key-never-echoed",
+        "openrouter_base_url": fake.base_url,
+        "upstream_retry_backoff": 0.01,
+        "upstream_retry_after_cap": 0.2,
+        "upstream_first_byte_timeout": 2.0,
+        "upstream_chunk_timeout": 2.0,
+        "stream_flush_interval": 0.05,
+        "shutdown_grace": 0.5,
+    }
+    values.update(overrides)
+    return make_settings(**values)

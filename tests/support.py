@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -177,3 +178,57 @@ async def create_preset(user: SignedIn, name: str = "Preset", **fields: Any) -> 
     )
     preset_id: str = data["createLlmConfig"]["id"]
     return preset_id
+
+
+SEND = """mutation($input: SendMessageInput!) { sendMessage(input: $input) {
+    conversation { id title messageCount }
+    userMessage { id role content status parentId }
+    assistantMessage { id role content status model parentId } } }"""
+STREAM = """subscription($id: ID!, $after: Int) { messageStream(messageId: $id, afterSeq: $after) {
+    messageId seq delta status done
+    message { id content status model usage { promptTokens completionTokens totalTokens cost }
+              error { code message } } } }"""
+
+
+async def send_message(
+    user: SignedIn, content: str = "Hello there", **fields: Any
+) -> dict[str, Any]:
+    data = await user.ok(SEND, {"input": {"content": content, **fields}})
+    payload: dict[str, Any] = data["sendMessage"]
+    return payload
+
+
+async def follow_reply(
+    ws_url: str, token: str, message_id: str, after_seq: int = 0, stop_after: int | None = None
+) -> list[dict[str, Any]]:
+    """Subscribe to `messageStream` and collect events until `done`, or disconnect after
+    `stop_after` events (like a client whose network dropped)."""
+    events: list[dict[str, Any]] = []
+    async with ws_client(ws_url) as ws:
+        ack = await ws.init({"Authorization": f"Bearer {token}"})
+        assert ack["type"] == "connection_ack", ack
+        operation = await ws.subscribe(STREAM, {"id": message_id, "after": after_seq})
+        while True:
+            message = await asyncio.wait_for(ws.receive(), timeout=20)
+            assert message.get("id") == operation, message
+            if message["type"] == "complete":
+                return events
+            assert message["type"] == "next", message
+            assert "errors" not in message["payload"], message["payload"]
+            event = message["payload"]["data"]["messageStream"]
+            events.append(event)
+            if event["done"] or (stop_after is not None and len(events) >= stop_after):
+                return events
+
+
+async def subscription_errors(
+    ws_url: str, token: str, query: str, variables: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The errors a subscription answers with (over `next` or `error` messages)."""
+    async with ws_client(ws_url) as ws:
+        await ws.init({"Authorization": f"Bearer {token}"})
+        await ws.subscribe(query, variables)
+        message = await asyncio.wait_for(ws.receive(), timeout=10)
+        if message["type"] == "error":
+            return list(message["payload"])
+        return list(message["payload"].get("errors") or [])

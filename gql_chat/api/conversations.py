@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from bson import ObjectId
 
 from gql_chat.api.folders import FolderType
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.services.threads import path_to
 from gql_chat.store.conversations import ConversationRecord
 from gql_chat.store.pagination import Page
+
+if TYPE_CHECKING:
+    from gql_chat.api.messages import MessageConnection, Usage
+
+MessageConnectionRef = Annotated["MessageConnection", strawberry.lazy("gql_chat.api.messages")]
+UsageRef = Annotated["Usage", strawberry.lazy("gql_chat.api.messages")]
 
 
 @strawberry.type(name="Conversation")
@@ -38,6 +46,45 @@ class ConversationType:
             last_message_at=conversation.last_message_at,
             record=conversation,
         )
+
+    @strawberry.field(description="Messages on the active branch.")
+    async def message_count(self, info: strawberry.Info) -> int:
+        return len(await self._active_path(info))
+
+    @strawberry.field(description="Sum over every assistant message of the conversation.")
+    async def usage(self, info: strawberry.Info) -> UsageRef:
+        from gql_chat.api.messages import Usage
+
+        return Usage.of(await (await info.context.loaders()).usage.load(self.record.id))
+
+    @strawberry.field(
+        description=(
+            "The active branch, oldest first; `last`/`before` pages backwards from the newest."
+        )
+    )
+    async def messages(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> MessageConnectionRef:
+        from gql_chat.api.messages import MessageConnection
+
+        page = await info.context.services.chat.message_page(
+            await info.context.owner_id(),
+            await self._active_path(info),
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
+        return MessageConnection.of(page)
+
+    async def _active_path(self, info: strawberry.Info) -> list[ObjectId]:
+        nodes = await (await info.context.loaders()).message_nodes.load(self.record.id)
+        return path_to(nodes, self.record.active_leaf_id)
 
     @strawberry.field
     async def folder(self, info: strawberry.Info) -> FolderType | None:

@@ -11,6 +11,7 @@ from strawberry.dataloader import DataLoader
 from gql_chat.services.container import Services
 from gql_chat.store.folders import FolderRecord
 from gql_chat.store.llm_configs import LlmConfigRecord
+from gql_chat.store.messages import MessageNode, UsageRecord
 
 
 class Loaders:
@@ -23,6 +24,8 @@ class Loaders:
         self.default_llm_config = DataLoader[ObjectId, LlmConfigRecord | None](
             load_fn=self._load_defaults
         )
+        self.message_nodes = DataLoader[ObjectId, list[MessageNode]](load_fn=self._load_nodes)
+        self.usage = DataLoader[ObjectId, UsageRecord](load_fn=self._load_usage)
 
     async def _load_folders(self, ids: Sequence[ObjectId]) -> list[FolderRecord | None]:
         found = {f.id: f for f in await self._db.folders.get_many(self._owner_id, list(ids))}
@@ -37,6 +40,16 @@ class Loaders:
     async def _load_presets(self, ids: Sequence[ObjectId]) -> list[LlmConfigRecord | None]:
         found = {c.id: c for c in await self._db.llm_configs.get_many(self._owner_id, list(ids))}
         return [found.get(i) for i in ids]
+
+    async def _load_nodes(self, conversation_ids: Sequence[ObjectId]) -> list[list[MessageNode]]:
+        by_conversation: dict[ObjectId, list[MessageNode]] = defaultdict(list)
+        for node in await self._db.messages.nodes(self._owner_id, list(conversation_ids)):
+            by_conversation[node.conversation_id].append(node)
+        return [by_conversation[c] for c in conversation_ids]
+
+    async def _load_usage(self, conversation_ids: Sequence[ObjectId]) -> list[UsageRecord]:
+        totals = await self._db.messages.usage_totals(self._owner_id, list(conversation_ids))
+        return [totals.get(c, UsageRecord()) for c in conversation_ids]
 
     async def _load_defaults(self, owner_ids: Sequence[ObjectId]) -> list[LlmConfigRecord | None]:
         # Only the signed-in user's own default is ever asked for; other owners get None.

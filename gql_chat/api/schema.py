@@ -12,17 +12,28 @@ from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.errors import GqlChatSchema, MaskInternalErrors
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
+from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
 
 
 @strawberry.type
-class Query(AccountQuery, FolderQuery, ConversationQuery, LlmConfigQuery, AdminQuery):
+class Query(AccountQuery, FolderQuery, ConversationQuery, LlmConfigQuery, MessageQuery, AdminQuery):
     pass
 
 
 @strawberry.type
 class Mutation(
-    AccountMutation, FolderMutation, ConversationMutation, LlmConfigMutation, AdminMutation
+    AccountMutation,
+    FolderMutation,
+    ConversationMutation,
+    LlmConfigMutation,
+    MessageMutation,
+    AdminMutation,
 ):
+    pass
+
+
+@strawberry.type
+class Subscription(MessageSubscription):
     pass
 
 
@@ -30,6 +41,7 @@ def build_schema() -> strawberry.Schema:
     return GqlChatSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             MaskInternalErrors,
             lambda: ParserCache(maxsize=512),

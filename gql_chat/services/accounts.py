@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -17,6 +18,7 @@ from gql_chat.store.users import Role, UserRecord
 
 logger = logging.getLogger(__name__)
 
+UserHook = Callable[[ObjectId], Awaitable[None]]
 LOGIN_FAILED = "Invalid email or password."
 SESSION_ENDED = "The session has ended; sign in again."
 
@@ -33,9 +35,14 @@ class Session:
 
 class AccountService:
     def __init__(
-        self, database: Database, passwords: PasswordService, tokens: TokenService
+        self,
+        database: Database,
+        passwords: PasswordService,
+        tokens: TokenService,
+        on_user_removed: UserHook | None = None,
     ) -> None:
         self._db = database
+        self._on_user_removed = on_user_removed
         self._users = database.users
         self._refresh_tokens = database.refresh_tokens
         self._passwords = passwords
@@ -126,6 +133,10 @@ class AccountService:
     async def delete_account(self, user: UserRecord, password: str) -> None:
         if not await self._passwords.verify(user.password_hash, password):
             raise BadUserInput("password", "The password is wrong.")
+        if self._on_user_removed is not None:
+            await self._on_user_removed(user.id)
+        if self._on_user_removed is not None:
+            await self._on_user_removed(user.id)
         await self._db.delete_user_and_owned_data(user.id)
         logger.info("account deleted", extra={"user_id": str(user.id)})
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from bson import ObjectId
+
 from gql_chat.errors import BadUserInput, Forbidden, NotFound
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
@@ -15,8 +19,11 @@ def require_admin(user: UserRecord) -> None:
 
 
 class AdminService:
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self, database: Database, on_user_disabled: Callable[[ObjectId], Awaitable[None]]
+    ) -> None:
         self._db = database
+        self._on_user_disabled = on_user_disabled
 
     async def list_users(
         self, admin: UserRecord, first: int | None, after: str | None, search: str | None
@@ -35,4 +42,5 @@ class AdminService:
             raise NotFound("User not found.")
         if disabled:
             await self._db.refresh_tokens.revoke_all(target.id)
+            await self._on_user_disabled(target.id)
         return target

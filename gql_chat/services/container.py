@@ -6,15 +6,24 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+import httpx
+
 from gql_chat.config import Settings
+from gql_chat.llm.offline import OfflineProvider
+from gql_chat.llm.openrouter import OpenRouterProvider
+from gql_chat.llm.types import ChatProvider
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
+from gql_chat.services.chat import ChatService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
+from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
+from gql_chat.store.messages import MessageRecord
+from gql_chat.streams.replies import ReplyRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +37,8 @@ class Services:
     conversations: ConversationService
     presets: LlmConfigService
     admin: AdminService
+    chat: ChatService
+    runner: GenerationRunner
 
 
 def jwt_secret_for(settings: Settings) -> str:
@@ -40,17 +51,38 @@ def jwt_secret_for(settings: Settings) -> str:
     return secrets.token_urlsafe(48)
 
 
-def build_services(settings: Settings, database: Database) -> Services:
-    tokens = TokenService(settings, jwt_secret_for(settings))
-    passwords = PasswordService(settings)
+def build_provider(settings: Settings, http_client: httpx.AsyncClient) -> ChatProvider:
+    if settings.uses_offline_model:
+        logger.warning(
+            "no OpenRouter API key (GQL_CHAT_OPENROUTER_API_KEY or OPENROUTER_API_KEY): replies "
+            "come from the built-in offline model 'offline/echo'"
+        )
+        return OfflineProvider(settings.offline_token_delay)
+    return OpenRouterProvider(settings, http_client)
+
+
+def build_services(
+    settings: Settings, database: Database, http_client: httpx.AsyncClient
+) -> Services:
+    provider = build_provider(settings, http_client)
+    registry: ReplyRegistry[MessageRecord] = ReplyRegistry()
+    runner = GenerationRunner(settings, database.messages, provider, registry)
     folders = FolderService(database)
     presets = LlmConfigService(database)
+    conversations = ConversationService(database, folders, presets)
     return Services(
         settings=settings,
         database=database,
-        accounts=AccountService(database, passwords, tokens),
+        accounts=AccountService(
+            database,
+            PasswordService(settings),
+            TokenService(settings, jwt_secret_for(settings)),
+            on_user_removed=runner.stop_owner,
+        ),
         folders=folders,
-        conversations=ConversationService(database, folders, presets),
+        conversations=conversations,
         presets=presets,
-        admin=AdminService(database),
+        admin=AdminService(database, on_user_disabled=runner.stop_owner),
+        chat=ChatService(settings, database, conversations, presets, provider, runner, registry),
+        runner=runner,
     )

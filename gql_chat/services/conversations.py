@@ -97,7 +97,7 @@ class ConversationService:
             raise NotFound(CONVERSATION_NOT_FOUND)
         return updated
 
-    async def delete(self, owner_id: ObjectId, conversation_id: str) -> None:
+    async def delete(self, owner_id: ObjectId, conversation_id: str | ObjectId) -> None:
         """Messages first: a failure halfway leaves the conversation, and a retry finishes."""
         conversation = await self.get(owner_id, conversation_id)
         await self._db.messages.delete_for_conversations(owner_id, [conversation.id])

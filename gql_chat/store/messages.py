@@ -1,15 +1,135 @@
-"""The `messages` collection: a tree per conversation through `parent_id`."""
+"""The `messages` collection: a tree per conversation through `parent_id`.
+
+An assistant reply is saved while it streams: `content` holds the text so far and `seq_ends[i]`
+is where delta `i + 1` ends in it, so any suffix after a given `seq` can be replayed exactly."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
+from gql_chat.store.clock import as_utc, utc_now
 from gql_chat.store.indexes import ensure_indexes
+
+
+class MessageRole(StrEnum):
+    USER = "USER"
+    ASSISTANT = "ASSISTANT"
+    SYSTEM = "SYSTEM"
+
+
+class MessageStatus(StrEnum):
+    PENDING = "PENDING"
+    STREAMING = "STREAMING"
+    COMPLETE = "COMPLETE"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+    INTERRUPTED = "INTERRUPTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (MessageStatus.PENDING, MessageStatus.STREAMING)
+
+
+UNFINISHED = [MessageStatus.PENDING.value, MessageStatus.STREAMING.value]
+# Lists never need the replay offsets.
+LIST_PROJECTION = {"seq_ends": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": self.cost,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any] | None) -> UsageRecord | None:
+        if not doc:
+            return None
+        cost = doc.get("cost")
+        return cls(
+            prompt_tokens=int(doc.get("prompt_tokens") or 0),
+            completion_tokens=int(doc.get("completion_tokens") or 0),
+            cost=float(cost) if cost is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: ObjectId
+    owner_id: ObjectId
+    conversation_id: ObjectId
+    role: MessageRole
+    content: str
+    status: MessageStatus
+    model: str | None
+    parent_id: ObjectId | None
+    seq: int
+    seq_ends: tuple[int, ...]
+    usage: UsageRecord | None
+    error_code: str | None
+    error_message: str | None
+    client_message_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> MessageRecord:
+        error = doc.get("error") or {}
+        return cls(
+            id=doc["_id"],
+            owner_id=doc["owner_id"],
+            conversation_id=doc["conversation_id"],
+            role=MessageRole(doc["role"]),
+            content=doc.get("content") or "",
+            status=MessageStatus(doc["status"]),
+            model=doc.get("model"),
+            parent_id=doc.get("parent_id"),
+            seq=int(doc.get("seq") or 0),
+            seq_ends=tuple(doc.get("seq_ends") or ()),
+            usage=UsageRecord.from_document(doc.get("usage")),
+            error_code=error.get("code"),
+            error_message=error.get("message"),
+            client_message_id=doc.get("client_message_id"),
+            created_at=as_utc(doc["created_at"]),
+            updated_at=as_utc(doc["updated_at"]),
+        )
+
+    def deltas_after(self, after_seq: int) -> list[tuple[int, str]]:
+        """(seq, text) of every stored delta after `after_seq`."""
+        result = []
+        for index in range(max(after_seq, 0), len(self.seq_ends)):
+            start = self.seq_ends[index - 1] if index > 0 else 0
+            result.append((index + 1, self.content[start : self.seq_ends[index]]))
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class MessageNode:
+    """The shape of the tree without the text: enough for paths, counts and siblings."""
+
+    id: ObjectId
+    conversation_id: ObjectId
+    parent_id: ObjectId | None
 
 
 class MessageStore:
@@ -18,6 +138,13 @@ class MessageStore:
             [("owner_id", ASCENDING), ("conversation_id", ASCENDING), ("_id", ASCENDING)],
             name="owner_conversation",
         ),
+        IndexModel(
+            [("owner_id", ASCENDING), ("client_message_id", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"client_message_id": {"$type": "string"}},
+            name="owner_client_message_unique",
+        ),
+        IndexModel([("status", ASCENDING)], name="status"),
     ]
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
@@ -25,6 +152,147 @@ class MessageStore:
 
     async def create_indexes(self) -> None:
         await ensure_indexes(self._messages, self.INDEXES)
+
+    async def insert(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        *,
+        role: MessageRole,
+        content: str,
+        status: MessageStatus,
+        parent_id: ObjectId | None,
+        model: str | None = None,
+        client_message_id: str | None = None,
+    ) -> MessageRecord:
+        """Raises `DuplicateKeyError` when `client_message_id` was used before."""
+        now = utc_now()
+        doc: dict[str, Any] = {
+            "_id": ObjectId(),
+            "owner_id": owner_id,
+            "conversation_id": conversation_id,
+            "role": role.value,
+            "content": content,
+            "status": status.value,
+            "model": model,
+            "parent_id": parent_id,
+            "seq": 0,
+            "seq_ends": [],
+            "usage": None,
+            "error": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if client_message_id is not None:
+            doc["client_message_id"] = client_message_id
+        await self._messages.insert_one(doc)
+        return MessageRecord.from_document(doc)
+
+    async def get(self, owner_id: ObjectId, message_id: ObjectId) -> MessageRecord | None:
+        doc = await self._messages.find_one({"_id": message_id, "owner_id": owner_id})
+        return MessageRecord.from_document(doc) if doc else None
+
+    async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[MessageRecord]:
+        cursor = self._messages.find({"_id": {"$in": ids}, "owner_id": owner_id}, LIST_PROJECTION)
+        return [MessageRecord.from_document(doc) async for doc in cursor]
+
+    async def find_by_client_id(
+        self, owner_id: ObjectId, client_message_id: str
+    ) -> MessageRecord | None:
+        doc = await self._messages.find_one(
+            {"owner_id": owner_id, "client_message_id": client_message_id}
+        )
+        return MessageRecord.from_document(doc) if doc else None
+
+    async def first_child(self, owner_id: ObjectId, parent_id: ObjectId) -> MessageRecord | None:
+        cursor = (
+            self._messages.find({"owner_id": owner_id, "parent_id": parent_id}, LIST_PROJECTION)
+            .sort("_id", ASCENDING)
+            .limit(1)
+        )
+        docs = [doc async for doc in cursor]
+        return MessageRecord.from_document(docs[0]) if docs else None
+
+    async def nodes(
+        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
+    ) -> list[MessageNode]:
+        """Every message of the conversations, oldest first, without text."""
+        cursor = self._messages.find(
+            {"owner_id": owner_id, "conversation_id": {"$in": conversation_ids}},
+            {"_id": 1, "conversation_id": 1, "parent_id": 1},
+        ).sort("_id", ASCENDING)
+        return [
+            MessageNode(
+                id=d["_id"], conversation_id=d["conversation_id"], parent_id=d.get("parent_id")
+            )
+            async for d in cursor
+        ]
+
+    async def save_progress(
+        self, message_id: ObjectId, content: str, seq_ends: list[int], new_ends: list[int]
+    ) -> None:
+        """Persist the text so far; only while the reply is still unfinished."""
+        await self._messages.update_one(
+            {"_id": message_id, "status": {"$in": UNFINISHED}},
+            {
+                "$set": {
+                    "content": content,
+                    "seq": len(seq_ends),
+                    "status": MessageStatus.STREAMING.value,
+                    "updated_at": utc_now(),
+                },
+                "$push": {"seq_ends": {"$each": new_ends}},
+            },
+        )
+
+    async def finish(self, message_id: ObjectId, fields: dict[str, Any]) -> bool:
+        """The one final write: False when someone else already finished the message."""
+        result = await self._messages.update_one(
+            {"_id": message_id, "status": {"$in": UNFINISHED}},
+            {"$set": {**fields, "updated_at": utc_now()}},
+        )
+        return result.modified_count == 1
+
+    async def interrupt_unfinished(self) -> int:
+        """At start-up: replies left unfinished by a process that died keep their saved text."""
+        result = await self._messages.update_many(
+            {"status": {"$in": UNFINISHED}},
+            {"$set": {"status": MessageStatus.INTERRUPTED.value, "updated_at": utc_now()}},
+        )
+        return result.modified_count
+
+    async def usage_totals(
+        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
+    ) -> dict[ObjectId, UsageRecord]:
+        """Summed in the database: one aggregation for many conversations."""
+        cursor = await self._messages.aggregate(
+            [
+                {
+                    "$match": {
+                        "owner_id": owner_id,
+                        "conversation_id": {"$in": conversation_ids},
+                        "role": MessageRole.ASSISTANT.value,
+                    }
+                },
+                {
+                    "$group": {
+                        "_id": "$conversation_id",
+                        "prompt_tokens": {"$sum": "$usage.prompt_tokens"},
+                        "completion_tokens": {"$sum": "$usage.completion_tokens"},
+                        "cost": {"$sum": "$usage.cost"},
+                        "priced": {"$sum": {"$cond": [{"$gt": ["$usage.cost", None]}, 1, 0]}},
+                    }
+                },
+            ]
+        )
+        totals = {}
+        async for row in cursor:
+            totals[row["_id"]] = UsageRecord(
+                prompt_tokens=int(row.get("prompt_tokens") or 0),
+                completion_tokens=int(row.get("completion_tokens") or 0),
+                cost=float(row.get("cost") or 0.0) if row.get("priced") else None,
+            )
+        return totals
 
     async def conversations_matching(self, owner_id: ObjectId, text: str) -> list[ObjectId]:
         """Conversations with a message containing `text` (literally, case-insensitively)."""

@@ -1,0 +1,283 @@
+"""Messages and replies: `sendMessage`, `stopGeneration`, `message`, `models`, `messageStream`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from bson import ObjectId
+
+from gql_chat.api.conversations import ConversationType
+from gql_chat.api.pagination import PageInfo
+from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.errors import BadUserInput
+from gql_chat.llm.types import ModelInfo
+from gql_chat.services.chat import SendResult, StreamEvent
+from gql_chat.store.messages import MessageRecord, UsageRecord
+from gql_chat.store.messages import MessageRole as MessageRoleValue
+from gql_chat.store.messages import MessageStatus as MessageStatusValue
+from gql_chat.store.pagination import Page
+
+MessageRole = strawberry.enum(MessageRoleValue, name="MessageRole")
+MessageStatus = strawberry.enum(
+    MessageStatusValue,
+    name="MessageStatus",
+    description=None,
+)
+
+
+@strawberry.type
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float | None = strawberry.field(
+        description="Cost in USD as reported by the provider; null when unknown."
+    )
+
+    @classmethod
+    def of(cls, usage: UsageRecord) -> Usage:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cost=usage.cost,
+        )
+
+
+@strawberry.type
+class MessageError:
+    code: str
+    message: str
+
+
+@strawberry.type(name="Message")
+class MessageType:
+    id: strawberry.ID
+    conversation_id: strawberry.ID
+    role: MessageRole  # type: ignore[valid-type]
+    content: str
+    status: MessageStatus  # type: ignore[valid-type]
+    model: str | None = strawberry.field(description="Model that produced an assistant message.")
+    parent_id: strawberry.ID | None = strawberry.field(
+        description="The message this one answers or follows; null for the first message."
+    )
+    usage: Usage | None
+    error: MessageError | None
+    created_at: datetime
+    updated_at: datetime
+    record: strawberry.Private[MessageRecord]
+
+    @classmethod
+    def from_record(cls, message: MessageRecord) -> MessageType:
+        return cls(
+            id=strawberry.ID(str(message.id)),
+            conversation_id=strawberry.ID(str(message.conversation_id)),
+            role=message.role,
+            content=message.content,
+            status=message.status,
+            model=message.model,
+            parent_id=strawberry.ID(str(message.parent_id)) if message.parent_id else None,
+            usage=Usage.of(message.usage) if message.usage else None,
+            error=(
+                MessageError(code=message.error_code, message=message.error_message or "")
+                if message.error_code
+                else None
+            ),
+            created_at=message.created_at,
+            updated_at=message.updated_at,
+            record=message,
+        )
+
+    @strawberry.field(
+        description=(
+            "Messages sharing this one's parent (edits and regenerations), this one included, "
+            "oldest first."
+        )
+    )
+    async def sibling_ids(self, info: strawberry.Info) -> list[strawberry.ID]:
+        nodes = await (await info.context.loaders()).message_nodes.load(self.record.conversation_id)
+        return [
+            strawberry.ID(str(node.id)) for node in nodes if node.parent_id == self.record.parent_id
+        ]
+
+
+@strawberry.type
+class MessageEdge:
+    cursor: str
+    node: MessageType
+
+
+@strawberry.type
+class MessageConnection:
+    edges: list[MessageEdge]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def of(cls, page: Page[MessageRecord]) -> MessageConnection:
+        return cls(
+            edges=[MessageEdge(cursor=c, node=MessageType.from_record(m)) for c, m in page.items],
+            page_info=PageInfo.of(page),  # type: ignore[arg-type]
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class Model:
+    id: str = strawberry.field(
+        description="Model id to put in LlmConfig.model or SendMessageInput.model."
+    )
+    name: str
+    context_length: int | None
+    prompt_price: float | None = strawberry.field(
+        description="USD per prompt token; null when unknown."
+    )
+    completion_price: float | None = strawberry.field(
+        description="USD per completion token; null when unknown."
+    )
+
+    @classmethod
+    def of(cls, model: ModelInfo) -> Model:
+        return cls(
+            id=model.id,
+            name=model.name,
+            context_length=model.context_length,
+            prompt_price=model.prompt_price,
+            completion_price=model.completion_price,
+        )
+
+
+@strawberry.input
+class SendMessageInput:
+    conversation_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Omit to start a new conversation."
+    )
+    content: str
+    llm_config_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Overrides the conversation's preset for this reply."
+    )
+    model: str | None = strawberry.field(
+        default=None, description="Overrides the preset's model for this reply."
+    )
+    client_message_id: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Client-chosen idempotency key: resending the same key returns the first result "
+            "and starts nothing new."
+        ),
+    )
+    folder_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Folder for a new conversation."
+    )
+
+
+@strawberry.type
+class SendMessagePayload:
+    conversation: ConversationType
+    user_message: MessageType
+    assistant_message: MessageType = strawberry.field(
+        description="Already stored, status PENDING or STREAMING; follow it with messageStream."
+    )
+
+    @classmethod
+    def of(cls, result: SendResult) -> SendMessagePayload:
+        return cls(
+            conversation=ConversationType.from_record(result.conversation),
+            user_message=MessageType.from_record(result.user_message),
+            assistant_message=MessageType.from_record(result.assistant_message),
+        )
+
+
+@strawberry.type
+class MessageStreamEvent:
+    message_id: strawberry.ID
+    seq: int = strawberry.field(
+        description=(
+            "1-based position of this event's delta in the reply; 0 for an event that carries "
+            "no delta."
+        )
+    )
+    delta: str = strawberry.field(
+        description="Text appended to the reply by this event (may be empty)."
+    )
+    status: MessageStatus  # type: ignore[valid-type]
+    done: bool = strawberry.field(
+        description=(
+            "True on the last event of the stream; `message` is then the stored final message."
+        )
+    )
+    message: MessageType | None
+
+    @classmethod
+    def of(cls, event: StreamEvent) -> MessageStreamEvent:
+        return cls(
+            message_id=strawberry.ID(str(event.message_id)),
+            seq=event.seq,
+            delta=event.delta,
+            status=event.status,
+            done=event.done,
+            message=MessageType.from_record(event.message) if event.message else None,
+        )
+
+
+@strawberry.type
+class MessageQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def message(self, info: strawberry.Info, id: strawberry.ID) -> MessageType | None:
+        message = await info.context.services.chat.get_message(await info.context.owner_id(), id)
+        return MessageType.from_record(message)
+
+    @strawberry.field(
+        description="Models the configured provider offers.", permission_classes=[IsAuthenticated]
+    )
+    async def models(self, info: strawberry.Info) -> list[Model]:
+        return [Model.of(m) for m in await info.context.services.chat.list_models()]
+
+
+@strawberry.type
+class MessageMutation:
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def send_message(
+        self, info: strawberry.Info, input: SendMessageInput
+    ) -> SendMessagePayload:
+        result = await info.context.services.chat.send_message(
+            await info.context.owner_id(),
+            content=input.content,
+            conversation_id=input.conversation_id,
+            folder_id=input.folder_id,
+            llm_config_id=input.llm_config_id,
+            model=input.model,
+            client_message_id=input.client_message_id,
+        )
+        return SendMessagePayload.of(result)
+
+    @strawberry.mutation(
+        description="Stops a PENDING or STREAMING reply; the text so far is kept (status STOPPED).",
+        permission_classes=[IsAuthenticated],
+    )
+    async def stop_generation(
+        self, info: strawberry.Info, message_id: strawberry.ID
+    ) -> MessageType:
+        message = await info.context.services.chat.stop(await info.context.owner_id(), message_id)
+        return MessageType.from_record(message)
+
+
+@strawberry.type
+class MessageSubscription:
+    @strawberry.subscription(
+        description=(
+            "Replays the stored reply after `afterSeq`, then follows it live until done.\n"
+            "Reconnecting with the last seq seen delivers every remaining delta exactly once,\n"
+            "also after the server that produced the reply restarted."
+        )
+    )
+    async def message_stream(
+        self, info: strawberry.Info, message_id: strawberry.ID, after_seq: int | None = 0
+    ) -> AsyncGenerator[MessageStreamEvent, None]:
+        if after_seq is not None and after_seq < 0:
+            raise BadUserInput("afterSeq", "afterSeq must be 0 or more.")
+        owner_id: ObjectId = await info.context.owner_id()
+        async for event in info.context.services.chat.stream(owner_id, message_id, after_seq or 0):
+            yield MessageStreamEvent.of(event)

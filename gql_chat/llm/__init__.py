@@ -1,0 +1,1 @@
+"""Model providers: OpenRouter (or any OpenAI-compatible server) and the offline model."""

@@ -1,0 +1,64 @@
+"""The offline model: a real provider that needs no network, so a fresh server can chat at once.
+
+It answers deterministically from the prompt, word by word, at a realistic pace."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from gql_chat.llm.tokens import estimate_tokens
+from gql_chat.llm.types import (
+    ChatRequest,
+    Completion,
+    ModelInfo,
+    ProviderEvent,
+    TextDelta,
+    TokenUsage,
+)
+
+OFFLINE_MODEL_ID = "offline/echo"
+OFFLINE_MODEL = ModelInfo(
+    id=OFFLINE_MODEL_ID,
+    name="Offline echo (no API key configured)",
+    context_length=16_000,
+    prompt_price=0.0,
+    completion_price=0.0,
+)
+QUOTE_WORDS = 60
+
+
+def offline_answer(request: ChatRequest) -> str:
+    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    words = last_user.split()
+    quoted = " ".join(words[:QUOTE_WORDS]) + (" …" if len(words) > QUOTE_WORDS else "")
+    turns = sum(1 for m in request.messages if m.role == "user")
+    return (
+        f"You said: “{quoted}”. This is {OFFLINE_MODEL_ID}, the built-in offline model "
+        f"(turn {turns} of this conversation, {len(words)} words in your message). "
+        "Set OPENROUTER_API_KEY to talk to a real model."
+    )
+
+
+class OfflineProvider:
+    def __init__(self, token_delay: float) -> None:
+        self._token_delay = token_delay
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        answer = offline_answer(request)
+        for piece in re.findall(r"\S+\s*", answer):
+            if self._token_delay:
+                await asyncio.sleep(self._token_delay)
+            yield TextDelta(piece)
+        prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        yield Completion(
+            finish_reason="stop",
+            usage=TokenUsage(
+                prompt_tokens=prompt, completion_tokens=estimate_tokens(answer), cost=0.0
+            ),
+            generation_id=None,
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [OFFLINE_MODEL]

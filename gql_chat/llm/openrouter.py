@@ -1,0 +1,262 @@
+"""OpenRouter client: streaming chat completions over SSE, retries before the first delta,
+timeouts, error mapping, and a cached model list. Works with any OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from gql_chat.config import Settings
+from gql_chat.errors import UpstreamError, UpstreamTimeout
+from gql_chat.llm.errors import RETRYABLE_STATUSES, error_for_event, error_for_status
+from gql_chat.llm.types import (
+    ChatRequest,
+    Completion,
+    ModelInfo,
+    ProviderEvent,
+    TextDelta,
+    TokenUsage,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class _RetryableFailure(Exception):
+    """A failure before the first delta that another attempt may cure."""
+
+    def __init__(self, error: UpstreamError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """One pooled keep-alive client per app; precise first-byte and gap timeouts are applied
+    per stream, so httpx's read timeout is only a backstop."""
+    backstop = max(settings.upstream_first_byte_timeout, settings.upstream_chunk_timeout) + 5
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=settings.upstream_connect_timeout,
+            read=backstop,
+            write=settings.upstream_connect_timeout,
+            pool=settings.upstream_connect_timeout,
+        ),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    seconds = _float_or_none(value)
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+class OpenRouterProvider:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        assert settings.openrouter_api_key is not None
+        self._settings = settings
+        self._client = client
+        self._base_url = settings.openrouter_base_url.rstrip("/")
+        self._headers = {
+            "Authorization": f"Bearer {settings.openrouter_api_key.get_secret_value()}",
+            "HTTP-Referer": settings.app_url,
+            "X-Title": settings.app_name,
+        }
+        self._models: list[ModelInfo] = []
+        self._models_expire_at = 0.0
+        self._models_lock = asyncio.Lock()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        """Retries only while nothing has been yielded, so a reply is never duplicated."""
+        attempt = 0
+        while True:
+            try:
+                async for event in self._stream_once(request):
+                    yield event
+                return
+            except _RetryableFailure as failure:
+                if attempt >= self._settings.upstream_max_retries:
+                    raise failure.error from None
+                attempt += 1
+                delay = self._retry_delay(attempt, failure.retry_after)
+                logger.info(
+                    "retrying model provider",
+                    extra={
+                        "attempt": attempt,
+                        "delay": round(delay, 3),
+                        "code": failure.error.code,
+                    },
+                )
+                await asyncio.sleep(delay)
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        cap = self._settings.upstream_retry_after_cap
+        if retry_after is not None:
+            return min(retry_after, cap)
+        backoff = self._settings.upstream_retry_backoff * 2 ** (attempt - 1)
+        return float(min(backoff * (1 + random.random() / 2), cap))  # noqa: S311 (jitter)
+
+    async def _stream_once(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        http_request = self._client.build_request(
+            "POST",
+            f"{self._base_url}/chat/completions",
+            json=self._body(request),
+            headers={**self._headers, "Accept": "text/event-stream", "Cache-Control": "no-store"},
+        )
+        response = await self._send(http_request)
+        try:
+            await self._check_status(response)
+            async for event in self._events(response):
+                yield event
+        finally:
+            await response.aclose()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self._settings.upstream_first_byte_timeout):
+                return await self._client.send(request, stream=True)
+        except TimeoutError as exc:
+            raise _RetryableFailure(UpstreamTimeout()) from exc
+        except httpx.TimeoutException as exc:
+            raise _RetryableFailure(UpstreamTimeout()) from exc
+        except httpx.TransportError as exc:
+            raise _RetryableFailure(UpstreamError("Could not reach the model provider.")) from exc
+
+    async def _check_status(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            async with asyncio.timeout(self._settings.upstream_chunk_timeout):
+                raw = await response.aread()
+            body: Any = json.loads(raw) if raw else None
+        except (TimeoutError, ValueError, httpx.HTTPError):
+            body = None
+        error = error_for_status(response.status_code, body)
+        logger.warning("model provider answered HTTP %s", response.status_code)
+        if response.status_code in RETRYABLE_STATUSES:
+            raise _RetryableFailure(error, _parse_retry_after(response.headers.get("retry-after")))
+        raise error
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[ProviderEvent]:
+        generation_id = response.headers.get("x-generation-id")
+        finish_reason: str | None = None
+        usage: TokenUsage | None = None
+        events = EventSource(response).aiter_sse()
+        timeout = self._settings.upstream_first_byte_timeout
+        delivered = False
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        sse = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    error: UpstreamError = UpstreamTimeout()
+                    raise (error if delivered else _RetryableFailure(error)) from exc
+                except httpx.TransportError as exc:
+                    error = UpstreamError("The model provider connection broke.")
+                    raise (error if delivered else _RetryableFailure(error)) from exc
+                except Exception as exc:  # malformed framing, wrong content type
+                    raise UpstreamError("The model provider sent a malformed stream.") from exc
+                timeout = self._settings.upstream_chunk_timeout
+                if sse.data.strip() == "[DONE]":
+                    break
+                chunk = self._parse_chunk(sse.data)
+                if "error" in chunk:
+                    raise error_for_event(chunk["error"])
+                generation_id = generation_id or chunk.get("id")
+                choice = (chunk.get("choices") or [{}])[0]
+                if choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    delivered = True
+                    yield TextDelta(content)
+                if chunk.get("usage"):
+                    usage = self._parse_usage(chunk["usage"])
+        finally:
+            await events.aclose()
+        yield Completion(finish_reason=finish_reason, usage=usage, generation_id=generation_id)
+
+    @staticmethod
+    def _parse_chunk(data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise UpstreamError("The model provider sent a malformed stream.") from exc
+        if not isinstance(chunk, dict):
+            raise UpstreamError("The model provider sent a malformed stream.")
+        return chunk
+
+    @staticmethod
+    def _parse_usage(raw: dict[str, Any]) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=int(raw.get("prompt_tokens") or 0),
+            completion_tokens=int(raw.get("completion_tokens") or 0),
+            cost=_float_or_none(raw.get("cost")),
+        )
+
+    @staticmethod
+    def _body(request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "usage": {"include": True},
+        }
+        for key, value in (
+            ("temperature", request.temperature),
+            ("top_p", request.top_p),
+            ("max_tokens", request.max_tokens),
+        ):
+            if value is not None:
+                body[key] = value
+        return body
+
+    async def list_models(self) -> list[ModelInfo]:
+        async with self._models_lock:
+            if time.monotonic() < self._models_expire_at:
+                return self._models
+            try:
+                response = await self._client.get(f"{self._base_url}/models", headers=self._headers)
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout() from exc
+            except httpx.TransportError as exc:
+                raise UpstreamError("Could not reach the model provider.") from exc
+            if response.status_code >= 400:
+                raise error_for_status(response.status_code, None)
+            try:
+                entries = response.json().get("data") or []
+                models = [self._parse_model(entry) for entry in entries]
+            except (ValueError, AttributeError, TypeError, KeyError) as exc:
+                raise UpstreamError("The model provider sent a malformed model list.") from exc
+            self._models = models
+            self._models_expire_at = time.monotonic() + self._settings.models_cache_ttl
+            return models
+
+    @staticmethod
+    def _parse_model(entry: dict[str, Any]) -> ModelInfo:
+        pricing = entry.get("pricing") or {}
+        context = entry.get("context_length")
+        return ModelInfo(
+            id=str(entry["id"]),
+            name=str(entry.get("name") or entry["id"]),
+            context_length=int(context) if isinstance(context, int | float) else None,
+            prompt_price=_float_or_none(pricing.get("prompt")),
+            completion_price=_float_or_none(pricing.get("completion")),
+        )

@@ -1,0 +1,67 @@
+"""What every provider speaks: a prompt in, text deltas and one completion record out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: list[PromptMessage]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The last event of a successful stream."""
+
+    finish_reason: str | None
+    usage: TokenUsage | None = None
+    generation_id: str | None = None
+
+
+ProviderEvent = TextDelta | Completion
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    name: str
+    context_length: int | None = None
+    prompt_price: float | None = None
+    completion_price: float | None = None
+
+
+class ChatProvider(Protocol):
+    """Streams a reply; failures are raised as `UpstreamError` and its subclasses."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
+
+    async def list_models(self) -> list[ModelInfo]: ...

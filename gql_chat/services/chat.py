@@ -1,0 +1,363 @@
+"""Chat: sending messages, stopping replies, reading threads, and following reply streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
+
+from gql_chat.config import Settings
+from gql_chat.errors import BadUserInput, NotFound, RateLimited
+from gql_chat.llm.offline import OFFLINE_MODEL_ID
+from gql_chat.llm.tokens import trim_to_budget
+from gql_chat.llm.types import ChatProvider, ChatRequest, ModelInfo, PromptMessage
+from gql_chat.services.conversations import ConversationService
+from gql_chat.services.generation import GenerationJob, GenerationRunner
+from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.threads import path_to
+from gql_chat.store.clock import utc_now
+from gql_chat.store.conversations import ConversationRecord
+from gql_chat.store.database import Database
+from gql_chat.store.ids import parse_object_id
+from gql_chat.store.llm_configs import LlmConfigRecord
+from gql_chat.store.messages import MessageRecord, MessageRole, MessageStatus, UsageRecord
+from gql_chat.store.pagination import Page, decode_cursor, encode_cursor, page_size
+from gql_chat.streams.replies import ReplyRegistry
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_NOT_FOUND = "Message not found."
+TITLE_WORDS = 8
+TITLE_CHARS = 60
+MAX_CLIENT_MESSAGE_ID = 200
+STORE_POLL_INTERVAL = 0.5
+PROMPT_ROLES = {MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    conversation: ConversationRecord
+    user_message: MessageRecord
+    assistant_message: MessageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    message_id: ObjectId
+    seq: int
+    delta: str
+    status: MessageStatus
+    done: bool = False
+    message: MessageRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    model: str
+    preset: LlmConfigRecord | None
+
+
+def title_from(content: str) -> str:
+    """A provisional title: the message's first words."""
+    words = content.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1].rstrip() + "…"
+    elif len(words) > TITLE_WORDS:
+        title += "…"
+    return title or "New conversation"
+
+
+class ChatService:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        conversations: ConversationService,
+        presets: LlmConfigService,
+        provider: ChatProvider,
+        runner: GenerationRunner,
+        registry: ReplyRegistry[MessageRecord],
+    ) -> None:
+        self._settings = settings
+        self._db = database
+        self._messages = database.messages
+        self._conversations = conversations
+        self._presets = presets
+        self._provider = provider
+        self._runner = runner
+        self._registry = registry
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        owner_id: ObjectId,
+        *,
+        content: str,
+        conversation_id: str | None = None,
+        folder_id: str | None = None,
+        llm_config_id: str | None = None,
+        model: str | None = None,
+        client_message_id: str | None = None,
+    ) -> SendResult:
+        self._check_content(content)
+        if client_message_id is not None:
+            if not 1 <= len(client_message_id) <= MAX_CLIENT_MESSAGE_ID:
+                raise BadUserInput(
+                    "clientMessageId",
+                    f"clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters.",
+                )
+            existing = await self._messages.find_by_client_id(owner_id, client_message_id)
+            if existing is not None:
+                return await self._result_for(owner_id, existing)
+        self._check_capacity(owner_id)
+
+        if conversation_id is not None:
+            conversation = await self._conversations.get(owner_id, conversation_id)
+        else:
+            conversation = await self._conversations.create(
+                owner_id, title=title_from(content), folder_id=folder_id, title_source="first_words"
+            )
+        resolved = await self._resolve_model(owner_id, conversation, llm_config_id, model)
+        try:
+            user_message = await self._messages.insert(
+                owner_id,
+                conversation.id,
+                role=MessageRole.USER,
+                content=content,
+                status=MessageStatus.COMPLETE,
+                parent_id=conversation.active_leaf_id,
+                client_message_id=client_message_id,
+            )
+        except DuplicateKeyError:
+            if client_message_id is None:
+                raise
+            # A concurrent retry with the same key won the race: answer with its result.
+            if conversation_id is None:
+                await self._conversations.delete(owner_id, conversation.id)
+            existing = await self._messages.find_by_client_id(owner_id, client_message_id)
+            assert existing is not None
+            return await self._result_for(owner_id, existing)
+        return await self._reply_to(owner_id, conversation, user_message, resolved)
+
+    async def _reply_to(
+        self,
+        owner_id: ObjectId,
+        conversation: ConversationRecord,
+        user_message: MessageRecord,
+        resolved: ResolvedModel,
+    ) -> SendResult:
+        """Store the PENDING reply, make it the active leaf, and start generating it."""
+        assistant = await self._messages.insert(
+            owner_id,
+            conversation.id,
+            role=MessageRole.ASSISTANT,
+            content="",
+            status=MessageStatus.PENDING,
+            parent_id=user_message.id,
+            model=resolved.model,
+        )
+        now = utc_now()
+        updated = await self._db.conversations.update(
+            owner_id,
+            conversation.id,
+            {"active_leaf_id": assistant.id, "last_message_at": now, "activity_at": now},
+        )
+        request = await self._build_request(owner_id, conversation.id, user_message.id, resolved)
+        self._runner.start(
+            GenerationJob(
+                message_id=assistant.id,
+                owner_id=owner_id,
+                conversation_id=conversation.id,
+                request=request,
+            )
+        )
+        return SendResult(
+            conversation=updated or conversation,
+            user_message=user_message,
+            assistant_message=assistant,
+        )
+
+    async def _result_for(self, owner_id: ObjectId, user_message: MessageRecord) -> SendResult:
+        conversation = await self._conversations.get(owner_id, user_message.conversation_id)
+        reply = await self._messages.first_child(owner_id, user_message.id)
+        if reply is None:  # pragma: no cover - the reply is stored right after the user message
+            raise NotFound(MESSAGE_NOT_FOUND)
+        return SendResult(
+            conversation=conversation, user_message=user_message, assistant_message=reply
+        )
+
+    def _check_content(self, content: str) -> None:
+        limit = self._settings.max_message_chars
+        if not content.strip() or len(content) > limit:
+            raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
+
+    def _check_capacity(self, owner_id: ObjectId) -> None:
+        limit = self._settings.max_concurrent_generations
+        if self._runner.active_count(owner_id) >= limit:
+            raise RateLimited(
+                retry_after=1, message=f"At most {limit} replies can be generated at once."
+            )
+
+    async def _resolve_model(
+        self,
+        owner_id: ObjectId,
+        conversation: ConversationRecord,
+        llm_config_id: str | None,
+        model_override: str | None,
+    ) -> ResolvedModel:
+        """Input preset, then the conversation's, then the user's default, then the setting."""
+        preset: LlmConfigRecord | None = None
+        if llm_config_id is not None:
+            preset = await self._presets.get(owner_id, llm_config_id)
+        elif conversation.llm_config_id is not None:
+            preset = await self._db.llm_configs.get(owner_id, conversation.llm_config_id)
+        if preset is None and llm_config_id is None:
+            preset = await self._presets.default_for(owner_id)
+        if model_override is not None and not 1 <= len(model_override.strip()) <= 200:
+            raise BadUserInput("model", "model must be 1 to 200 characters.")
+        model = (model_override or "").strip() or (preset.model if preset else None)
+        if self._settings.uses_offline_model:
+            model = OFFLINE_MODEL_ID
+        return ResolvedModel(model=model or self._settings.default_model, preset=preset)
+
+    async def _build_request(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        leaf_id: ObjectId,
+        resolved: ResolvedModel,
+    ) -> ChatRequest:
+        """The preset's system prompt plus the path to `leaf_id`, trimmed oldest first."""
+        nodes = await self._messages.nodes(owner_id, [conversation_id])
+        path = path_to(nodes, leaf_id)
+        by_id = {m.id: m for m in await self._messages.get_many(owner_id, path)}
+        history = [
+            PromptMessage(role=PROMPT_ROLES[m.role], content=m.content)
+            for m in (by_id[i] for i in path if i in by_id)
+            if m.role in PROMPT_ROLES and m.content
+        ]
+        preset = resolved.preset
+        system = (
+            PromptMessage(role="system", content=preset.system_prompt)
+            if preset and preset.system_prompt
+            else None
+        )
+        return ChatRequest(
+            model=resolved.model,
+            messages=trim_to_budget(system, history, self._settings.prompt_token_budget),
+            temperature=preset.temperature if preset else None,
+            top_p=preset.top_p if preset else None,
+            max_tokens=preset.max_tokens if preset else None,
+        )
+
+    # --- stopping and reading ------------------------------------------------------------
+
+    async def get_message(self, owner_id: ObjectId, message_id: str | ObjectId) -> MessageRecord:
+        oid = message_id if isinstance(message_id, ObjectId) else parse_object_id(message_id)
+        message = await self._messages.get(owner_id, oid) if oid else None
+        if message is None:
+            raise NotFound(MESSAGE_NOT_FOUND)
+        return message
+
+    async def stop(self, owner_id: ObjectId, message_id: str) -> MessageRecord:
+        """Idempotent: a finished message comes back unchanged."""
+        message = await self.get_message(owner_id, message_id)
+        if message.status.is_final:
+            return message
+        if not await self._runner.stop(message.id):
+            # Not generated by this process (its owner died or is another instance).
+            await self._messages.finish(message.id, {"status": MessageStatus.STOPPED.value})
+        return await self.get_message(owner_id, message.id)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await self._provider.list_models()
+
+    async def active_path(
+        self, owner_id: ObjectId, conversation: ConversationRecord
+    ) -> list[ObjectId]:
+        nodes = await self._messages.nodes(owner_id, [conversation.id])
+        return path_to(nodes, conversation.active_leaf_id)
+
+    async def message_page(
+        self,
+        owner_id: ObjectId,
+        path: list[ObjectId],
+        *,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+    ) -> Page[MessageRecord]:
+        """Pages over the active path by message id: exact `hasNextPage`/`hasPreviousPage`."""
+        start, end = 0, len(path)
+        if after is not None:
+            start = self._path_index(path, after, "after") + 1
+        if before is not None:
+            end = self._path_index(path, before, "before")
+        if first is None and last is None:
+            first = page_size(None)
+        if first is not None:
+            end = min(end, start + page_size(first, "first"))
+        if last is not None:
+            start = max(start, end - page_size(last, "last"))
+        window = path[start:end] if start < end else []
+        by_id = {m.id: m for m in await self._messages.get_many(owner_id, window)}
+        return Page(
+            items=[(encode_cursor({"m": str(i)}), by_id[i]) for i in window if i in by_id],
+            has_next_page=end < len(path),
+            has_previous_page=start > 0,
+            total_count=len(path),
+        )
+
+    @staticmethod
+    def _path_index(path: list[ObjectId], cursor: str, field: str) -> int:
+        message_id = parse_object_id(str(decode_cursor(cursor, field).get("m")))
+        if message_id is None or message_id not in path:
+            raise BadUserInput(field, "Invalid cursor.")
+        return path.index(message_id)
+
+    async def usage_totals(
+        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
+    ) -> dict[ObjectId, UsageRecord]:
+        return await self._messages.usage_totals(owner_id, conversation_ids)
+
+    # --- following ----------------------------------------------------------------------
+
+    async def stream(
+        self, owner_id: ObjectId, message_id: str, after_seq: int
+    ) -> AsyncIterator[StreamEvent]:
+        """Replay after `after_seq`, then follow live, then one `done` event: no gap, no repeat.
+
+        A reply generated here is followed from its live buffer, which holds every delta since
+        it started (so replay and follow cannot race). Otherwise the stored message is replayed
+        and, while unfinished (another instance owns it), re-read until it is final."""
+        message = await self.get_message(owner_id, message_id)
+        last_seq = max(after_seq, 0)
+        live = self._registry.get(message.id)
+        if live is not None:
+            async for delta in live.follow(last_seq):
+                last_seq = delta.seq
+                yield StreamEvent(message.id, delta.seq, delta.text, MessageStatus.STREAMING)
+            if live.final is not None:
+                yield self._done(live.final)
+                return
+            message = await self.get_message(owner_id, message.id)
+        while True:
+            for seq, text in message.deltas_after(last_seq):
+                last_seq = seq
+                yield StreamEvent(message.id, seq, text, message.status)
+            if message.status.is_final:
+                yield self._done(message)
+                return
+            await asyncio.sleep(STORE_POLL_INTERVAL)
+            message = await self.get_message(owner_id, message.id)
+
+    @staticmethod
+    def _done(message: MessageRecord) -> StreamEvent:
+        return StreamEvent(message.id, 0, "", message.status, done=True, message=message)

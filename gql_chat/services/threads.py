@@ -1,0 +1,28 @@
+"""Message trees: the active path from the root to a leaf, and sibling groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from bson import ObjectId
+
+
+class Node(Protocol):
+    @property
+    def id(self) -> ObjectId: ...
+
+    @property
+    def parent_id(self) -> ObjectId | None: ...
+
+
+def path_to(nodes: Iterable[Node], leaf_id: ObjectId | None) -> list[ObjectId]:
+    """Ids from the root down to `leaf_id` (empty when there is no leaf)."""
+    parents = {node.id: node.parent_id for node in nodes}
+    path: list[ObjectId] = []
+    current = leaf_id
+    while current is not None and current in parents and len(path) <= len(parents):
+        path.append(current)
+        current = parents[current]
+    path.reverse()
+    return path

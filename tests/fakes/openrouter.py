@@ -1,0 +1,179 @@
+"""A fake OpenRouter on 127.0.0.1: real HTTP, real SSE framing, scriptable replies.
+
+Each request to `/api/v1/chat/completions` takes the next scripted `Reply` (or the default one):
+tokens with delays, `: OPENROUTER PROCESSING` comments, HTTP errors with `Retry-After`, a
+mid-stream error event, a hang, malformed data, and a final usage chunk with a cost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DEFAULT_MODELS: list[dict[str, Any]] = [
+    {
+        "id": "openai/gpt-4o-mini",
+        "name": "OpenAI: GPT-4o-mini",
+        "context_length": 128000,
+        "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
+    },
+    {"id": "meta/free", "name": "Free model", "context_length": None, "pricing": {}},
+]
+
+
+@dataclass
+class Reply:
+    tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    error_body: dict[str, Any] | None = None
+    first_delay: float = 0.0
+    token_delay: float = 0.0
+    comments: int = 0
+    error_after: int | None = None  # a mid-stream error event after this many tokens
+    hang_after: int | None = None  # go silent (connection open) after this many tokens
+    malformed_after: int | None = None  # a non-JSON data line after this many tokens
+    usage: dict[str, Any] | None = field(
+        default_factory=lambda: {"prompt_tokens": 12, "completion_tokens": 4, "cost": 0.00042}
+    )
+    generation_id: str = "gen-fake-1"
+
+
+@dataclass
+class RecordedRequest:
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class FakeOpenRouter:
+    def __init__(self) -> None:
+        self.script: list[Reply] = []
+        self.default = Reply()
+        self.requests: list[RecordedRequest] = []
+        self.model_requests = 0
+        self.models: list[dict[str, Any]] = list(DEFAULT_MODELS)
+        self.disconnected = asyncio.Event()
+        self.disconnects = 0
+        self.port = _free_port()
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/api/v1/chat/completions", self._completions, methods=["POST"]),
+                Route("/api/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    def enqueue(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+            await asyncio.wait_for(self._task, timeout=10)
+
+    async def _models(self, request: Request) -> Response:
+        self.model_requests += 1
+        return JSONResponse({"data": self.models})
+
+    async def _completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(RecordedRequest(body=body, headers=dict(request.headers)))
+        reply = self.script.pop(0) if self.script else self.default
+        if reply.first_delay:
+            await asyncio.sleep(reply.first_delay)
+        if reply.status != 200:
+            return JSONResponse(
+                reply.error_body
+                or {"error": {"code": reply.status, "message": "scripted failure"}},
+                status_code=reply.status,
+                headers=reply.headers,
+            )
+        headers = {"X-Generation-Id": reply.generation_id, **reply.headers}
+        return StreamingResponse(
+            self._events(reply, body.get("model", "")),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _events(self, reply: Reply, model: str) -> AsyncIterator[str]:
+        try:
+            for _ in range(reply.comments):
+                yield ": OPENROUTER PROCESSING\n\n"
+            for index, token in enumerate(reply.tokens):
+                if reply.error_after == index:
+                    yield _data(
+                        {
+                            "id": reply.generation_id,
+                            "error": {"code": 502, "message": "Provider disconnected"},
+                            "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
+                        }
+                    )
+                    return
+                if reply.hang_after == index:
+                    await asyncio.sleep(3600)
+                if reply.malformed_after == index:
+                    yield "data: {not json\n\n"
+                    return
+                if index and reply.token_delay:
+                    await asyncio.sleep(reply.token_delay)
+                yield _data(_chunk(reply.generation_id, model, {"content": token}, None))
+            yield _data(_chunk(reply.generation_id, model, {}, "stop"))
+            if reply.usage is not None:
+                final = _chunk(reply.generation_id, model, {}, None)
+                final["choices"] = []
+                final["usage"] = {
+                    **reply.usage,
+                    "total_tokens": reply.usage["prompt_tokens"] + reply.usage["completion_tokens"],
+                }
+                yield _data(final)
+            yield "data: [DONE]\n\n"
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            self.disconnected.set()
+            raise
+
+
+def _chunk(gen_id: str, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": gen_id,
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _data(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
