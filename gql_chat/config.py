@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     offline_token_delay: float = Field(default=0.02, ge=0)
 
     default_model: str = Field(default="openai/gpt-4o-mini", min_length=1)
+    title_model: str = Field(default="openai/gpt-4o-mini", min_length=1)
     max_message_chars: int = Field(default=100_000, ge=1)
     max_concurrent_generations: int = Field(default=3, ge=1)
     prompt_token_budget: int = Field(default=16_000, ge=256)

@@ -10,13 +10,24 @@ from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.errors import GqlChatSchema, MaskInternalErrors
+from gql_chat.api.events import EventSubscription
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
+from gql_chat.api.reports import ReportQuery
+from gql_chat.api.threads import ThreadMutation
 
 
 @strawberry.type
-class Query(AccountQuery, FolderQuery, ConversationQuery, LlmConfigQuery, MessageQuery, AdminQuery):
+class Query(
+    AccountQuery,
+    FolderQuery,
+    ConversationQuery,
+    LlmConfigQuery,
+    MessageQuery,
+    ReportQuery,
+    AdminQuery,
+):
     pass
 
 
@@ -27,13 +38,14 @@ class Mutation(
     ConversationMutation,
     LlmConfigMutation,
     MessageMutation,
+    ThreadMutation,
     AdminMutation,
 ):
     pass
 
 
 @strawberry.type
-class Subscription(MessageSubscription):
+class Subscription(MessageSubscription, EventSubscription):
     pass
 
 

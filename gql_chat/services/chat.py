@@ -18,7 +18,8 @@ from gql_chat.llm.types import ChatProvider, ChatRequest, ModelInfo, PromptMessa
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import GenerationJob, GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
-from gql_chat.services.threads import path_to
+from gql_chat.services.threads import newest_leaf_under, path_to
+from gql_chat.services.titles import title_from
 from gql_chat.store.clock import utc_now
 from gql_chat.store.conversations import ConversationRecord
 from gql_chat.store.database import Database
@@ -27,12 +28,11 @@ from gql_chat.store.llm_configs import LlmConfigRecord
 from gql_chat.store.messages import MessageRecord, MessageRole, MessageStatus, UsageRecord
 from gql_chat.store.pagination import Page, decode_cursor, encode_cursor, page_size
 from gql_chat.streams.replies import ReplyRegistry
+from gql_chat.streams.user_events import UserEventKind
 
 logger = logging.getLogger(__name__)
 
 MESSAGE_NOT_FOUND = "Message not found."
-TITLE_WORDS = 8
-TITLE_CHARS = 60
 MAX_CLIENT_MESSAGE_ID = 200
 STORE_POLL_INTERVAL = 0.5
 PROMPT_ROLES = {MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
@@ -59,17 +59,6 @@ class StreamEvent:
 class ResolvedModel:
     model: str
     preset: LlmConfigRecord | None
-
-
-def title_from(content: str) -> str:
-    """A provisional title: the message's first words."""
-    words = content.split()
-    title = " ".join(words[:TITLE_WORDS])
-    if len(title) > TITLE_CHARS:
-        title = title[: TITLE_CHARS - 1].rstrip() + "…"
-    elif len(words) > TITLE_WORDS:
-        title += "…"
-    return title or "New conversation"
 
 
 class ChatService:
@@ -169,6 +158,11 @@ class ChatService:
             {"active_leaf_id": assistant.id, "last_message_at": now, "activity_at": now},
         )
         request = await self._build_request(owner_id, conversation.id, user_message.id, resolved)
+        for message in (user_message, assistant):
+            self._conversations.publish(
+                owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
+            )
+        self._conversations.publish(owner_id, UserEventKind.CONVERSATION_UPDATED, conversation.id)
         self._runner.start(
             GenerationJob(
                 message_id=assistant.id,
@@ -182,6 +176,51 @@ class ChatService:
             user_message=user_message,
             assistant_message=assistant,
         )
+
+    async def regenerate(
+        self, owner_id: ObjectId, message_id: str, model: str | None
+    ) -> SendResult:
+        """A new sibling reply to the same user message; it becomes the active branch."""
+        target = await self.get_message(owner_id, message_id)
+        if target.role is not MessageRole.ASSISTANT or target.parent_id is None:
+            raise BadUserInput("messageId", "Only an assistant reply can be regenerated.")
+        self._check_capacity(owner_id)
+        conversation = await self._conversations.get(owner_id, target.conversation_id)
+        user_message = await self.get_message(owner_id, target.parent_id)
+        resolved = await self._resolve_model(owner_id, conversation, None, model)
+        return await self._reply_to(owner_id, conversation, user_message, resolved)
+
+    async def edit(self, owner_id: ObjectId, message_id: str, content: str) -> SendResult:
+        """A new user message beside the edited one, plus a fresh reply; nothing is deleted."""
+        self._check_content(content)
+        target = await self.get_message(owner_id, message_id)
+        if target.role is not MessageRole.USER:
+            raise BadUserInput("messageId", "Only a user message can be edited.")
+        self._check_capacity(owner_id)
+        conversation = await self._conversations.get(owner_id, target.conversation_id)
+        resolved = await self._resolve_model(owner_id, conversation, None, None)
+        edited = await self._messages.insert(
+            owner_id,
+            conversation.id,
+            role=MessageRole.USER,
+            content=content,
+            status=MessageStatus.COMPLETE,
+            parent_id=target.parent_id,
+        )
+        return await self._reply_to(owner_id, conversation, edited, resolved)
+
+    async def switch_branch(self, owner_id: ObjectId, message_id: str) -> ConversationRecord:
+        """The newest leaf under the message becomes the active leaf."""
+        target = await self.get_message(owner_id, message_id)
+        nodes = await self._messages.nodes(owner_id, [target.conversation_id])
+        leaf = newest_leaf_under(nodes, target.id)
+        updated = await self._db.conversations.update(
+            owner_id, target.conversation_id, {"active_leaf_id": leaf}
+        )
+        if updated is None:
+            raise NotFound(MESSAGE_NOT_FOUND)
+        self._conversations.publish(owner_id, UserEventKind.CONVERSATION_UPDATED, updated.id)
+        return updated
 
     async def _result_for(self, owner_id: ObjectId, user_message: MessageRecord) -> SendResult:
         conversation = await self._conversations.get(owner_id, user_message.conversation_id)

@@ -20,10 +20,13 @@ from gql_chat.services.folders import FolderService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.passwords import PasswordService
+from gql_chat.services.reports import ReportService
+from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
 from gql_chat.store.messages import MessageRecord
 from gql_chat.streams.replies import ReplyRegistry
+from gql_chat.streams.user_events import UserEventBus, UserEventKind
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Services:
     admin: AdminService
     chat: ChatService
     runner: GenerationRunner
+    reports: ReportService
+    events: UserEventBus
 
 
 def jwt_secret_for(settings: Settings) -> str:
@@ -67,9 +72,18 @@ def build_services(
     provider = build_provider(settings, http_client)
     registry: ReplyRegistry[MessageRecord] = ReplyRegistry()
     runner = GenerationRunner(settings, database.messages, provider, registry)
-    folders = FolderService(database)
-    presets = LlmConfigService(database)
-    conversations = ConversationService(database, folders, presets)
+    events = UserEventBus()
+    folders = FolderService(database, events)
+    presets = LlmConfigService(database, events)
+    conversations = ConversationService(database, folders, presets, events)
+    titles = TitleService(settings, database, provider, conversations)
+
+    async def announce_completion(reply: MessageRecord) -> None:
+        conversations.publish(
+            reply.owner_id, UserEventKind.MESSAGE_COMPLETED, reply.conversation_id, reply.id
+        )
+
+    runner.on_finished += [announce_completion, titles.after_reply]
     return Services(
         settings=settings,
         database=database,
@@ -85,4 +99,6 @@ def build_services(
         admin=AdminService(database, on_user_disabled=runner.stop_owner),
         chat=ChatService(settings, database, conversations, presets, provider, runner, registry),
         runner=runner,
+        reports=ReportService(database, conversations),
+        events=events,
     )

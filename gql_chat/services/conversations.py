@@ -14,6 +14,7 @@ from gql_chat.store.conversations import ConversationFilter, ConversationRecord
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
 from gql_chat.store.pagination import Page, page_size
+from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 DEFAULT_TITLE = "New conversation"
 TITLE_LENGTH = (1, 200)
@@ -26,9 +27,14 @@ def check_title(title: str) -> str:
 
 class ConversationService:
     def __init__(
-        self, database: Database, folders: FolderService, presets: LlmConfigService
+        self,
+        database: Database,
+        folders: FolderService,
+        presets: LlmConfigService,
+        events: UserEventBus,
     ) -> None:
         self._db = database
+        self._events = events
         self._conversations = database.conversations
         self._folders = folders
         self._presets = presets
@@ -60,13 +66,15 @@ class ConversationService:
         preset = (
             await self._presets.get(owner_id, llm_config_id) if llm_config_id is not None else None
         )
-        return await self._conversations.insert(
+        conversation = await self._conversations.insert(
             owner_id,
             title=clean_title,
             title_source=title_source or ("user" if title is not None else "default"),
             folder_id=folder.id if folder else None,
             llm_config_id=preset.id if preset else None,
         )
+        self.publish(owner_id, UserEventKind.CONVERSATION_CREATED, conversation.id)
+        return conversation
 
     async def update(
         self, owner_id: ObjectId, conversation_id: str, changes: dict[str, Any]
@@ -95,6 +103,7 @@ class ConversationService:
         updated = await self._conversations.update(owner_id, conversation.id, fields)
         if updated is None:
             raise NotFound(CONVERSATION_NOT_FOUND)
+        self.publish(owner_id, UserEventKind.CONVERSATION_UPDATED, conversation.id)
         return updated
 
     async def delete(self, owner_id: ObjectId, conversation_id: str | ObjectId) -> None:
@@ -102,6 +111,18 @@ class ConversationService:
         conversation = await self.get(owner_id, conversation_id)
         await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
         await self._conversations.delete_many(owner_id, [conversation.id])
+        self.publish(owner_id, UserEventKind.CONVERSATION_DELETED, conversation.id)
+
+    def publish(
+        self,
+        owner_id: ObjectId,
+        kind: UserEventKind,
+        conversation_id: ObjectId,
+        message_id: ObjectId | None = None,
+    ) -> None:
+        self._events.publish(
+            owner_id, UserEvent(kind, conversation_id=conversation_id, message_id=message_id)
+        )
 
     async def list_page(
         self,

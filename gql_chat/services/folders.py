@@ -9,6 +9,7 @@ from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
 from gql_chat.store.folders import FolderRecord
 from gql_chat.store.ids import parse_object_id
+from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 MAX_DEPTH = 16
 NAME_LENGTH = (1, 200)
@@ -16,8 +17,11 @@ FOLDER_NOT_FOUND = "Folder not found."
 
 
 class FolderService:
-    def __init__(self, database: Database, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(
+        self, database: Database, events: UserEventBus, max_depth: int = MAX_DEPTH
+    ) -> None:
         self._db = database
+        self._events = events
         self._folders = database.folders
         self._max_depth = max_depth
 
@@ -38,7 +42,9 @@ class FolderService:
             raise BadUserInput("parentId", f"Folders nest at most {self._max_depth} deep.")
         parent_oid = parent.id if parent else None
         position = await self._folders.count_children(owner_id, parent_oid)
-        return await self._folders.insert(owner_id, clean_name, parent_oid, position)
+        folder = await self._folders.insert(owner_id, clean_name, parent_oid, position)
+        self._publish(owner_id, UserEventKind.FOLDER_CREATED, [folder.id])
+        return folder
 
     async def update(
         self,
@@ -65,6 +71,7 @@ class FolderService:
             await self._place(owner_id, folder.id, new_parent, position)
         elif position is not None:
             await self._place(owner_id, folder.id, new_parent, position)
+        self._publish(owner_id, UserEventKind.FOLDER_UPDATED, [folder.id])
         return await self.get(owner_id, folder.id)
 
     async def delete(self, owner_id: ObjectId, folder_id: str, delete_contents: bool) -> None:
@@ -82,6 +89,8 @@ class FolderService:
             # The moved subfolders go after the parent's own, in their old order.
             order = [f.id for f in siblings if f.id != folder.id] + [f.id for f in children]
             await self._folders.set_positions(owner_id, order)
+            self._publish(owner_id, UserEventKind.FOLDER_DELETED, [folder.id])
+            self._publish(owner_id, UserEventKind.FOLDER_UPDATED, [f.id for f in children])
             return
         levels = await self._subtree_levels(owner_id, folder.id)
         subtree = [fid for level in levels for fid in level]
@@ -91,6 +100,16 @@ class FolderService:
         for level in reversed(levels):  # leaves first, the folder itself last
             await self._folders.delete_many(owner_id, level)
         await self._renumber(owner_id, folder.parent_id)
+        for conversation_id in conversation_ids:
+            self._events.publish(
+                owner_id,
+                UserEvent(UserEventKind.CONVERSATION_DELETED, conversation_id=conversation_id),
+            )
+        self._publish(owner_id, UserEventKind.FOLDER_DELETED, subtree)
+
+    def _publish(self, owner_id: ObjectId, kind: UserEventKind, folder_ids: list[ObjectId]) -> None:
+        for folder_id in folder_ids:
+            self._events.publish(owner_id, UserEvent(kind, folder_id=folder_id))
 
     async def _check_move(
         self, owner_id: ObjectId, folder: FolderRecord, parent_id: str | None

@@ -156,7 +156,10 @@ class GenerationRunner:
             return
         reply.finish(final)
         for hook in self.on_finished:
-            await hook(final)
+            try:
+                await hook(final)
+            except Exception:
+                logger.exception("a reply-finished hook failed")
 
     async def _flush_periodically(
         self, message_id: ObjectId, progress: _Progress, flush_now: asyncio.Event

@@ -13,6 +13,7 @@ from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
 from gql_chat.store.llm_configs import LlmConfigRecord
+from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 PRESET_NOT_FOUND = "Preset not found."
 MAX_SYSTEM_PROMPT = 32_000
@@ -65,8 +66,9 @@ def validate_preset_fields(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class LlmConfigService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, events: UserEventBus) -> None:
         self._db = database
+        self._events = events
         self._configs = database.llm_configs
 
     async def get(self, owner_id: ObjectId, config_id: str | ObjectId | None) -> LlmConfigRecord:
@@ -87,7 +89,8 @@ class LlmConfigService:
         config = await self._configs.insert(owner_id, changes.fields)
         if changes.is_default:
             await self._configs.make_default(owner_id, config.id)
-            return await self.get(owner_id, config.id)
+            config = await self.get(owner_id, config.id)
+        self._changed(owner_id, config.id)
         return config
 
     async def update(
@@ -100,15 +103,20 @@ class LlmConfigService:
             await self._configs.make_default(owner_id, config.id)
         elif changes.is_default is False:
             await self._configs.clear_default(owner_id, config.id)
+        self._changed(owner_id, config.id)
         return await self.get(owner_id, config.id)
 
     async def set_default(self, owner_id: ObjectId, config_id: str | None) -> None:
         """`None` leaves the user without a default preset."""
         if config_id is None:
+            previous = await self.default_for(owner_id)
             await self._configs.clear_default(owner_id)
+            if previous is not None:
+                self._changed(owner_id, previous.id)
             return
         config = await self.get(owner_id, config_id)
         await self._configs.make_default(owner_id, config.id)
+        self._changed(owner_id, config.id)
 
     async def delete(self, owner_id: ObjectId, config_id: str) -> None:
         """Conversations on this preset fall back to the user's default (first, so a retry
@@ -116,3 +124,9 @@ class LlmConfigService:
         config = await self.get(owner_id, config_id)
         await self._db.conversations.clear_preset(owner_id, config.id)
         await self._configs.delete(owner_id, config.id)
+        self._changed(owner_id, config.id)
+
+    def _changed(self, owner_id: ObjectId, config_id: ObjectId) -> None:
+        self._events.publish(
+            owner_id, UserEvent(UserEventKind.LLM_CONFIG_CHANGED, llm_config_id=config_id)
+        )

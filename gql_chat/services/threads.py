@@ -26,3 +26,20 @@ def path_to(nodes: Iterable[Node], leaf_id: ObjectId | None) -> list[ObjectId]:
         current = parents[current]
     path.reverse()
     return path
+
+
+def newest_leaf_under(nodes: Iterable[Node], root_id: ObjectId) -> ObjectId:
+    """The most recently created leaf of the subtree under `root_id` (ids grow with time)."""
+    children: dict[ObjectId | None, list[ObjectId]] = {}
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node.id)
+    leaves: list[ObjectId] = []
+    pending = [root_id]
+    while pending:
+        current = pending.pop()
+        below = children.get(current, [])
+        if below:
+            pending.extend(below)
+        else:
+            leaves.append(current)
+    return max(leaves)

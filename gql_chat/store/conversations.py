@@ -124,6 +124,24 @@ class ConversationStore:
         )
         return ConversationRecord.from_document(doc) if doc else None
 
+    async def set_auto_title(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        title: str,
+        replaceable: tuple[str, ...],
+    ) -> bool:
+        """Only while the title is still a provisional one: a user's own title always wins."""
+        result = await self._conversations.update_one(
+            {
+                "_id": conversation_id,
+                "owner_id": owner_id,
+                "title_source": {"$in": list(replaceable)},
+            },
+            {"$set": {"title": title, "title_source": "auto", "updated_at": utc_now()}},
+        )
+        return result.modified_count == 1
+
     async def list_page(
         self, owner_id: ObjectId, where: ConversationFilter, first: int, after: str | None
     ) -> Page[ConversationRecord]:

@@ -132,6 +132,28 @@ class MessageNode:
     parent_id: ObjectId | None
 
 
+class UsageGroup(StrEnum):
+    MODEL = "MODEL"
+    DAY = "DAY"
+    CONVERSATION = "CONVERSATION"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+GROUP_KEYS: dict[UsageGroup, Any] = {
+    UsageGroup.MODEL: {"$ifNull": ["$model", "unknown"]},
+    UsageGroup.DAY: {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}},
+    UsageGroup.CONVERSATION: "$conversation_id",
+}
+
+
 class MessageStore:
     INDEXES = [
         IndexModel(
@@ -293,6 +315,52 @@ class MessageStore:
                 cost=float(row.get("cost") or 0.0) if row.get("priced") else None,
             )
         return totals
+
+    async def usage_summary(
+        self,
+        owner_id: ObjectId,
+        group_by: UsageGroup,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> list[UsageRow]:
+        """Assistant replies with usage, grouped and summed by the database (days in UTC)."""
+        match: dict[str, Any] = {
+            "owner_id": owner_id,
+            "role": MessageRole.ASSISTANT.value,
+            "usage": {"$ne": None},
+        }
+        created: dict[str, datetime] = {}
+        if start is not None:
+            created["$gte"] = start
+        if end is not None:
+            created["$lt"] = end
+        if created:
+            match["created_at"] = created
+        cursor = await self._messages.aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": GROUP_KEYS[group_by],
+                        "messages": {"$sum": 1},
+                        "prompt_tokens": {"$sum": "$usage.prompt_tokens"},
+                        "completion_tokens": {"$sum": "$usage.completion_tokens"},
+                        "cost": {"$sum": {"$ifNull": ["$usage.cost", 0]}},
+                    }
+                },
+                {"$sort": {"_id": 1}},
+            ]
+        )
+        return [
+            UsageRow(
+                key=str(row["_id"]),
+                messages=int(row["messages"]),
+                prompt_tokens=int(row.get("prompt_tokens") or 0),
+                completion_tokens=int(row.get("completion_tokens") or 0),
+                cost=float(row.get("cost") or 0.0),
+            )
+            async for row in cursor
+        ]
 
     async def conversations_matching(self, owner_id: ObjectId, text: str) -> list[ObjectId]:
         """Conversations with a message containing `text` (literally, case-insensitively)."""

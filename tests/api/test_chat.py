@@ -12,6 +12,7 @@ from bson import ObjectId
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
+from gql_chat.services.titles import TITLE_PROMPT
 from tests.conftest import LiveServer, openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import (
@@ -49,6 +50,11 @@ async def wait_for_status(user: SignedIn, message_id: str, *statuses: str) -> di
             return message
         await asyncio.sleep(0.02)
     raise AssertionError(f"message {message_id} never reached {statuses}")
+
+
+def chat_requests(fake: FakeOpenRouter) -> list[dict[str, Any]]:
+    """Reply requests only, not the automatic-title ones."""
+    return [r.body for r in fake.requests if r.body["messages"][0]["content"] != TITLE_PROMPT]
 
 
 def joined(events: list[dict[str, Any]]) -> str:
@@ -285,7 +291,7 @@ async def test_model_resolution_and_the_prompt(
     async def sent_model(**fields: Any) -> dict[str, Any]:
         message_id = (await send_message(user, **fields))["assistantMessage"]["id"]
         await wait_for_status(user, message_id, "COMPLETE")
-        return fake_openrouter.requests[-1].body
+        return chat_requests(fake_openrouter)[-1]
 
     assert (await sent_model())["model"] == "vendor/default-model"
     body = await sent_model(llmConfigId=special)

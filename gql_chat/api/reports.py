@@ -1,0 +1,69 @@
+"""Reports beyond the contract: `usageSummary` and `exportConversation`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.services.reports import ExportFormat as ExportFormatValue
+from gql_chat.store.messages import UsageGroup as UsageGroupValue
+
+UsageGroup = strawberry.enum(UsageGroupValue, name="UsageGroup")
+ExportFormat = strawberry.enum(ExportFormatValue, name="ExportFormat")
+
+
+@strawberry.type
+class UsageRow:
+    key: str = strawberry.field(description="Model id, UTC day (YYYY-MM-DD) or conversation id.")
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+@strawberry.type
+class ReportQuery:
+    @strawberry.field(
+        description=(
+            "Assistant replies with usage in [from, to), grouped and summed in the database."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def usage_summary(
+        self,
+        info: strawberry.Info,
+        group_by: UsageGroup,  # type: ignore[valid-type]
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> list[UsageRow]:
+        rows = await info.context.services.reports.usage_summary(
+            await info.context.owner_id(), group_by, from_, to
+        )
+        return [
+            UsageRow(
+                key=row.key,
+                messages=row.messages,
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=row.completion_tokens,
+                cost=row.cost,
+            )
+            for row in rows
+        ]
+
+    @strawberry.field(
+        description="The active branch with roles, timestamps, models and usage.",
+        permission_classes=[IsAuthenticated],
+    )
+    async def export_conversation(
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID,
+        format: ExportFormat,  # type: ignore[valid-type]
+    ) -> str:
+        exported: str = await info.context.services.reports.export(
+            await info.context.owner_id(), id, format
+        )
+        return exported

@@ -1,0 +1,70 @@
+"""Per-user change events for every device and tab of that user.
+
+In-process fan-out behind a two-method interface (`publish`, `subscribe`), so a cross-instance
+bus (e.g. Redis pub/sub) can replace it. A subscriber that falls far behind loses its oldest
+events rather than growing without bound; clients re-read what they care about anyway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from bson import ObjectId
+
+from gql_chat.store.clock import utc_now
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBER_BUFFER = 1000
+
+
+class UserEventKind(StrEnum):
+    CONVERSATION_CREATED = "CONVERSATION_CREATED"
+    CONVERSATION_UPDATED = "CONVERSATION_UPDATED"
+    CONVERSATION_DELETED = "CONVERSATION_DELETED"
+    MESSAGE_CREATED = "MESSAGE_CREATED"
+    MESSAGE_COMPLETED = "MESSAGE_COMPLETED"
+    FOLDER_CREATED = "FOLDER_CREATED"
+    FOLDER_UPDATED = "FOLDER_UPDATED"
+    FOLDER_DELETED = "FOLDER_DELETED"
+    LLM_CONFIG_CHANGED = "LLM_CONFIG_CHANGED"
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    kind: UserEventKind
+    conversation_id: ObjectId | None = None
+    message_id: ObjectId | None = None
+    folder_id: ObjectId | None = None
+    llm_config_id: ObjectId | None = None
+    at: datetime = field(default_factory=utc_now)
+
+
+class UserEventBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[ObjectId, set[asyncio.Queue[UserEvent]]] = defaultdict(set)
+
+    def publish(self, owner_id: ObjectId, event: UserEvent) -> None:
+        for queue in self._subscribers.get(owner_id, ()):
+            if queue.full():
+                queue.get_nowait()
+                logger.warning("a userEvents subscriber fell behind; dropped its oldest event")
+            queue.put_nowait(event)
+
+    async def subscribe(self, owner_id: ObjectId) -> AsyncIterator[UserEvent]:
+        queue: asyncio.Queue[UserEvent] = asyncio.Queue(maxsize=SUBSCRIBER_BUFFER)
+        self._subscribers[owner_id].add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            subscribers = self._subscribers.get(owner_id)
+            if subscribers is not None:
+                subscribers.discard(queue)
+                if not subscribers:
+                    del self._subscribers[owner_id]
