@@ -49,6 +49,9 @@ class UserEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[ObjectId, set[asyncio.Queue[UserEvent]]] = defaultdict(set)
 
+    def subscriber_count(self, owner_id: ObjectId) -> int:
+        return len(self._subscribers.get(owner_id, ()))
+
     def publish(self, owner_id: ObjectId, event: UserEvent) -> None:
         for queue in self._subscribers.get(owner_id, ()):
             if queue.full():
