@@ -20,6 +20,11 @@ from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
 from gql_chat.services.container import build_services
 from gql_chat.store.database import open_database
+from gql_chat.web.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ def create_app(
             await http_client.aclose()
             await database.close()
 
-    graphql = GraphQLView(build_schema(), settings)
+    graphql = GraphQLView(build_schema(settings), settings)
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -74,12 +79,22 @@ def create_app(
             Route("/readyz", readyz),
         ],
         middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(SecurityHeadersMiddleware),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type"],
-            )
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Apollo-Require-Preflight",
+                    "X-Apollo-Operation-Name",
+                    "X-Request-ID",
+                ],
+                expose_headers=["X-Request-ID"],
+            ),
+            Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,
     )

@@ -41,6 +41,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_config=None,
+        access_log=False,  # RequestContextMiddleware logs requests, without query strings
         proxy_headers=False,
         ws_per_message_deflate=False,
     )
@@ -63,8 +64,11 @@ def create_admin(args: argparse.Namespace) -> int:
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> int:
+    from limits.aio.storage import MemoryStorage
+
     from gql_chat.services.accounts import AccountService
     from gql_chat.services.passwords import PasswordService
+    from gql_chat.services.rate_limits import RateLimits
     from gql_chat.services.tokens import TokenService
     from gql_chat.store.database import open_database
 
@@ -72,7 +76,10 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
     try:
         await database.create_indexes()
         accounts = AccountService(
-            database, PasswordService(settings), TokenService(settings, "unused: no tokens issued")
+            database,
+            PasswordService(settings),
+            TokenService(settings, "unused: no tokens issued"),
+            RateLimits(settings, MemoryStorage()),
         )
         user, created = await accounts.create_admin(email, password)
     except DomainError as exc:

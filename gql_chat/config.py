@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Self
 
+import limits
 from pydantic import (
     AliasChoices,
     Field,
@@ -18,6 +20,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GQL_CHAT_"
 MIN_JWT_SECRET_BYTES = 32
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 class Environment(StrEnum):
@@ -38,6 +45,7 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
 
     mongodb_url: SecretStr | None = None
     mongodb_db: str = Field(default="gql_chat", min_length=1, max_length=63)
@@ -78,12 +86,53 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=10.0, ge=0)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     enable_legacy_graphql_ws: bool = False
+    enable_introspection: bool | None = None
+    enable_graphiql: bool | None = None
 
-    @field_validator("cors_origins", mode="before")
+    max_query_depth: int = Field(default=12, ge=1)
+    max_aliases: int = Field(default=30, ge=0)
+    max_tokens: int = Field(default=5000, ge=10)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_ws_operations: int = Field(default=20, ge=1)
+    connection_init_timeout: float = Field(default=10.0, gt=0)
+
+    redis_url: SecretStr | None = None
+    rate_login_per_email: str = "10/minute"
+    rate_login_per_ip: str = "30/minute"
+    rate_failed_logins_per_account: str = "20/day"
+    rate_register_per_ip: str = "5/hour"
+    rate_refresh_per_user: str = "30/minute"
+    rate_send_message_per_user: str = "30/minute"
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _parse_origins(cls, value: object) -> object:
+    def _parse_lists(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator(
+        "rate_login_per_email",
+        "rate_login_per_ip",
+        "rate_failed_logins_per_account",
+        "rate_register_per_ip",
+        "rate_refresh_per_user",
+        "rate_send_message_per_user",
+    )
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as exc:
+            raise ValueError("must look like '10/minute' or '5 per hour'") from exc
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -127,6 +176,18 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return (
+            self.enable_introspection
+            if self.enable_introspection is not None
+            else not self.is_production
+        )
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.enable_graphiql if self.enable_graphiql is not None else not self.is_production
 
     @property
     def uses_offline_model(self) -> bool:

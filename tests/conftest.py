@@ -24,6 +24,14 @@ from tests.fakes.openrouter import FakeOpenRouter
 from tests.support import GraphQLClient, SignedIn, sign_up
 
 TEST_MONGODB_URL = os.environ.get("GQL_CHAT_TEST_MONGODB_URL")
+RATE_SETTINGS = (
+    "login_per_email",
+    "login_per_ip",
+    "failed_logins_per_account",
+    "register_per_ip",
+    "refresh_per_user",
+    "send_message_per_user",
+)
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 
@@ -35,6 +43,9 @@ def make_settings(**overrides: Any) -> Settings:
         "argon2_memory_kib": 64,
         "mongodb_url": TEST_MONGODB_URL,
         "mongodb_db": f"gql_chat_test_{uuid.uuid4().hex[:12]}",
+        # Generous limits: the suite signs many users up from one address. The limits
+        # themselves are tested with their defaults in tests/api/test_rate_limits.py.
+        **{f"rate_{name}": "100000/minute" for name in RATE_SETTINGS},
     }
     values.update(overrides)
     return Settings(**values)

@@ -31,7 +31,9 @@ async def test_graphql_get_serves_queries_and_graphiql(http: httpx.AsyncClient) 
     page = await http.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
-    response = await http.get("/graphql", params={"query": "{ __typename }"})
+    response = await http.get(
+        "/graphql", params={"query": "{ __typename }"}, headers={"Apollo-Require-Preflight": "1"}
+    )
     assert response.json() == {"data": {"__typename": "Query"}}
 
 

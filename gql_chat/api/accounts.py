@@ -102,7 +102,7 @@ class AccountMutation:
     @strawberry.mutation
     async def register(self, info: strawberry.Info, input: RegisterInput) -> AuthPayload:
         session = await info.context.services.accounts.register(
-            input.email, input.password, input.display_name
+            input.email, input.password, input.display_name, info.context.client_ip
         )
         return AuthPayload.from_session(session)
 
@@ -110,7 +110,9 @@ class AccountMutation:
         description="Unknown email and wrong password fail alike: UNAUTHENTICATED."
     )
     async def login(self, info: strawberry.Info, input: LoginInput) -> AuthPayload:
-        session = await info.context.services.accounts.login(input.email, input.password)
+        session = await info.context.services.accounts.login(
+            input.email, input.password, info.context.client_ip
+        )
         return AuthPayload.from_session(session)
 
     @strawberry.mutation(

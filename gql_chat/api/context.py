@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from gql_chat.api.client_ip import client_ip
 from gql_chat.api.loaders import Loaders
 from gql_chat.errors import Unauthenticated
 from gql_chat.services.container import Services
@@ -47,6 +48,10 @@ class Context:
     @property
     def is_websocket(self) -> bool:
         return isinstance(self.request, WebSocket)
+
+    @property
+    def client_ip(self) -> str:
+        return client_ip(self.request, self.services.settings.trusted_proxies)
 
     async def authenticate_connection(self) -> None:
         """Websocket: check the `connection_init` token once, at connect; raises when bad."""

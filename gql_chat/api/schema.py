@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
@@ -14,8 +25,10 @@ from gql_chat.api.events import EventSubscription
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
+from gql_chat.api.operation_log import OperationLog
 from gql_chat.api.reports import ReportQuery
 from gql_chat.api.threads import ThreadMutation
+from gql_chat.config import Settings
 
 
 @strawberry.type
@@ -49,16 +62,26 @@ class Subscription(MessageSubscription, EventSubscription):
     pass
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """Limits, caches and masking as extension factories (fresh per operation, never shared)."""
+    settings = settings or Settings.model_construct()  # defaults, without reading the environment
+    extensions: list[Any] = [
+        OperationLog,
+        MaskInternalErrors,
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+    ]
+    if not settings.introspection_enabled:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return GqlChatSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[
-            MaskInternalErrors,
-            lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
-        ],
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=not settings.introspection_enabled),
     )
 
 

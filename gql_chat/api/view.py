@@ -1,21 +1,42 @@
-"""The Strawberry ASGI view: builds the context and authenticates websocket connections."""
+"""The Strawberry ASGI view: context, websocket authentication, and GraphQL-over-HTTP rules
+(content negotiation with `application/graphql-response+json`, 406, CSRF prevention)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from gql_chat.api.context import Context
+from gql_chat.api.http_rules import (
+    CSRF_MESSAGE,
+    GRAPHQL_RESPONSE_JSON,
+    accepts_html,
+    is_csrf_suspect,
+    negotiate,
+)
 from gql_chat.config import Settings
 from gql_chat.errors import DomainError
 from gql_chat.services.container import Services
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Parse, validation and variable errors: nothing executed, so no error has a path."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -25,10 +46,47 @@ class GraphQLView(GraphQL[Context, None]):
             protocols.append(GRAPHQL_WS_PROTOCOL)
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide="graphiql" if settings.graphiql_enabled else None,
             subscription_protocols=protocols,
             allowed_origins=settings.cors_origins,
+            connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
+            max_subscriptions_per_connection=settings.max_ws_operations,
         )
+
+    async def run(  # type: ignore[override]
+        self, request: Request | WebSocket, context: Any = None, root_value: Any = None
+    ) -> Response | WebSocket:
+        """Context and root value always come from `get_context`; the arguments are unused."""
+        if isinstance(request, WebSocket):
+            return await super().run(request)
+        media = negotiate(request.headers.get("accept"))
+        if media is None and not (request.method == "GET" and accepts_html(request)):
+            return PlainTextResponse(
+                "Not Acceptable: use application/graphql-response+json or application/json.",
+                status_code=406,
+            )
+        if is_csrf_suspect(request):
+            return PlainTextResponse(CSRF_MESSAGE, status_code=400)
+        request.state.media_type = media
+        response = await super().run(request)
+        if media == GRAPHQL_RESPONSE_JSON and response.media_type != "text/html":
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+            if getattr(request.state, "request_error", False):
+                response.status_code = 400
+        return response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        if is_request_error(result):
+            request.state.request_error = True
+            if getattr(request.state, "media_type", None) == GRAPHQL_RESPONSE_JSON:
+                processed.pop("data", None)  # the spec: no `data` entry when nothing executed
+        return processed
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from gql_chat.errors import BadUserInput, Unauthenticated
 from gql_chat.services.passwords import PasswordService
+from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
 from gql_chat.services.validation import check_display_name, check_password, normalize_email
 from gql_chat.store.database import Database
@@ -39,16 +40,21 @@ class AccountService:
         database: Database,
         passwords: PasswordService,
         tokens: TokenService,
+        rate_limits: RateLimits,
         on_user_removed: UserHook | None = None,
     ) -> None:
         self._db = database
+        self._limits = rate_limits
         self._on_user_removed = on_user_removed
         self._users = database.users
         self._refresh_tokens = database.refresh_tokens
         self._passwords = passwords
         self._tokens = tokens
 
-    async def register(self, email: str, password: str, display_name: str | None) -> Session:
+    async def register(
+        self, email: str, password: str, display_name: str | None, client_ip: str
+    ) -> Session:
+        await self._limits.hit(self._limits.register_per_ip, "register", client_ip)
         normalized = normalize_email(email)
         check_password(password)
         name = check_display_name(
@@ -61,18 +67,30 @@ class AccountService:
         logger.info("user registered", extra={"user_id": str(user.id)})
         return await self._start_session(user)
 
-    async def login(self, email: str, password: str) -> Session:
-        """Unknown email, wrong password and disabled account fail alike, at the same cost."""
+    async def login(self, email: str, password: str, client_ip: str) -> Session:
+        """Unknown email, wrong password and disabled account fail alike, at the same cost.
+
+        Limits: attempts per client IP, attempts per email, and failures per account per day
+        (a lockout). A device (email + IP) that signed in successfully before is exempt from the
+        per-email limits, so an attacker cannot lock a user out of their own devices."""
         try:
             normalized = normalize_email(email)
         except BadUserInput:
-            normalized = None
-        user = await self._users.get_by_email(normalized) if normalized else None
+            normalized = email.strip().lower()[:254]
+        await self._limits.hit(self._limits.login_per_ip, "login-ip", client_ip)
+        device = f"{normalized}/{client_ip}"
+        if not await self._limits.remembers(device):
+            await self._limits.hit(self._limits.login_per_email, "login-email", normalized)
+            await self._limits.check(self._limits.failed_logins, "login-failed", normalized)
+        user = await self._users.get_by_email(normalized)
         if user is None:
             await self._passwords.burn_equivalent_work(password)
+            await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
             raise Unauthenticated(LOGIN_FAILED)
         if not await self._passwords.verify(user.password_hash, password) or user.disabled:
+            await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
             raise Unauthenticated(LOGIN_FAILED)
+        await self._limits.remember(device)
         if self._passwords.needs_rehash(user.password_hash):
             await self._users.update(user.id, password_hash=await self._passwords.hash(password))
         return await self._start_session(user)
@@ -80,6 +98,7 @@ class AccountService:
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is retired; presenting a retired one revokes its family."""
         claims = self._tokens.decode(refresh_token, TokenType.REFRESH)
+        await self._limits.hit(self._limits.refresh_per_user, "refresh", str(claims.user_id))
         record = await self._refresh_tokens.get(claims.jti)
         digest = token_digest(refresh_token)
         if record is None or record.token_hash != digest or record.user_id != claims.user_id:

@@ -18,6 +18,7 @@ from gql_chat.llm.types import ChatProvider, ChatRequest, ModelInfo, PromptMessa
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import GenerationJob, GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.threads import newest_leaf_under, path_to
 from gql_chat.services.titles import title_from
 from gql_chat.store.clock import utc_now
@@ -71,7 +72,9 @@ class ChatService:
         provider: ChatProvider,
         runner: GenerationRunner,
         registry: ReplyRegistry[MessageRecord],
+        rate_limits: RateLimits,
     ) -> None:
+        self._limits = rate_limits
         self._settings = settings
         self._db = database
         self._messages = database.messages
@@ -104,7 +107,7 @@ class ChatService:
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
             if existing is not None:
                 return await self._result_for(owner_id, existing)
-        self._check_capacity(owner_id)
+        await self._check_capacity(owner_id)
 
         if conversation_id is not None:
             conversation = await self._conversations.get(owner_id, conversation_id)
@@ -184,7 +187,7 @@ class ChatService:
         target = await self.get_message(owner_id, message_id)
         if target.role is not MessageRole.ASSISTANT or target.parent_id is None:
             raise BadUserInput("messageId", "Only an assistant reply can be regenerated.")
-        self._check_capacity(owner_id)
+        await self._check_capacity(owner_id)
         conversation = await self._conversations.get(owner_id, target.conversation_id)
         user_message = await self.get_message(owner_id, target.parent_id)
         resolved = await self._resolve_model(owner_id, conversation, None, model)
@@ -196,7 +199,7 @@ class ChatService:
         target = await self.get_message(owner_id, message_id)
         if target.role is not MessageRole.USER:
             raise BadUserInput("messageId", "Only a user message can be edited.")
-        self._check_capacity(owner_id)
+        await self._check_capacity(owner_id)
         conversation = await self._conversations.get(owner_id, target.conversation_id)
         resolved = await self._resolve_model(owner_id, conversation, None, None)
         edited = await self._messages.insert(
@@ -236,7 +239,9 @@ class ChatService:
         if not content.strip() or len(content) > limit:
             raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
 
-    def _check_capacity(self, owner_id: ObjectId) -> None:
+    async def _check_capacity(self, owner_id: ObjectId) -> None:
+        """Replies started per minute, and replies in flight at once."""
+        await self._limits.hit(self._limits.send_per_user, "send", str(owner_id))
         limit = self._settings.max_concurrent_generations
         if self._runner.active_count(owner_id) >= limit:
             raise RateLimited(

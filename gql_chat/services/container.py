@@ -20,6 +20,7 @@ from gql_chat.services.folders import FolderService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.passwords import PasswordService
+from gql_chat.services.rate_limits import RateLimits, open_storage
 from gql_chat.services.reports import ReportService
 from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
@@ -44,6 +45,7 @@ class Services:
     runner: GenerationRunner
     reports: ReportService
     events: UserEventBus
+    rate_limits: RateLimits
 
 
 def jwt_secret_for(settings: Settings) -> str:
@@ -72,6 +74,7 @@ def build_services(
     provider = build_provider(settings, http_client)
     registry: ReplyRegistry[MessageRecord] = ReplyRegistry()
     runner = GenerationRunner(settings, database.messages, provider, registry)
+    rate_limits = RateLimits(settings, open_storage(settings))
     events = UserEventBus()
     folders = FolderService(database, events)
     presets = LlmConfigService(database, events)
@@ -91,14 +94,18 @@ def build_services(
             database,
             PasswordService(settings),
             TokenService(settings, jwt_secret_for(settings)),
+            rate_limits,
             on_user_removed=runner.stop_owner,
         ),
         folders=folders,
         conversations=conversations,
         presets=presets,
         admin=AdminService(database, on_user_disabled=runner.stop_owner),
-        chat=ChatService(settings, database, conversations, presets, provider, runner, registry),
+        chat=ChatService(
+            settings, database, conversations, presets, provider, runner, registry, rate_limits
+        ),
         runner=runner,
         reports=ReportService(database, conversations),
         events=events,
+        rate_limits=rate_limits,
     )

@@ -1,0 +1,81 @@
+"""GraphQL over HTTP rules applied before execution: content negotiation and CSRF prevention."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+HTML = "text/html"
+
+# Apollo Server's CSRF rule: browsers send these content types (or none) without a CORS
+# preflight, so such requests must prove they are not cross-site with a header that forces one.
+SIMPLE_CONTENT_TYPES = frozenset(
+    {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
+)
+PREFLIGHT_HEADERS = ("x-apollo-operation-name", "apollo-require-preflight")
+CSRF_MESSAGE = (
+    "This operation has been blocked as a potential Cross-Site Request Forgery (CSRF). Send a "
+    "'Content-Type: application/json' header, or a non-empty 'Apollo-Require-Preflight' or "
+    "'X-Apollo-Operation-Name' header."
+)
+
+
+def _media_ranges(accept: str) -> list[tuple[str, float]]:
+    ranges = []
+    for part in accept.split(","):
+        pieces = [p.strip() for p in part.split(";")]
+        if not pieces[0]:
+            continue
+        quality = 1.0
+        for parameter in pieces[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranges.append((pieces[0].lower(), quality))
+    return ranges
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The response media type for an `Accept` header; None when we can offer nothing it takes.
+
+    No header, `*/*` or `application/*` keep the legacy `application/json` (what most clients
+    expect); `application/graphql-response+json` is used when asked for at least as strongly."""
+    if not accept:
+        return JSON
+    best: dict[str, float] = {}
+    for media, quality in _media_ranges(accept):
+        if quality <= 0:
+            continue
+        if media == GRAPHQL_RESPONSE_JSON:
+            best[GRAPHQL_RESPONSE_JSON] = max(best.get(GRAPHQL_RESPONSE_JSON, 0), quality)
+        elif media in (JSON, "application/*", "*/*"):
+            best[JSON] = max(best.get(JSON, 0), quality)
+    if not best:
+        return None
+    if best.get(GRAPHQL_RESPONSE_JSON, 0) >= best.get(JSON, 0):
+        return GRAPHQL_RESPONSE_JSON
+    return JSON
+
+
+def accepts_html(request: Request) -> bool:
+    return any(
+        media in (HTML, "*/*")
+        for media, q in _media_ranges(request.headers.get("accept", ""))
+        if q > 0
+    )
+
+
+def is_csrf_suspect(request: Request) -> bool:
+    """True for a request a browser could send cross-site without a preflight."""
+    if request.method == "GET" and "query" not in request.query_params:
+        return False  # the explorer page; nothing executes
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media not in SIMPLE_CONTENT_TYPES:
+            return False
+    return not any(request.headers.get(header) for header in PREFLIGHT_HEADERS)

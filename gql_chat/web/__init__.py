@@ -1,0 +1,1 @@
+"""HTTP plumbing around the GraphQL app: ASGI middleware."""
