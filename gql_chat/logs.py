@@ -28,6 +28,13 @@ def record_extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES}
 
 
+def _printable(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # e.g. a dead weak proxy in a third-party record
+        return f"<{type(value).__name__}>"
+
+
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
@@ -46,7 +53,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=_printable)
 
 
 class TextFormatter(logging.Formatter):

@@ -115,6 +115,7 @@ class LiveServer:
             log_level="warning",
             lifespan="on",
             ws_per_message_deflate=False,
+            access_log=False,  # as `gql-chat serve` runs it
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

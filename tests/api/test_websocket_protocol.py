@@ -1,0 +1,97 @@
+"""The graphql-transport-ws protocol's failure cases and our connection limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from gql_chat.config import Settings
+from tests.conftest import LiveServer
+from tests.support import GraphQLClient, TransportWsClient, sign_up, ws_client
+
+USER_EVENTS = "subscription { userEvents { kind } }"
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory(connection_init_timeout=0.5, cors_origins="https://app.example")
+
+
+async def closed_with(ws: TransportWsClient) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.receive(), timeout=5)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def signed_in(live_server: LiveServer, live_gql: GraphQLClient) -> str:
+    return (await sign_up(live_gql)).token
+
+
+async def test_subscribe_before_ack_is_4401(live_server: LiveServer) -> None:
+    async with ws_client(live_server.ws_url) as ws:
+        await ws.subscribe(USER_EVENTS)
+        assert await closed_with(ws) == 4401
+
+
+async def test_no_init_in_time_is_4408(live_server: LiveServer) -> None:
+    async with ws_client(live_server.ws_url) as ws:
+        assert await closed_with(ws) == 4408
+
+
+async def test_a_second_init_is_4429(live_server: LiveServer, live_gql: GraphQLClient) -> None:
+    token = await signed_in(live_server, live_gql)
+    async with ws_client(live_server.ws_url) as ws:
+        assert (await ws.init({"Authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+        await ws.send({"type": "connection_init", "payload": {}})
+        assert await closed_with(ws) == 4429
+
+
+async def test_a_duplicate_operation_id_is_4409(
+    live_server: LiveServer, live_gql: GraphQLClient
+) -> None:
+    token = await signed_in(live_server, live_gql)
+    async with ws_client(live_server.ws_url) as ws:
+        await ws.init({"Authorization": f"Bearer {token}"})
+        message = {"id": "same", "type": "subscribe", "payload": {"query": USER_EVENTS}}
+        await ws.send(message)
+        await ws.send(message)
+        assert await closed_with(ws) == 4409
+
+
+async def test_at_most_20_operations_per_connection(
+    live_server: LiveServer, live_gql: GraphQLClient
+) -> None:
+    token = await signed_in(live_server, live_gql)
+    async with ws_client(live_server.ws_url) as ws:
+        await ws.init({"Authorization": f"Bearer {token}"})
+        for index in range(21):
+            await ws.send(
+                {"id": str(index), "type": "subscribe", "payload": {"query": USER_EVENTS}}
+            )
+        refused = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert refused["type"] == "error"
+        assert refused["id"] == "20"
+        assert "limit" in refused["payload"][0]["message"].lower()
+
+
+async def test_origins_outside_the_allowlist_are_refused(live_server: LiveServer) -> None:
+    protocols = [Subprotocol("graphql-transport-ws")]
+
+    async def handshake(origin: str) -> None:
+        async with connect(
+            f"{live_server.ws_url}/graphql",
+            subprotocols=protocols,
+            origin=origin,  # type: ignore[arg-type]
+        ) as ws:
+            await ws.send('{"type": "connection_init"}')
+            await asyncio.wait_for(ws.recv(), timeout=5)
+
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        await handshake("https://evil.example")
+    await handshake("https://app.example")

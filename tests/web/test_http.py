@@ -1,0 +1,145 @@
+"""GraphQL over HTTP: negotiation, status codes, CSRF prevention, headers and body limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.support import GraphQLClient
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+NEW_MEDIA = "application/graphql-response+json"
+
+
+async def post(http: httpx.AsyncClient, body: object, **headers: str) -> httpx.Response:
+    return await http.post(
+        "/graphql", content=json.dumps(body), headers={**JSON_HEADERS, **headers}
+    )
+
+
+async def test_json_is_the_default_media_type(http: httpx.AsyncClient) -> None:
+    response = await post(http, {"query": "{ __typename }"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_graphql_response_json_is_negotiated_with_spec_status_codes(
+    http: httpx.AsyncClient,
+) -> None:
+    ok = await post(http, {"query": "{ __typename }"}, Accept=NEW_MEDIA)
+    assert ok.status_code == 200
+    assert ok.headers["content-type"].startswith(NEW_MEDIA)
+
+    for body in (
+        {"query": "{"},  # parse error
+        {"query": "{ nope }"},  # validation error
+        {"query": "query($n: Int!) { __typename }", "variables": {"n": "x"}},  # coercion
+    ):
+        response = await post(http, body, Accept=NEW_MEDIA)
+        assert response.status_code == 400, body
+        assert "data" not in response.json()
+        assert response.json()["errors"]
+        legacy = await post(http, body, Accept="application/json")
+        assert legacy.status_code == 200
+
+    # A field error is still a 200 with data: the document executed.
+    unauthenticated = await post(http, {"query": "{ me { id } }"}, Accept=NEW_MEDIA)
+    assert unauthenticated.status_code == 200
+    assert unauthenticated.json()["data"] is None
+    assert unauthenticated.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    preferred = await post(
+        http, {"query": "{ __typename }"}, Accept=f"application/json;q=0.5, {NEW_MEDIA}"
+    )
+    assert preferred.headers["content-type"].startswith(NEW_MEDIA)
+    json_preferred = await post(
+        http, {"query": "{ __typename }"}, Accept=f"application/json, {NEW_MEDIA};q=0.5"
+    )
+    assert json_preferred.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    "accept", ["text/xml", "application/xml, text/plain", "application/json;q=0"]
+)
+async def test_unacceptable_accept_is_406(http: httpx.AsyncClient, accept: str) -> None:
+    response = await post(http, {"query": "{ __typename }"}, Accept=accept)
+    assert response.status_code == 406
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+async def test_simple_content_types_are_refused_as_csrf(
+    http: httpx.AsyncClient, content_type: str
+) -> None:
+    body = json.dumps({"query": "mutation { logoutAll }"})
+    refused = await http.post("/graphql", content=body, headers={"Content-Type": content_type})
+    assert refused.status_code == 400
+    assert "CSRF" in refused.text
+
+
+async def test_get_needs_a_preflight_header_and_never_mutates(http: httpx.AsyncClient) -> None:
+    query = {"query": "{ __typename }"}
+    assert (await http.get("/graphql", params=query)).status_code == 400
+    for header in ("Apollo-Require-Preflight", "X-Apollo-Operation-Name"):
+        allowed = await http.get("/graphql", params=query, headers={header: "1"})
+        assert allowed.status_code == 200
+        assert allowed.json() == {"data": {"__typename": "Query"}}
+    mutation = await http.get(
+        "/graphql",
+        params={"query": "mutation { logoutAll }"},
+        headers={"Apollo-Require-Preflight": "1"},
+    )
+    assert mutation.status_code == 405
+
+
+async def test_batched_requests_are_refused(http: httpx.AsyncClient) -> None:
+    response = await post(http, [{"query": "{ __typename }"}, {"query": "{ __typename }"}])
+    assert response.status_code == 400
+
+
+async def test_malformed_bodies_are_400(http: httpx.AsyncClient) -> None:
+    response = await http.post("/graphql", content=b"{not json", headers=JSON_HEADERS)
+    assert response.status_code == 400
+    missing = await post(http, {"variables": {}})
+    assert missing.status_code == 400
+
+
+async def test_bodies_over_the_limit_are_413(http: httpx.AsyncClient) -> None:
+    big = {"query": "{ __typename }", "variables": {"pad": "x" * 1_100_000}}
+    assert (await post(http, big)).status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(12):
+            yield b"x" * 100_000
+
+    streamed = await http.post("/graphql", content=chunks(), headers=JSON_HEADERS)
+    assert streamed.status_code == 413
+
+
+async def test_security_headers_and_request_ids(http: httpx.AsyncClient) -> None:
+    response = await post(http, {"query": "{ __typename }"}, **{"X-Request-ID": "trace-123"})
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert (
+        response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
+    assert response.headers["x-request-id"] == "trace-123"
+    generated = await post(
+        http, {"query": "{ __typename }"}, **{"X-Request-ID": "bad id with spaces"}
+    )
+    assert generated.headers["x-request-id"] != "bad id with spaces"
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_cors_allows_only_configured_origins(gql: GraphQLClient) -> None:
+    preflight = await gql.http.options(
+        "/graphql",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
