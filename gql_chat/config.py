@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     enable_legacy_graphql_ws: bool = False
     enable_introspection: bool | None = None
     enable_graphiql: bool | None = None
+    graphiql_assets_url: str = "https://unpkg.com"
 
     max_query_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=0)

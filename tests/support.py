@@ -98,7 +98,9 @@ class TransportWsClient:
         await self.connection.send(json.dumps(message))
 
     async def receive(self) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(await self.connection.recv())
+        frame = await self.connection.recv()
+        assert isinstance(frame, str), "graphql-transport-ws messages travel in text frames"
+        message: dict[str, Any] = json.loads(frame)
         return message
 
     async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:

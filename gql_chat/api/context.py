@@ -23,9 +23,10 @@ def bearer_token(value: object) -> str | None:
     """The token of an `Authorization: Bearer …` value; a malformed value is an invalid token."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not value.lower().startswith(BEARER_PREFIX):
+    if not isinstance(value, str) or not value.lower().startswith(BEARER_PREFIX.strip()):
         raise Unauthenticated("Invalid or expired token.")
-    return value[len(BEARER_PREFIX) :].strip()
+    token = value[len(BEARER_PREFIX) - 1 :].strip()
+    return token or None  # "Bearer " with nothing after it: the explorer's empty template
 
 
 @dataclass

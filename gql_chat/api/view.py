@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -20,6 +20,7 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from gql_chat.api.context import Context
+from gql_chat.api.graphiql import render_graphiql
 from gql_chat.api.http_rules import (
     CSRF_MESSAGE,
     GRAPHQL_RESPONSE_JSON,
@@ -54,6 +55,7 @@ class GraphQLView(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
             max_subscriptions_per_connection=settings.max_ws_operations,
         )
+        self._graphiql_assets_url = settings.graphiql_assets_url
 
     async def run(  # type: ignore[override]
         self, request: Request | WebSocket, context: Any = None, root_value: Any = None
@@ -96,8 +98,12 @@ class GraphQLView(GraphQL[Context, None]):
                 processed.pop("data", None)  # the spec: no `data` entry when nothing executed
         return processed
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return render_graphiql(request, self._graphiql_assets_url)
+
+    def encode_json(self, data: object) -> str:
+        """orjson for speed; text, because graphql-transport-ws frames must be text frames."""
+        return orjson.dumps(data).decode()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
