@@ -1,0 +1,602 @@
+"""Runs every benchmark scenario against real processes on 127.0.0.1 and reports same-run ratios.
+
+    .uv/bin/uv run --frozen python -m bench      (needs `wrk`: apt-get install wrk)
+
+Writes bench/results/latest.json and prints a markdown table. Every loop is bounded in time and
+count; nothing leaves 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PYTHON = sys.executable
+JWT_SECRET = "benchmark-secret-that-is-long-enough-0123456789"
+PASSWORD = "benchmark password"
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
+CAPACITY_BUDGET_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {f"p{q}": round(percentile(values, q), 3) for q in (50, 95, 99)}
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Processes:
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})})  # noqa: S603
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in self.started:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextmanager
+def processes() -> Any:
+    group = Processes()
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def wait_until_up(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def server_env(provider_url: str) -> dict[str, str]:
+    """Production-like: no explorer, no introspection, quiet logs, default argon2; the embedded
+    store; rate limits lifted so that the load itself is what is measured."""
+    env = {
+        "GQL_CHAT_JWT_SECRET": JWT_SECRET,
+        "GQL_CHAT_LOG_LEVEL": "WARNING",
+        "GQL_CHAT_ENABLE_GRAPHIQL": "false",
+        "GQL_CHAT_ENABLE_INTROSPECTION": "false",
+        "GQL_CHAT_OPENROUTER_API_KEY": "sk-or-bench",
+        "GQL_CHAT_OPENROUTER_BASE_URL": provider_url,
+        "GQL_CHAT_MAX_CONCURRENT_GENERATIONS": "100000",
+        "GQL_CHAT_MAX_WS_OPERATIONS": "100",
+    }
+    for name in (
+        "LOGIN_PER_EMAIL",
+        "LOGIN_PER_IP",
+        "FAILED_LOGINS_PER_ACCOUNT",
+        "REGISTER_PER_IP",
+        "REFRESH_PER_USER",
+        "SEND_MESSAGE_PER_USER",
+    ):
+        env[f"GQL_CHAT_RATE_{name}"] = "100000000/minute"
+    return env
+
+
+class Api:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = httpx.Client(base_url=base, timeout=60)
+
+    def gql(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        ).json()
+        if body.get("errors"):
+            raise RuntimeError(body["errors"])
+        return body["data"]
+
+    def register(self, email: str) -> str:
+        data = self.gql(
+            "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { accessToken } }",
+            {"e": email, "p": PASSWORD},
+        )
+        token: str = data["register"]["accessToken"]
+        return token
+
+
+def set_provider_pace(
+    provider: str, first_delay: float, token_delay: float, tokens: int = 50
+) -> None:
+    base = provider.rsplit("/api/v1", 1)[0]
+    httpx.post(
+        f"{base}/control",
+        json={"first_delay": first_delay, "token_delay": token_delay, "tokens": tokens},
+    )
+
+
+def seed(api: Api, provider: str) -> dict[str, Any]:
+    """One user with 20 filed conversations (folders with parents, presets) and one 50-message
+    conversation; more users for the streaming scenarios."""
+    token = api.register("bench@example.com")
+    parents = [
+        api.gql(
+            "mutation($n: String!) { createFolder(input: {name: $n}) { id } }",
+            {"n": f"p{i}"},
+            token,
+        )["createFolder"]["id"]
+        for i in range(3)
+    ]
+    folders = [
+        api.gql(
+            "mutation($n: String!, $p: ID) { createFolder(input: {name: $n, parentId: $p}) { id } }",
+            {"n": f"f{i}", "p": parents[i % 3]},
+            token,
+        )["createFolder"]["id"]
+        for i in range(5)
+    ]
+    presets = [
+        api.gql(
+            'mutation($n: String!) { createLlmConfig(input: {name: $n, model: "bench/model"}) { id } }',
+            {"n": f"preset{i}"},
+            token,
+        )["createLlmConfig"]["id"]
+        for i in range(5)
+    ]
+    for i in range(20):
+        api.gql(
+            'mutation($f: ID, $p: ID) { createConversation(input: {title: "bench", folderId: $f, llmConfigId: $p}) { id } }',
+            {"f": folders[i % 5], "p": presets[i % 5]},
+            token,
+        )
+    set_provider_pace(provider, 0, 0, tokens=20)
+    thread = api.gql(
+        'mutation { createConversation(input: {title: "long thread"}) { id } }', token=token
+    )["createConversation"]["id"]
+    for i in range(25):
+        sent = api.gql(
+            "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { assistantMessage { id } } }",
+            {"c": thread, "t": f"question {i} " * 10},
+            token,
+        )
+        message_id = sent["sendMessage"]["assistantMessage"]["id"]
+        for _ in range(200):
+            status = api.gql(
+                "query($id: ID!) { message(id: $id) { status } }", {"id": message_id}, token
+            )["message"]["status"]
+            if status not in ("PENDING", "STREAMING"):
+                break
+            time.sleep(0.01)
+    set_provider_pace(provider, 0.2, 0.02)
+    return {"token": token, "thread": thread}
+
+
+def wrk(url: str, token: str, body: str | None, connections: int = 32) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_BODY": body or ""}
+    output = subprocess.run(  # noqa: S603
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{WRK_SECONDS}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "report.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    result["rps"] = round(result["requests"] / (result["duration_us"] / 1e6), 1)
+    return result
+
+
+QUERIES = {
+    "me": ("{ me { id email } }", "/baseline/me"),
+    "conversations(first: 20)": (
+        "{ conversations(first: 20) { totalCount edges { cursor node { id title folder { id name } llmConfig { id name model } } } } }",
+        "/baseline/conversations",
+    ),
+    "messages(last: 50)": (
+        "query($id: ID!) { conversation(id: $id) { messages(last: 50) { edges { node { id role content status createdAt } } } } }",
+        "/baseline/messages?id={thread}",
+    ),
+}
+
+
+def query_path(api: Api, seeded: dict[str, Any]) -> dict[str, Any]:
+    results = {}
+    for name, (query, baseline_path) in QUERIES.items():
+        variables = {"id": seeded["thread"]} if "$id" in query else {}
+        body = json.dumps({"query": query, "variables": variables})
+        api.gql(query, variables, seeded["token"])  # warm up and check
+        graphql = wrk(f"{api.base}/graphql", seeded["token"], body)
+        baseline = wrk(
+            f"{api.base}{baseline_path.format(thread=seeded['thread'])}", seeded["token"], None
+        )
+        results[name] = {
+            "graphql": graphql,
+            "baseline": baseline,
+            "ratio": round(graphql["rps"] / baseline["rps"], 3),
+        }
+        print(f"  {name}: {graphql['rps']} vs {baseline['rps']} req/s", flush=True)
+    return results
+
+
+def run_clients(commands: list[list[str]]) -> list[dict[str, Any]]:
+    outputs = []
+    running = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, text=True) for c in commands]  # noqa: S603
+    for process in running:
+        stdout, _ = process.communicate(timeout=300)
+        outputs.append(json.loads(stdout.strip().splitlines()[-1]))
+    return outputs
+
+
+def merged(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "ttft": [v for o in outputs for v in o["ttft"]],
+        "gaps": [v for o in outputs for v in o["gaps"]],
+        "complete": sum(o["complete"] for o in outputs),
+        "failed": sum(o["failed"] for o in outputs),
+        "errors": [e for o in outputs for e in o["errors"]],
+    }
+
+
+def streaming(
+    api: Api,
+    provider: str,
+    users: list[tuple[str, str]],
+    concurrency: int,
+    rounds: int,
+    processes: int = 1,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        gql_runs, direct_runs = [], []
+        for _ in range(rounds):
+            per_process = max(1, concurrency // processes)
+            commands_gql, commands_direct = [], []
+            for index in range(processes):
+                work = [users[(index * per_process + i) % len(users)] for i in range(per_process)]
+                path = Path(tmp) / f"work{index}.json"
+                path.write_text(json.dumps(work))
+                commands_gql.append(
+                    [
+                        PYTHON,
+                        "-m",
+                        "bench.stream_client",
+                        "gql",
+                        "--api",
+                        api.base,
+                        "--work",
+                        str(path),
+                    ]
+                )
+                commands_direct.append(
+                    [
+                        PYTHON,
+                        "-m",
+                        "bench.stream_client",
+                        "direct",
+                        "--provider",
+                        provider,
+                        "--replies",
+                        str(per_process),
+                    ]
+                )
+            gql_runs.append(merged(run_clients(commands_gql)))
+            direct_runs.append(merged(run_clients(commands_direct)))
+    gql, direct = merged(gql_runs), merged(direct_runs)
+    added_first = {
+        k: round(v - summary(direct["ttft"])[k], 3) for k, v in summary(gql["ttft"]).items()
+    }
+    added_later = {
+        k: round(v - summary(direct["gaps"])[k], 3) for k, v in summary(gql["gaps"]).items()
+    }
+    return {
+        "concurrency": concurrency,
+        "replies": len(gql["ttft"]),
+        "complete": gql["complete"],
+        "failed": gql["failed"],
+        "errors": gql["errors"][:3],
+        "gql_ttft_ms": summary(gql["ttft"]),
+        "direct_ttft_ms": summary(direct["ttft"]),
+        "gql_gap_ms": summary(gql["gaps"]),
+        "direct_gap_ms": summary(direct["gaps"]),
+        "added_first_token_ms": added_first,
+        "added_later_token_ms": added_later,
+    }
+
+
+def hold_idle(
+    api: Api, token: str, server_pid: int, count: int, processes: int = 4
+) -> dict[str, Any]:
+    """Open `count` idle authenticated subscriptions from several client processes."""
+    before = rss_kib(server_pid)
+    ws_url = api.base.replace("http://", "ws://") + "/graphql"
+    per_process = count // processes
+    clients = [
+        subprocess.Popen(  # noqa: S603
+            [
+                PYTHON,
+                "-m",
+                "bench.capacity_client",
+                "--url",
+                ws_url,
+                "--token",
+                token,
+                "--count",
+                str(per_process),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    ready, failed = 0, 0
+    started = time.monotonic()
+    for client in clients:
+        assert client.stdout is not None
+        words = client.stdout.readline().split()
+        ready += int(words[1]) if len(words) > 1 else 0
+        failed += int(words[3]) if len(words) > 3 else per_process
+    elapsed = time.monotonic() - started
+    time.sleep(1)
+    after = rss_kib(server_pid)
+    still_open = 0
+    for client in clients:
+        stdout, _ = client.communicate(input="", timeout=120)
+        still_open += int(stdout.split()[-1]) if stdout.strip() else 0
+    return {
+        "requested": per_process * processes,
+        "ready": ready,
+        "failed": failed,
+        "still_open": still_open,
+        "open_seconds": round(elapsed, 1),
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_connection": round((after - before) / max(ready, 1), 1),
+    }
+
+
+def capacity(
+    api: Api, provider: str, token: str, users: list[tuple[str, str]], server_pid: int
+) -> dict[str, Any]:
+    idle_1000 = hold_idle(api, token, server_pid, 1000)
+    print(f"  idle 1000: {idle_1000['kib_per_connection']} KiB each", flush=True)
+    streaming_1000 = streaming(api, provider, users, 1000, rounds=1, processes=4)
+    print(f"  streaming 1000: {streaming_1000['complete']} complete", flush=True)
+    largest: dict[str, Any] = {}
+    budget_end = time.monotonic() + CAPACITY_BUDGET_SECONDS
+    for count in (2000, 3000, 4000, 5000, 6000, 8000):
+        if time.monotonic() > budget_end:
+            break
+        result = hold_idle(api, token, server_pid, count)
+        print(
+            f"  idle {count}: ready {result['ready']}, {result['kib_per_connection']} KiB each",
+            flush=True,
+        )
+        if result["ready"] < result["requested"] or result["still_open"] < result["ready"]:
+            break
+        largest = result
+    return {"idle_1000": idle_1000, "streaming_1000": streaming_1000, "largest_idle": largest}
+
+
+def login_scenario(api: Api, token: str) -> dict[str, Any]:
+    base = [PYTHON, "-m", "bench.login_client"]
+    alone = run_clients([[*base, "me", "--api", api.base, "--token", token, "--seconds", "5"]])[0]
+    burst, me = run_clients(
+        [
+            [
+                *base,
+                "login",
+                "--api",
+                api.base,
+                "--email",
+                "bench@example.com",
+                "--password",
+                PASSWORD,
+                "--seconds",
+                "10",
+            ],
+            [*base, "me", "--api", api.base, "--token", token, "--seconds", "10"],
+        ]
+    )
+    return {
+        "logins_per_second": round(len(burst["latencies"]) / burst["seconds"], 1),
+        "login_ms": summary(burst["latencies"]),
+        "login_errors": burst["errors"],
+        "me_ms_alone": summary(alone["latencies"]),
+        "me_ms_during_logins": summary(me["latencies"]),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    q = results["query_path"]
+    s1, s50 = results["streaming"]["1"], results["streaming"]["50"]
+    cap = results["capacity"]
+    login = results["login"]
+    lines = [
+        "| scenario | measured | baseline | result | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    targets = {"me": 0.5, "conversations(first: 20)": 0.35, "messages(last: 50)": 0.35}
+    for name, target in targets.items():
+        row = q[name]
+        lines.append(
+            f"| `{name}` req/s (p50/p99 ms) | {row['graphql']['rps']} ({row['graphql']['p50_ms']:.1f}/{row['graphql']['p99_ms']:.1f}) "
+            f"| {row['baseline']['rps']} ({row['baseline']['p50_ms']:.1f}/{row['baseline']['p99_ms']:.1f}) | {row['ratio']}× | ≥ {target}× |"
+        )
+    for label, run, p99_target in (("1 reply", s1, 10), ("50 replies", s50, 25)):
+        first, later = run["added_first_token_ms"], run["added_later_token_ms"]
+        lines.append(
+            f"| added first-token ms, {label} (p50/p95/p99) | {first['p50']}/{first['p95']}/{first['p99']} "
+            f"| direct SSE: {run['direct_ttft_ms']['p50']:.0f} ms | | p99 ≤ {p99_target}{' , p50 ≤ 1.5' if label == '1 reply' else ''} |"
+        )
+        lines.append(
+            f"| added later-token ms, {label} (p50/p95/p99) | {later['p50']}/{later['p95']}/{later['p99']} "
+            f"| direct gap p50 {run['direct_gap_ms']['p50']:.1f} ms | | p99 ≤ {p99_target}{' , p50 ≤ 1.5' if label == '1 reply' else ''} |"
+        )
+    idle = cap["idle_1000"]
+    largest = cap.get("largest_idle") or {}
+    lines.append(
+        f"| idle subscriptions: KiB each at 1,000 | {idle['kib_per_connection']} | | {idle['ready']} open | ≤ 40 KiB |"
+    )
+    if largest:
+        lines.append(
+            f"| idle subscriptions: largest N in 2 min | {largest['ready']} | | {largest['kib_per_connection']} KiB each | ≥ 5,000 |"
+        )
+    st = cap["streaming_1000"]
+    lines.append(
+        f"| 1,000 concurrent streaming replies | {st['complete']} complete, {st['failed']} failed | | every seq exactly once | 1,000 complete |"
+    )
+    lines.append(
+        f"| login (default argon2) | {login['logins_per_second']} logins/s, p50 {login['login_ms']['p50']:.0f} ms | | | |"
+    )
+    lines.append(
+        f"| `me` p99 during a login burst | {login['me_ms_during_logins']['p99']:.1f} ms | alone: {login['me_ms_alone']['p99']:.1f} ms | | < 50 ms |"
+    )
+    return "\n".join(lines)
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )  # noqa: S607
+        return
+    sys.exit("bench: needs wrk (sudo apt-get install wrk)")
+
+
+def main() -> None:
+    ensure_wrk()
+    started = time.monotonic()
+    provider_port, api_port = free_port(), free_port()
+    provider = f"http://127.0.0.1:{provider_port}/api/v1"
+    api = Api(f"http://127.0.0.1:{api_port}")
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with processes() as group:
+        group.start([PYTHON, "-m", "bench.fake_provider", str(provider_port)])
+        server = group.start(
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "bench.server:create_bench_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--ws",
+                "websockets",
+                "--ws-per-message-deflate",
+                "false",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--limit-concurrency",
+                "20000",
+                "--backlog",
+                "8192",
+            ],
+            env=server_env(provider),
+        )
+        wait_until_up(f"{api.base}/healthz")
+        wait_until_up(provider.rsplit("/api/v1", 1)[0] + "/api/v1/models")
+        print("seeding…", flush=True)
+        seeded = seed(api, provider)
+        stream_users = []
+        for index in range(10):
+            token = api.register(f"stream{index}@example.com")
+            conversation = api.gql(
+                'mutation { createConversation(input: {title: "stream"}) { id } }', token=token
+            )["createConversation"]["id"]
+            stream_users.append((token, conversation))
+        print("1. query path", flush=True)
+        results["query_path"] = query_path(api, seeded)
+        print("2. streaming overhead", flush=True)
+        results["streaming"] = {
+            "1": streaming(api, provider, stream_users, 1, rounds=15),
+            "50": streaming(api, provider, stream_users, 50, rounds=3),
+        }
+        print("3. capacity", flush=True)
+        results["capacity"] = capacity(api, provider, seeded["token"], stream_users, server.pid)
+        print("4. login", flush=True)
+        results["login"] = login_scenario(api, seeded["token"])
+    results["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    results["table"] = markdown(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    print()
+    print(results["table"])
+    print(f"\n{results['elapsed_seconds']} s; results in bench/results/latest.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""A load-client process for reply streams.
+
+`direct`: read replies straight from the fake provider over SSE (the baseline).
+`gql`: sendMessage over HTTP, then follow the reply over a graphql-transport-ws websocket, as a
+frontend does. Prints one JSON object: time to first token and inter-token gaps (ms), and whether
+every seq arrived exactly once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+SEND = """mutation($c: ID!) { sendMessage(input: {content: "benchmark", conversationId: $c}) {
+    assistantMessage { id } } }"""
+STREAM = """subscription($id: ID!) { messageStream(messageId: $id) { seq delta done } }"""
+
+
+def _gaps(arrivals: list[float]) -> list[float]:
+    return [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+
+
+async def direct_reply(client: httpx.AsyncClient, provider: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": "benchmark"}],
+        "stream": True,
+    }
+    async with aconnect_sse(client, "POST", f"{provider}/chat/completions", json=body) as source:
+        async for event in source.aiter_sse():
+            if event.data == "[DONE]":
+                break
+            chunk = json.loads(event.data)
+            choices = chunk.get("choices") or []
+            if choices and (choices[0].get("delta") or {}).get("content"):
+                arrivals.append(time.perf_counter())
+    return {"ttft": (arrivals[0] - started) * 1000, "gaps": _gaps(arrivals), "complete": True}
+
+
+async def gql_reply(
+    client: httpx.AsyncClient, api: str, token: str, conversation: str, expected: int
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    response = await client.post(
+        f"{api}/graphql",
+        json={"query": SEND, "variables": {"c": conversation}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    message_id = response.json()["data"]["sendMessage"]["assistantMessage"]["id"]
+    arrivals: list[float] = []
+    seqs: list[int] = []
+    ws_url = api.replace("http://", "ws://") + "/graphql"
+    async with connect(
+        ws_url, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None
+    ) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
+        await ws.recv()
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": STREAM, "variables": {"id": message_id}},
+                }
+            )
+        )
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] != "next":
+                break
+            event = frame["payload"]["data"]["messageStream"]
+            if event["done"]:
+                break
+            arrivals.append(time.perf_counter())
+            seqs.append(event["seq"])
+    complete = seqs == list(range(1, expected + 1))
+    ttft = (arrivals[0] - started) * 1000 if arrivals else float("nan")
+    return {"ttft": ttft, "gaps": _gaps(arrivals), "complete": complete}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["direct", "gql"])
+    parser.add_argument("--provider", default="")
+    parser.add_argument("--api", default="")
+    parser.add_argument("--work", help="JSON list of [token, conversation] pairs, one per reply")
+    parser.add_argument("--replies", type=int, default=1)
+    parser.add_argument("--expected", type=int, default=50)
+    args = parser.parse_args()
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        if args.mode == "direct":
+            jobs = [direct_reply(client, args.provider) for _ in range(args.replies)]
+        else:
+            work = json.loads(open(args.work).read())  # noqa: ASYNC230 (read once, before load)
+            jobs = [gql_reply(client, args.api, t, c, args.expected) for t, c in work]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+    good = [r for r in results if isinstance(r, dict)]
+    print(
+        json.dumps(
+            {
+                "ttft": [r["ttft"] for r in good],
+                "gaps": [g for r in good for g in r["gaps"]],
+                "complete": sum(1 for r in good if r["complete"]),
+                "failed": len(results) - len(good),
+                "errors": sorted({repr(r)[:200] for r in results if not isinstance(r, dict)})[:5],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
