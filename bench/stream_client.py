@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +26,7 @@ STREAM = """subscription($id: ID!) { messageStream(messageId: $id) { seq delta d
 
 
 def _gaps(arrivals: list[float]) -> list[float]:
-    return [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    return [(b - a) * 1000 for a, b in itertools.pairwise(arrivals)]
 
 
 async def direct_reply(client: httpx.AsyncClient, provider: str) -> dict[str, Any]:
@@ -60,7 +62,10 @@ async def gql_reply(
     seqs: list[int] = []
     ws_url = api.replace("http://", "ws://") + "/graphql"
     async with connect(
-        ws_url, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None
+        ws_url,
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        compression=None,
+        open_timeout=120,
     ) as ws:
         await ws.send(
             json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
@@ -103,7 +108,7 @@ async def main() -> None:
         if args.mode == "direct":
             jobs = [direct_reply(client, args.provider) for _ in range(args.replies)]
         else:
-            work = json.loads(open(args.work).read())  # noqa: ASYNC230 (read once, before load)
+            work = json.loads(Path(args.work).read_text())  # noqa: ASYNC240
             jobs = [gql_reply(client, args.api, t, c, args.expected) for t, c in work]
         results = await asyncio.gather(*jobs, return_exceptions=True)
     good = [r for r in results if isinstance(r, dict)]

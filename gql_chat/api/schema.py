@@ -5,21 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
+from gql_chat.api.document_limits import document_limits
 from gql_chat.api.errors import GqlChatSchema, MaskInternalErrors
 from gql_chat.api.events import EventSubscription
 from gql_chat.api.folders import FolderMutation, FolderQuery
@@ -68,14 +61,13 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     extensions: list[Any] = [
         OperationLog,
         MaskInternalErrors,
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        document_limits(
+            settings.max_query_depth, settings.max_aliases, not settings.introspection_enabled
+        ),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
     ]
-    if not settings.introspection_enabled:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return GqlChatSchema(
         query=Query,
         mutation=Mutation,
