@@ -26,7 +26,7 @@ from gql_chat.store.conversations import ConversationRecord
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
 from gql_chat.store.llm_configs import LlmConfigRecord
-from gql_chat.store.messages import MessageRecord, MessageRole, MessageStatus, UsageRecord
+from gql_chat.store.messages import MessageRecord, MessageRole, MessageStatus
 from gql_chat.store.pagination import Page, decode_cursor, encode_cursor, page_size
 from gql_chat.streams.replies import ReplyRegistry
 from gql_chat.streams.user_events import UserEventKind
@@ -322,12 +322,6 @@ class ChatService:
     async def list_models(self) -> list[ModelInfo]:
         return await self._provider.list_models()
 
-    async def active_path(
-        self, owner_id: ObjectId, conversation: ConversationRecord
-    ) -> list[ObjectId]:
-        nodes = await self._messages.nodes(owner_id, [conversation.id])
-        return path_to(nodes, conversation.active_leaf_id)
-
     async def message_page(
         self,
         owner_id: ObjectId,
@@ -365,11 +359,6 @@ class ChatService:
         if message_id is None or message_id not in path:
             raise BadUserInput(field, "Invalid cursor.")
         return path.index(message_id)
-
-    async def usage_totals(
-        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
-    ) -> dict[ObjectId, UsageRecord]:
-        return await self._messages.usage_totals(owner_id, conversation_ids)
 
     # --- following ----------------------------------------------------------------------
 
