@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -93,6 +94,19 @@ async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
+
+
+@asynccontextmanager
+async def serve(
+    app: Starlette, base_url: str = "http://testserver", client: tuple[str, int] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan and give an HTTP client bound to it (optionally from `client`)."""
+    transport = httpx.ASGITransport(app=app, client=client or ("127.0.0.1", 123))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=base_url) as http,
+    ):
+        yield http
 
 
 def free_port() -> int:

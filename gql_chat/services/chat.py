@@ -19,7 +19,7 @@ from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import GenerationJob, GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.rate_limits import RateLimits
-from gql_chat.services.threads import newest_leaf_under, path_to
+from gql_chat.services.threads import messages_on_path, newest_leaf_under
 from gql_chat.services.titles import title_from
 from gql_chat.store.clock import utc_now
 from gql_chat.store.conversations import ConversationRecord
@@ -278,12 +278,9 @@ class ChatService:
         resolved: ResolvedModel,
     ) -> ChatRequest:
         """The preset's system prompt plus the path to `leaf_id`, trimmed oldest first."""
-        nodes = await self._messages.nodes(owner_id, [conversation_id])
-        path = path_to(nodes, leaf_id)
-        by_id = {m.id: m for m in await self._messages.get_many(owner_id, path)}
         history = [
             PromptMessage(role=PROMPT_ROLES[m.role], content=m.content)
-            for m in (by_id[i] for i in path if i in by_id)
+            for m in await messages_on_path(self._messages, owner_id, conversation_id, leaf_id)
             if m.role in PROMPT_ROLES and m.content
         ]
         preset = resolved.preset
@@ -303,7 +300,7 @@ class ChatService:
     # --- stopping and reading ------------------------------------------------------------
 
     async def get_message(self, owner_id: ObjectId, message_id: str | ObjectId) -> MessageRecord:
-        oid = message_id if isinstance(message_id, ObjectId) else parse_object_id(message_id)
+        oid = parse_object_id(message_id)
         message = await self._messages.get(owner_id, oid) if oid else None
         if message is None:
             raise NotFound(MESSAGE_NOT_FOUND)

@@ -42,11 +42,7 @@ class ConversationService:
     async def get(
         self, owner_id: ObjectId, conversation_id: str | ObjectId | None
     ) -> ConversationRecord:
-        oid = (
-            conversation_id
-            if isinstance(conversation_id, ObjectId)
-            else parse_object_id(conversation_id)
-        )
+        oid = parse_object_id(conversation_id)
         conversation = await self._conversations.get(owner_id, oid) if oid else None
         if conversation is None:
             raise NotFound(CONVERSATION_NOT_FOUND)

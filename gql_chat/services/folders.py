@@ -26,7 +26,7 @@ class FolderService:
         self._max_depth = max_depth
 
     async def get(self, owner_id: ObjectId, folder_id: str | ObjectId | None) -> FolderRecord:
-        oid = folder_id if isinstance(folder_id, ObjectId) else parse_object_id(folder_id)
+        oid = parse_object_id(folder_id)
         folder = await self._folders.get(owner_id, oid) if oid else None
         if folder is None:
             raise NotFound(FOLDER_NOT_FOUND)

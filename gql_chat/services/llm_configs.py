@@ -72,7 +72,7 @@ class LlmConfigService:
         self._configs = database.llm_configs
 
     async def get(self, owner_id: ObjectId, config_id: str | ObjectId | None) -> LlmConfigRecord:
-        oid = config_id if isinstance(config_id, ObjectId) else parse_object_id(config_id)
+        oid = parse_object_id(config_id)
         config = await self._configs.get(owner_id, oid) if oid else None
         if config is None:
             raise NotFound(PRESET_NOT_FOUND)

@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from gql_chat.errors import BadUserInput
 from gql_chat.services.conversations import ConversationService
-from gql_chat.services.threads import path_to
+from gql_chat.services.threads import messages_on_path
 from gql_chat.store.database import Database
 from gql_chat.store.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
 
@@ -40,10 +40,9 @@ class ReportService:
     async def export(self, owner_id: ObjectId, conversation_id: str, fmt: ExportFormat) -> str:
         """The active branch with roles, timestamps, models and usage."""
         conversation = await self._conversations.get(owner_id, conversation_id)
-        nodes = await self._db.messages.nodes(owner_id, [conversation.id])
-        path = path_to(nodes, conversation.active_leaf_id)
-        by_id = {m.id: m for m in await self._db.messages.get_many(owner_id, path)}
-        messages = [by_id[i] for i in path if i in by_id]
+        messages = await messages_on_path(
+            self._db.messages, owner_id, conversation.id, conversation.active_leaf_id
+        )
         if fmt is ExportFormat.JSON:
             return json.dumps(
                 {

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from bson import ObjectId
 
+from gql_chat.store.messages import MessageRecord, MessageStore
+
 
 class Node(Protocol):
     @property
@@ -43,3 +45,12 @@ def newest_leaf_under(nodes: Iterable[Node], root_id: ObjectId) -> ObjectId:
         else:
             leaves.append(current)
     return max(leaves)
+
+
+async def messages_on_path(
+    messages: MessageStore, owner_id: ObjectId, conversation_id: ObjectId, leaf_id: ObjectId | None
+) -> list[MessageRecord]:
+    """The messages from the root down to `leaf_id`, oldest first: two store calls."""
+    path = path_to(await messages.nodes(owner_id, [conversation_id]), leaf_id)
+    by_id = {m.id: m for m in await messages.get_many(owner_id, path)}
+    return [by_id[i] for i in path if i in by_id]

@@ -53,7 +53,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["type"] == "http":
+            if scope["type"] == "http" and logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "%s %s %s",
                     scope["method"],

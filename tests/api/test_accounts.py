@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
+from tests.conftest import serve
 from tests.support import DEFAULT_PASSWORD, GraphQLClient, unique_email
 
 ME = "{ me { id email displayName role disabled createdAt } }"
@@ -208,11 +208,9 @@ async def test_login_rehashes_when_parameters_changed(app: Starlette, gql: Graph
     stronger = app.state.services.settings.model_copy(update={"argon2_time_cost": 2})
     shared = database.client if database.embedded else None
     restarted = create_app(stronger, embedded_client=shared)
-    async with restarted.router.lifespan_context(restarted):
-        transport = httpx.ASGITransport(app=restarted)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            await login(GraphQLClient(http), email)
-            await login(GraphQLClient(http), email)  # the new hash verifies
+    async with serve(restarted) as http:
+        await login(GraphQLClient(http), email)
+        await login(GraphQLClient(http), email)  # the new hash verifies
     after = (await database.users.get_by_email(email)).password_hash
     assert ",t=1," in before
     assert ",t=2," in after

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 from bson import ObjectId
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
 from gql_chat.services.titles import TITLE_PROMPT
-from tests.conftest import LiveServer, openrouter_settings
+from tests.conftest import LiveServer, openrouter_settings, serve
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import (
     STREAM,
@@ -413,14 +412,11 @@ async def test_shutdown_interrupts_replies_after_the_grace_period(
     settings = openrouter_settings(fake_openrouter, shutdown_grace=0.2)
     fake_openrouter.default = Reply(tokens=TOKENS, token_delay=0.05)
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as http:
-            user = await sign_up(GraphQLClient(http))
-            message_id = (await send_message(user))["assistantMessage"]["id"]
-            await asyncio.sleep(0.3)
-        database = app.state.services.database
+    async with serve(app) as http:
+        user = await sign_up(GraphQLClient(http))
+        message_id = (await send_message(user))["assistantMessage"]["id"]
+        await asyncio.sleep(0.3)
+    database = app.state.services.database
     stored = await database.messages.get(ObjectId(user.user_id), ObjectId(message_id))
     assert stored is not None
     assert stored.status == "INTERRUPTED"

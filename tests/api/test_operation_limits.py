@@ -9,6 +9,7 @@ import pytest
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
+from tests.conftest import serve
 from tests.support import GraphQLClient
 
 NESTED_FOLDERS = "{ folders { " + "parent { " * 12 + "id" + " }" * 12 + " } }"
@@ -38,19 +39,13 @@ async def test_alias_limit_and_token_limit(gql: GraphQLClient) -> None:
 
 async def run_with(settings: Settings, body: dict[str, object], **headers: str) -> httpx.Response:
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
+    async with serve(app) as http:
         return await http.post("/graphql", json=body, headers=headers)
 
 
 async def get_page(settings: Settings) -> httpx.Response:
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
+    async with serve(app) as http:
         return await http.get("/graphql", headers={"Accept": "text/html"})
 
 

@@ -7,13 +7,12 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
-from tests.conftest import RATE_SETTINGS, LiveServer
+from tests.conftest import RATE_SETTINGS, LiveServer, serve
 from tests.support import DEFAULT_PASSWORD, GraphQLClient, sign_up, unique_email
 
 LOGIN = (
@@ -66,10 +65,7 @@ async def test_aliases_cannot_bypass_a_limit(settings_factory: Callable[..., Set
         settings_factory, rate_send_message_per_user="3/minute", max_concurrent_generations=10
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
+    async with serve(app) as http:
         user = await sign_up(GraphQLClient(http))
         aliased = (
             "mutation { "
@@ -130,10 +126,7 @@ async def test_send_message_per_user(settings_factory: Callable[..., Settings]) 
         settings_factory, rate_send_message_per_user="3/minute", offline_token_delay=0
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
+    async with serve(app) as http:
         user = await sign_up(GraphQLClient(http))
         send = 'mutation { sendMessage(input: {content: "hi"}) { assistantMessage { id } } }'
         for _ in range(3):
@@ -148,17 +141,15 @@ async def test_forwarded_for_is_trusted_only_from_trusted_proxies(
     async def register_from(settings: Settings, forwarded: list[str]) -> list[list[str | None]]:
         app = create_app(settings)
         codes = []
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, client=("10.0.0.5", 1234))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                gql = GraphQLClient(http)
-                for address in forwarded:
-                    result = await gql.execute(
-                        REGISTER,
-                        {"e": unique_email()},
-                        headers={"X-Forwarded-For": f"{address}, 10.0.0.9"},
-                    )
-                    codes.append(result.error_codes)
+        async with serve(app, client=("10.0.0.5", 1234)) as http:
+            gql = GraphQLClient(http)
+            for address in forwarded:
+                result = await gql.execute(
+                    REGISTER,
+                    {"e": unique_email()},
+                    headers={"X-Forwarded-For": f"{address}, 10.0.0.9"},
+                )
+                codes.append(result.error_codes)
         return codes
 
     spoofed = [f"198.51.100.{i}" for i in range(6)]

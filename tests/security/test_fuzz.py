@@ -16,7 +16,7 @@ from hypothesis_graphql import mutations, nodes, queries
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, serve
 from tests.support import GraphQLClient, sign_up
 
 SCHEMA = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()
@@ -35,11 +35,9 @@ class FuzzTarget:
 @pytest.fixture
 async def target() -> AsyncIterator[FuzzTarget]:
     app: Starlette = create_app(make_settings(offline_token_delay=0))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            user = await sign_up(GraphQLClient(http))
-            yield FuzzTarget(http, user.token)
+    async with serve(app) as http:
+        user = await sign_up(GraphQLClient(http))
+        yield FuzzTarget(http, user.token)
 
 
 @settings(

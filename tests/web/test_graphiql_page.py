@@ -11,16 +11,12 @@ import httpx
 from gql_chat.api.graphiql import SCRIPTS
 from gql_chat.app import create_app
 from gql_chat.config import Settings
+from tests.conftest import serve
 
 
 async def explorer(settings: Settings) -> httpx.Response:
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://chat.example"
-        ) as http,
-    ):
+    async with serve(app, base_url="http://chat.example") as http:
         return await http.get("/graphql", headers={"Accept": "text/html"})
 
 
