@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import strawberry
 from bson import ObjectId
+from strawberry.dataloader import DataLoader
 
 from gql_chat.api.folders import FolderType
 from gql_chat.api.llm_configs import LlmConfigType
+from gql_chat.api.lookahead import selects
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.services.threads import path_to
 from gql_chat.store.conversations import ConversationRecord
+from gql_chat.store.folders import FolderRecord
+from gql_chat.store.llm_configs import LlmConfigRecord
 from gql_chat.store.pagination import Page
 
 if TYPE_CHECKING:
@@ -21,6 +27,27 @@ if TYPE_CHECKING:
 
 MessageConnectionRef = Annotated["MessageConnection", strawberry.lazy("gql_chat.api.messages")]
 UsageRef = Annotated["Usage", strawberry.lazy("gql_chat.api.messages")]
+Record = TypeVar("Record")
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """A page's folders and presets, each read in one query before its rows resolve; None where
+    the selection does not ask for them (a row then loads its own through the DataLoader)."""
+
+    folders: Mapping[ObjectId, FolderRecord | None] | None = None
+    presets: Mapping[ObjectId, LlmConfigRecord | None] | None = None
+
+
+NOTHING_PREFETCHED = Prefetched()
+
+
+def _folder_type(folder: FolderRecord | None) -> FolderType | None:
+    return FolderType.from_record(folder) if folder else None
+
+
+def _preset_type(preset: LlmConfigRecord | None) -> LlmConfigType | None:
+    return LlmConfigType.from_record(preset) if preset else None
 
 
 @strawberry.type(name="Conversation")
@@ -33,9 +60,12 @@ class ConversationType:
     updated_at: datetime
     last_message_at: datetime | None
     record: strawberry.Private[ConversationRecord]
+    prefetched: strawberry.Private[Prefetched] = NOTHING_PREFETCHED
 
     @classmethod
-    def from_record(cls, conversation: ConversationRecord) -> ConversationType:
+    def from_record(
+        cls, conversation: ConversationRecord, prefetched: Prefetched = NOTHING_PREFETCHED
+    ) -> ConversationType:
         return cls(
             id=strawberry.ID(str(conversation.id)),
             title=conversation.title,
@@ -45,6 +75,7 @@ class ConversationType:
             updated_at=conversation.updated_at,
             last_message_at=conversation.last_message_at,
             record=conversation,
+            prefetched=prefetched,
         )
 
     @strawberry.field(description="Messages on the active branch.")
@@ -86,19 +117,35 @@ class ConversationType:
         nodes = await (await info.context.loaders()).message_nodes.load(self.record.id)
         return path_to(nodes, self.record.active_leaf_id)
 
-    @strawberry.field
-    async def folder(self, info: strawberry.Info) -> FolderType | None:
-        if self.record.folder_id is None:
+    # `folder` and `llmConfig` are synchronous when the page prefetched their records: an
+    # async resolver costs every row a coroutine and a task, most of a page's GraphQL overhead.
+    @strawberry.field(graphql_type=FolderType | None)
+    def folder(self, info: strawberry.Info) -> FolderType | Awaitable[FolderType | None] | None:
+        folder_id = self.record.folder_id
+        if folder_id is None:
             return None
-        folder = await (await info.context.loaders()).folder.load(self.record.folder_id)
-        return FolderType.from_record(folder) if folder else None
+        if self.prefetched.folders is not None:
+            return _folder_type(self.prefetched.folders.get(folder_id))
+        return self._load_folder(info, folder_id)
 
-    @strawberry.field
-    async def llm_config(self, info: strawberry.Info) -> LlmConfigType | None:
-        if self.record.llm_config_id is None:
+    @strawberry.field(graphql_type=LlmConfigType | None)
+    def llm_config(
+        self, info: strawberry.Info
+    ) -> LlmConfigType | Awaitable[LlmConfigType | None] | None:
+        preset_id = self.record.llm_config_id
+        if preset_id is None:
             return None
-        config = await (await info.context.loaders()).llm_config.load(self.record.llm_config_id)
-        return LlmConfigType.from_record(config) if config else None
+        if self.prefetched.presets is not None:
+            return _preset_type(self.prefetched.presets.get(preset_id))
+        return self._load_preset(info, preset_id)
+
+    async def _load_folder(self, info: strawberry.Info, folder_id: ObjectId) -> FolderType | None:
+        return _folder_type(await (await info.context.loaders()).folder.load(folder_id))
+
+    async def _load_preset(
+        self, info: strawberry.Info, preset_id: ObjectId
+    ) -> LlmConfigType | None:
+        return _preset_type(await (await info.context.loaders()).llm_config.load(preset_id))
 
 
 @strawberry.type
@@ -114,15 +161,41 @@ class ConversationConnection:
     total_count: int
 
     @classmethod
-    def of(cls, page: Page[ConversationRecord]) -> ConversationConnection:
+    async def of(
+        cls, info: strawberry.Info, page: Page[ConversationRecord]
+    ) -> ConversationConnection:
+        """The page, with its folders and presets read up front when the selection asks."""
+        prefetched = await _prefetch(info, [record for _, record in page.items])
         return cls(
             edges=[
-                ConversationEdge(cursor=cursor, node=ConversationType.from_record(record))
+                ConversationEdge(
+                    cursor=cursor, node=ConversationType.from_record(record, prefetched)
+                )
                 for cursor, record in page.items
             ],
             page_info=PageInfo.of(page),  # type: ignore[arg-type]
             total_count=page.total_count,
         )
+
+
+async def _prefetch(info: strawberry.Info, records: list[ConversationRecord]) -> Prefetched:
+    if not records:
+        return NOTHING_PREFETCHED
+    loaders = await info.context.loaders()
+    folders = presets = None
+    if selects(info, "edges", "node", "folder"):
+        folders = await _load_all(loaders.folder, (r.folder_id for r in records))
+    if selects(info, "edges", "node", "llmConfig"):
+        presets = await _load_all(loaders.llm_config, (r.llm_config_id for r in records))
+    return Prefetched(folders=folders, presets=presets)
+
+
+async def _load_all(
+    loader: DataLoader[ObjectId, Record], ids: Iterable[ObjectId | None]
+) -> dict[ObjectId, Record]:
+    """One batched load through the request's DataLoader, so its cache serves later lookups."""
+    unique = list({i for i in ids if i is not None})
+    return dict(zip(unique, await loader.load_many(unique), strict=True))
 
 
 @strawberry.input
@@ -181,7 +254,7 @@ class ConversationQuery:
             archived=archived,
             search=search,
         )
-        return ConversationConnection.of(page)
+        return await ConversationConnection.of(info, page)
 
 
 @strawberry.type

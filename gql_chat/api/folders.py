@@ -62,7 +62,7 @@ class FolderType:
         page = await info.context.services.conversations.list_page(
             await info.context.owner_id(), first=first, after=after, folder_id=self.folder_id
         )
-        return ConversationConnection.of(page)
+        return await ConversationConnection.of(info, page)
 
 
 @strawberry.input

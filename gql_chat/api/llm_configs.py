@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -28,10 +27,18 @@ class LlmConfigType:
 
     @classmethod
     def from_record(cls, config: LlmConfigRecord) -> LlmConfigType:
-        values = asdict(config)
-        values.pop("owner_id")
-        values["id"] = strawberry.ID(str(config.id))
-        return cls(**values)
+        return cls(
+            id=strawberry.ID(str(config.id)),
+            name=config.name,
+            model=config.model,
+            system_prompt=config.system_prompt,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_tokens,
+            is_default=config.is_default,
+            created_at=config.created_at,
+            updated_at=config.updated_at,
+        )
 
 
 @strawberry.input
