@@ -1,12 +1,15 @@
 """Runs every benchmark scenario against real processes on 127.0.0.1 and reports same-run ratios.
 
     .uv/bin/uv run --frozen python -m bench      (needs `wrk`: apt-get install wrk)
+    .uv/bin/uv run --frozen python -m bench --only query,streaming   (a subset, while working)
 
-Writes bench/results/latest.json and prints a markdown table. Every loop is bounded in time and
-count; nothing leaves 127.0.0.1."""
+A full run writes bench/results/latest.json and prints a markdown table; a subset prints its
+figures as JSON and keeps latest.json. Every loop is bounded in time and count; nothing leaves
+127.0.0.1."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -532,7 +535,24 @@ def ensure_wrk() -> None:
     sys.exit("bench: needs wrk (sudo apt-get install wrk)")
 
 
+SCENARIOS = ("query", "streaming", "capacity", "login")
+
+
+def chosen_scenarios() -> tuple[str, ...]:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
+    only = parser.parse_args().only
+    if only is None:
+        return SCENARIOS
+    chosen = tuple(name.strip() for name in only.split(","))
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return chosen
+
+
 def main() -> None:
+    scenarios = chosen_scenarios()
     ensure_wrk()
     started = time.monotonic()
     provider_port, api_port = free_port(), free_port()
@@ -588,18 +608,25 @@ def main() -> None:
                 'mutation { createConversation(input: {title: "stream"}) { id } }', token=token
             )["createConversation"]["id"]
             stream_users.append((token, conversation))
-        print("1. query path", flush=True)
-        results["query_path"] = query_path(api, seeded)
-        print("2. streaming overhead", flush=True)
-        results["streaming"] = {
-            "1": streaming(api, provider, stream_users, 1, rounds=15),
-            "50": streaming(api, provider, stream_users, 50, rounds=3),
-        }
-        print("3. capacity", flush=True)
-        results["capacity"] = capacity(api, provider, seeded["token"], stream_users, server.pid)
-        print("4. login", flush=True)
-        results["login"] = login_scenario(api, seeded["token"])
+        if "query" in scenarios:
+            print("1. query path", flush=True)
+            results["query_path"] = query_path(api, seeded)
+        if "streaming" in scenarios:
+            print("2. streaming overhead", flush=True)
+            results["streaming"] = {
+                "1": streaming(api, provider, stream_users, 1, rounds=15),
+                "50": streaming(api, provider, stream_users, 50, rounds=3),
+            }
+        if "capacity" in scenarios:
+            print("3. capacity", flush=True)
+            results["capacity"] = capacity(api, provider, seeded["token"], stream_users, server.pid)
+        if "login" in scenarios:
+            print("4. login", flush=True)
+            results["login"] = login_scenario(api, seeded["token"])
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    if scenarios != SCENARIOS:
+        print(json.dumps(results, indent=2))
+        return
     results["table"] = markdown(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))

@@ -39,6 +39,12 @@ class MaskInternalErrors(MaskErrors):
             extensions={"code": "INTERNAL_SERVER_ERROR"},
         )
 
+    def _process_result(self, result: object) -> None:
+        """As the base class, without its per-call `isinstance` against a runtime Protocol."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
 
 class GqlChatSchema(Schema):
     """Logs unexpected errors with their traceback; expected ones stay quiet."""

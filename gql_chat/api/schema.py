@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
-from gql_chat.api.document_limits import document_limits
+from gql_chat.api.documents import document_checks
 from gql_chat.api.errors import GqlChatSchema, MaskInternalErrors
 from gql_chat.api.events import EventSubscription
 from gql_chat.api.folders import FolderMutation, FolderQuery
@@ -56,18 +56,20 @@ class Subscription(MessageSubscription, EventSubscription):
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """Limits, caches and masking as extension factories (fresh per operation, never shared)."""
+    """Extensions as classes, instantiated per operation (never shared between requests); as
+    few as possible, since each costs every request (see `api/documents.py`)."""
     settings = settings or Settings.model_construct()  # defaults, without reading the environment
     extensions: list[Any] = [
-        OperationLog,
         MaskInternalErrors,
-        document_limits(
-            settings.max_query_depth, settings.max_aliases, not settings.introspection_enabled
+        document_checks(
+            max_tokens=settings.max_tokens,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            forbid_introspection=not settings.introspection_enabled,
         ),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
     ]
+    if logging.getLevelNamesMapping()[settings.log_level] <= logging.INFO:
+        extensions.insert(0, OperationLog)
     return GqlChatSchema(
         query=Query,
         mutation=Mutation,
