@@ -13,6 +13,7 @@ from pymongo_async_mock import AsyncMongoMockClient
 
 from gql_chat import cli
 from gql_chat.store.database import open_database
+from gql_chat.store.embedded import open_embedded_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.fixture
 def shared_store(monkeypatch: pytest.MonkeyPatch) -> AsyncMongoMockClient:
     """Make every `open_database` of the CLI use one in-memory store, so runs can see each other."""
-    client = AsyncMongoMockClient(tz_aware=True)
+    client = open_embedded_client()
     monkeypatch.setattr(
         "gql_chat.store.database.open_database",
         lambda settings, embedded_client=None: open_database(settings, client),

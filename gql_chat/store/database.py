@@ -9,10 +9,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo_async_mock import AsyncMongoMockClient
 
 from gql_chat.config import Settings
 from gql_chat.store.conversations import ConversationStore
+from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.folders import FolderStore
 from gql_chat.store.llm_configs import LlmConfigStore
 from gql_chat.store.messages import MessageStore
@@ -98,5 +98,5 @@ def open_database(settings: Settings, embedded_client: Any | None = None) -> Dat
         "GQL_CHAT_MONGODB_URL is not set: using the embedded in-memory store; data is not kept "
         "across restarts"
     )
-    client = embedded_client if embedded_client is not None else AsyncMongoMockClient(tz_aware=True)
+    client = embedded_client if embedded_client is not None else open_embedded_client()
     return Database.over(client, settings.mongodb_db, embedded=True)

@@ -99,7 +99,8 @@ async def test_rows_get_their_own_folder_and_preset_however_the_selection_is_wri
         node = row["node"]
         assert (node["folder"]["id"], node["llmConfig"]["id"]) == filed[node["id"]]
     # Each connection reads its folders and its presets once, whatever the number of rows.
-    assert calls["folders.find"] <= 2 and calls["llm_configs.find"] <= 2, calls
+    assert calls["folders.find"] <= 2, calls
+    assert calls["llm_configs.find"] <= 2, calls
 
 
 async def test_a_page_that_selects_no_folder_or_preset_reads_neither(

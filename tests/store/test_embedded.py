@@ -1,0 +1,91 @@
+"""The embedded store's key lookups answer exactly as mongomock's full scans do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from gql_chat.store.clock import utc_now
+from gql_chat.store.embedded import open_embedded_client, wanted_ids
+from gql_chat.store.indexes import ensure_indexes
+
+IDS = [ObjectId() for _ in range(6)]
+
+
+async def seeded_collection() -> Any:
+    collection = open_embedded_client()["test"]["things"]
+    for index, _id in enumerate(IDS):
+        await collection.insert_one({"_id": _id, "n": index, "even": index % 2 == 0})
+    return collection
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"_id": IDS[2]},
+        {"_id": IDS[2], "even": False},
+        {"_id": ObjectId()},
+        {"_id": {"$in": [IDS[4], IDS[1], IDS[4], ObjectId()]}},
+        {"_id": {"$in": IDS}, "n": {"$gte": 3}},
+        {"_id": {"$in": []}},
+    ],
+)
+async def test_a_lookup_by_id_finds_what_a_scan_finds(query: dict[str, Any]) -> None:
+    collection = await seeded_collection()
+    assert wanted_ids(query) is not None
+    scan = {"$and": [query]}  # no top-level `_id`: the full scan
+    assert wanted_ids(scan) is None
+    found = sorted([doc["n"] async for doc in collection.find(query)])
+    assert found == sorted([doc["n"] async for doc in collection.find(scan)])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"n": 1}, {"_id": {"$gt": IDS[0]}}, {"_id": {"$in": ["x"]}}, {"_id": "x"}, ["_id"]],
+)
+def test_other_filters_keep_the_full_scan(query: Any) -> None:
+    assert wanted_ids(query) is None
+
+
+async def test_updates_and_deletes_by_id_touch_only_their_document() -> None:
+    collection = await seeded_collection()
+    await collection.update_one({"_id": IDS[3], "even": True}, {"$set": {"n": 99}})  # no match
+    await collection.update_one({"_id": IDS[3]}, {"$set": {"n": 30}})
+    await collection.delete_one({"_id": {"$in": [IDS[5]]}})
+    assert [d["n"] async for d in collection.find({}).sort("_id", ASCENDING)] == [0, 1, 2, 30, 4]
+
+
+async def test_a_lookup_by_id_still_honours_ttl_indexes() -> None:
+    collection = open_embedded_client()["test"]["sessions"]
+    await collection.create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
+    expired, live = ObjectId(), ObjectId()
+    await collection.insert_one({"_id": expired, "expires_at": utc_now() - timedelta(hours=1)})
+    await collection.insert_one({"_id": live, "expires_at": utc_now() + timedelta(hours=1)})
+    assert await collection.find_one({"_id": expired}) is None
+    assert await collection.find_one({"_id": live}) is not None
+
+
+async def test_a_partial_unique_index_binds_only_the_documents_it_covers() -> None:
+    collection = open_embedded_client()["test"]["messages"]
+    await ensure_indexes(
+        collection,
+        [
+            IndexModel(
+                [("owner", ASCENDING), ("client_id", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"client_id": {"$type": "string"}},
+            )
+        ],
+    )
+    for _ in range(3):  # outside the index: never a conflict
+        await collection.insert_one({"owner": 1})
+    await collection.insert_one({"owner": 1, "client_id": "a"})
+    await collection.insert_one({"owner": 2, "client_id": "a"})
+    with pytest.raises(DuplicateKeyError):
+        await collection.insert_one({"owner": 1, "client_id": "a"})
+    assert await collection.count_documents({}) == 5
