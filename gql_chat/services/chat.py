@@ -144,7 +144,12 @@ class ChatService:
         user_message: MessageRecord,
         resolved: ResolvedModel,
     ) -> SendResult:
-        """Store the PENDING reply, make it the active leaf, and start generating it."""
+        """Store the PENDING reply and start generating it before the conversation's bookkeeping,
+        so the provider is already working on the first token while that is written."""
+        history = await messages_on_path(
+            self._messages, owner_id, conversation.id, user_message.parent_id
+        )
+        request = self._build_request([*history, user_message], resolved)
         assistant = await self._messages.insert(
             owner_id,
             conversation.id,
@@ -154,18 +159,10 @@ class ChatService:
             parent_id=user_message.id,
             model=resolved.model,
         )
-        now = utc_now()
-        updated = await self._db.conversations.update(
-            owner_id,
-            conversation.id,
-            {"active_leaf_id": assistant.id, "last_message_at": now, "activity_at": now},
-        )
-        request = await self._build_request(owner_id, conversation.id, user_message.id, resolved)
         for message in (user_message, assistant):
             self._conversations.publish(
                 owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
             )
-        self._conversations.publish(owner_id, UserEventKind.CONVERSATION_UPDATED, conversation.id)
         self._runner.start(
             GenerationJob(
                 message_id=assistant.id,
@@ -174,6 +171,14 @@ class ChatService:
                 request=request,
             )
         )
+        await asyncio.sleep(0)  # the generation sends its upstream request now, not after us
+        now = utc_now()
+        updated = await self._db.conversations.update(
+            owner_id,
+            conversation.id,
+            {"active_leaf_id": assistant.id, "last_message_at": now, "activity_at": now},
+        )
+        self._conversations.publish(owner_id, UserEventKind.CONVERSATION_UPDATED, conversation.id)
         return SendResult(
             conversation=updated or conversation,
             user_message=user_message,
@@ -270,17 +275,11 @@ class ChatService:
             model = OFFLINE_MODEL_ID
         return ResolvedModel(model=model or self._settings.default_model, preset=preset)
 
-    async def _build_request(
-        self,
-        owner_id: ObjectId,
-        conversation_id: ObjectId,
-        leaf_id: ObjectId,
-        resolved: ResolvedModel,
-    ) -> ChatRequest:
-        """The preset's system prompt plus the path to `leaf_id`, trimmed oldest first."""
+    def _build_request(self, path: list[MessageRecord], resolved: ResolvedModel) -> ChatRequest:
+        """The preset's system prompt plus the messages on `path`, trimmed oldest first."""
         history = [
             PromptMessage(role=PROMPT_ROLES[m.role], content=m.content)
-            for m in await messages_on_path(self._messages, owner_id, conversation_id, leaf_id)
+            for m in path
             if m.role in PROMPT_ROLES and m.content
         ]
         preset = resolved.preset
