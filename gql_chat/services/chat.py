@@ -19,7 +19,7 @@ from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import GenerationJob, GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.rate_limits import RateLimits
-from gql_chat.services.threads import messages_on_path, newest_leaf_under
+from gql_chat.services.threads import newest_leaf_under, path_to
 from gql_chat.services.titles import title_from
 from gql_chat.store.clock import utc_now
 from gql_chat.store.conversations import ConversationRecord
@@ -146,10 +146,11 @@ class ChatService:
     ) -> SendResult:
         """Store the PENDING reply and start generating it before the conversation's bookkeeping,
         so the provider is already working on the first token while that is written."""
-        history = await messages_on_path(
-            self._messages, owner_id, conversation.id, user_message.parent_id
+        earlier = path_to(
+            await self._messages.nodes(owner_id, [conversation.id]), user_message.parent_id
         )
-        request = self._build_request([*history, user_message], resolved)
+        turns = await self._messages.turns(owner_id, earlier)
+        request = self._build_request([*turns, (user_message.role, user_message.content)], resolved)
         assistant = await self._messages.insert(
             owner_id,
             conversation.id,
@@ -275,12 +276,14 @@ class ChatService:
             model = OFFLINE_MODEL_ID
         return ResolvedModel(model=model or self._settings.default_model, preset=preset)
 
-    def _build_request(self, path: list[MessageRecord], resolved: ResolvedModel) -> ChatRequest:
-        """The preset's system prompt plus the messages on `path`, trimmed oldest first."""
+    def _build_request(
+        self, turns: list[tuple[MessageRole, str]], resolved: ResolvedModel
+    ) -> ChatRequest:
+        """The preset's system prompt plus the conversation's turns, trimmed oldest first."""
         history = [
-            PromptMessage(role=PROMPT_ROLES[m.role], content=m.content)
-            for m in path
-            if m.role in PROMPT_ROLES and m.content
+            PromptMessage(role=PROMPT_ROLES[role], content=content)
+            for role, content in turns
+            if role in PROMPT_ROLES and content
         ]
         preset = resolved.preset
         system = (

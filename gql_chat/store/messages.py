@@ -218,6 +218,16 @@ class MessageStore:
         cursor = self._messages.find({"_id": {"$in": ids}, "owner_id": owner_id}, LIST_PROJECTION)
         return [MessageRecord.from_document(doc) async for doc in cursor]
 
+    async def turns(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[tuple[MessageRole, str]]:
+        """Role and text of `ids`, in that order: all a prompt needs, so nothing else is read."""
+        cursor = self._messages.find(
+            {"_id": {"$in": ids}, "owner_id": owner_id}, {"role": 1, "content": 1}
+        )
+        found = {
+            doc["_id"]: (MessageRole(doc["role"]), doc.get("content") or "") async for doc in cursor
+        }
+        return [found[i] for i in ids if i in found]
+
     async def find_by_client_id(
         self, owner_id: ObjectId, client_message_id: str
     ) -> MessageRecord | None:
