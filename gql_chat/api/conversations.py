@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 
 from gql_chat.api.folders import FolderType
 from gql_chat.api.llm_configs import LlmConfigType
-from gql_chat.api.lookahead import selects
+from gql_chat.api.lookahead import selected_names
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.services.threads import path_to
@@ -182,10 +182,11 @@ async def _prefetch(info: strawberry.Info, records: list[ConversationRecord]) ->
     if not records:
         return NOTHING_PREFETCHED
     loaders = await info.context.loaders()
+    wanted = selected_names(info, "edges", "node")
     folders = presets = None
-    if selects(info, "edges", "node", "folder"):
+    if "folder" in wanted:
         folders = await _load_all(loaders.folder, (r.folder_id for r in records))
-    if selects(info, "edges", "node", "llmConfig"):
+    if "llmConfig" in wanted:
         presets = await _load_all(loaders.llm_config, (r.llm_config_id for r in records))
     return Prefetched(folders=folders, presets=presets)
 

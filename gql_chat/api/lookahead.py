@@ -9,28 +9,23 @@ import strawberry
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 
-def _fields_named(selections: Iterable[Selection], name: str) -> list[SelectedField]:
-    """The fields called `name` among `selections`, looking through fragments."""
-    found: list[SelectedField] = []
+def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+    """The fields among `selections`, looking through fragments."""
     for selection in selections:
         if isinstance(selection, SelectedField):
-            if selection.name == name:
-                found.append(selection)
+            yield selection
         elif isinstance(selection, FragmentSpread | InlineFragment):
-            found.extend(_fields_named(selection.selections, name))
-    return found
+            yield from _fields(selection.selections)
 
 
-def selects(info: strawberry.Info, *path: str) -> bool:
-    """Whether the current field's selection reaches `path`, e.g. `("edges", "node", "folder")`.
+def selected_names(info: strawberry.Info, *path: str) -> set[str]:
+    """The field names selected under `path` of the current field, e.g. `("edges", "node")`.
 
     `@skip`/`@include` are not evaluated: a conditional field counts as selected, so a caller
     may read something it does not use, never miss something it does."""
-    level: list[SelectedField] = [
-        field for field in info.selected_fields if isinstance(field, SelectedField)
-    ]
+    level = list(_fields(info.selected_fields))
     for name in path:
-        level = _fields_named((s for field in level for s in field.selections), name)
-        if not level:
-            return False
-    return True
+        level = [
+            child for field in level if field.name == name for child in _fields(field.selections)
+        ]
+    return {field.name for field in level}
