@@ -11,7 +11,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from gql_chat.store.clock import utc_now
-from gql_chat.store.embedded import open_embedded_client, wanted_ids
+from gql_chat.store.embedded import candidate_ids, open_embedded_client, wanted_ids
 from gql_chat.store.indexes import ensure_indexes
 
 IDS = [ObjectId() for _ in range(6)]
@@ -89,3 +89,86 @@ async def test_a_partial_unique_index_binds_only_the_documents_it_covers() -> No
     with pytest.raises(DuplicateKeyError):
         await collection.insert_one({"owner": 1, "client_id": "a"})
     assert await collection.count_documents({}) == 5
+
+
+TAGS = ["red", "blue", ObjectId(), ObjectId()]
+HASHED_QUERIES: list[dict[str, Any]] = [
+    {"tag": "red"},
+    {"tag": "blue", "n": {"$gte": 2}},
+    {"tag": TAGS[2]},
+    {"tag": {"$in": ["red", TAGS[3], "green"]}},
+    {"owner": "a"},
+    {"owner": "b", "tag": "red"},
+    {"tag": "green"},
+]
+
+
+async def assert_lookups_match_scans(collection: Any) -> None:
+    for query in HASHED_QUERIES:
+        direct = sorted([doc["n"] async for doc in collection.find(query)])
+        scanned = sorted([doc["n"] async for doc in collection.find({"$and": [query]})])
+        assert direct == scanned, query
+
+
+async def test_hashed_fields_find_what_a_scan_finds_after_every_kind_of_write() -> None:
+    collection = open_embedded_client()["test"]["tagged"]
+    for n in range(8):  # some documents exist before the index does
+        await collection.insert_one({"n": n, "tag": TAGS[n % 4], "owner": "abcd"[n // 2]})
+    await collection.create_index([("tag", ASCENDING), ("owner", ASCENDING)], unique=True)
+    await collection.insert_one({"n": 8, "tag": ["red", "blue"], "owner": "c"})  # an array
+    await collection.insert_one({"n": 9, "owner": "e"})  # no tag at all
+    await assert_lookups_match_scans(collection)
+
+    writes = [
+        collection.update_one({"n": 0}, {"$set": {"tag": "green"}}),
+        collection.update_one({"n": 1}, {"$unset": {"tag": ""}}),
+        collection.update_one({"n": 2}, {"$rename": {"tag": "label"}}),
+        collection.update_one({"n": 9}, {"$set": {"tag": TAGS[3]}}),
+        collection.update_one({"n": 3}, [{"$set": {"tag": "red"}}]),  # a pipeline update
+        collection.replace_one({"n": 4}, {"n": 4, "tag": "blue", "owner": "b"}),
+        collection.update_one({"n": 10}, {"$set": {"tag": "red", "owner": "z"}}, upsert=True),
+        collection.update_one({"n": 8}, {"$set": {"tag": "green"}}),  # array to value
+        collection.delete_one({"tag": "blue", "owner": "b"}),
+        collection.delete_many({"owner": "d", "tag": {"$in": [TAGS[2], TAGS[3]]}}),
+    ]
+    for write in writes:
+        await write
+        await assert_lookups_match_scans(collection)
+
+    # An update that breaks the unique index is rolled back, and so is its index entry.
+    with pytest.raises(DuplicateKeyError):
+        await collection.update_one({"n": 5}, {"$set": {"tag": "red", "owner": "b"}})
+    assert (await collection.find_one({"n": 5}))["tag"] == TAGS[1]
+    await assert_lookups_match_scans(collection)
+
+    await collection.drop()
+    await collection.insert_one({"n": 0, "tag": "red", "owner": "a"})
+    await assert_lookups_match_scans(collection)
+
+
+async def test_hashed_fields_forget_what_a_ttl_index_expires() -> None:
+    collection = open_embedded_client()["test"]["sessions"]
+    await collection.create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
+    await collection.create_index([("user", ASCENDING)])
+    await collection.insert_one({"user": "u", "expires_at": utc_now() - timedelta(hours=1)})
+    await collection.insert_one({"user": "u", "expires_at": utc_now() + timedelta(hours=1)})
+    assert await collection.count_documents({"user": "u"}) == 1
+    assert await collection.count_documents({"$and": [{"user": "u"}]}) == 1
+
+
+async def test_a_hashed_field_reads_only_the_documents_holding_its_values() -> None:
+    collection = open_embedded_client()["test"]["tagged"]
+    await collection.create_index([("tag", ASCENDING), ("n", ASCENDING)])
+    ids = [
+        (await collection.insert_one({"n": n, "tag": TAGS[n % 4]})).inserted_id for n in range(8)
+    ]
+    store = collection._store
+    assert candidate_ids(store, {"tag": "red", "n": {"$gt": 0}}) == [ids[0], ids[4]]
+    assert candidate_ids(store, {"tag": {"$in": ["blue", "red"]}}) == [
+        ids[1],
+        ids[5],
+        ids[0],
+        ids[4],
+    ]
+    assert candidate_ids(store, {"n": 1}) is None  # only ObjectIds and strings are hashed
+    assert candidate_ids(store, {"$or": [{"tag": "red"}]}) is None
