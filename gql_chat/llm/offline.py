@@ -14,6 +14,7 @@ from gql_chat.llm.types import (
     Completion,
     ModelInfo,
     ProviderEvent,
+    RequestSent,
     TextDelta,
     TokenUsage,
 )
@@ -45,7 +46,11 @@ class OfflineProvider:
     def __init__(self, token_delay: float) -> None:
         self._token_delay = token_delay
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(
+        self, request: ChatRequest, on_sent: RequestSent | None = None
+    ) -> AsyncIterator[ProviderEvent]:
+        if on_sent is not None:
+            on_sent()  # nothing to send: the answer starts now
         answer = offline_answer(request)
         for piece in re.findall(r"\S+\s*", answer):
             if self._token_delay:

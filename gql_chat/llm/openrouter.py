@@ -8,7 +8,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -22,11 +22,15 @@ from gql_chat.llm.types import (
     Completion,
     ModelInfo,
     ProviderEvent,
+    RequestSent,
     TextDelta,
     TokenUsage,
 )
 
 logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 1.0
+"""How long a finished reply may take to end its body before its connection is dropped."""
 
 
 class _RetryableFailure(Exception):
@@ -51,6 +55,29 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         ),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
     )
+
+
+def _announcing_sent(on_sent: RequestSent) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore trace hook (its documented `trace` extension) that reports when the request
+    body has been written, well before the response's first byte."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            on_sent()
+
+    return trace
+
+
+async def _drain(events: AsyncIterator[Any]) -> None:
+    """Read what follows `[DONE]` (the end of the body) so that the keep-alive connection goes
+    back to the pool: closing an unfinished response closes its connection, and every reply
+    would then start with a new TCP connection."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is closed instead of reused; the reply is complete either way
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -80,12 +107,14 @@ class OpenRouterProvider:
         self._models_expire_at = 0.0
         self._models_lock = asyncio.Lock()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(
+        self, request: ChatRequest, on_sent: RequestSent | None = None
+    ) -> AsyncIterator[ProviderEvent]:
         """Retries only while nothing has been yielded, so a reply is never duplicated."""
         attempt = 0
         while True:
             try:
-                async for event in self._stream_once(request):
+                async for event in self._stream_once(request, on_sent):
                     yield event
                 return
             except _RetryableFailure as failure:
@@ -110,12 +139,15 @@ class OpenRouterProvider:
         backoff = self._settings.upstream_retry_backoff * 2 ** (attempt - 1)
         return float(min(backoff * (1 + random.random() / 2), cap))  # noqa: S311 (jitter)
 
-    async def _stream_once(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def _stream_once(
+        self, request: ChatRequest, on_sent: RequestSent | None
+    ) -> AsyncIterator[ProviderEvent]:
         http_request = self._client.build_request(
             "POST",
             f"{self._base_url}/chat/completions",
             json=self._body(request),
             headers={**self._headers, "Accept": "text/event-stream", "Cache-Control": "no-store"},
+            extensions={"trace": _announcing_sent(on_sent)} if on_sent else None,
         )
         response = await self._send(http_request)
         try:
@@ -175,6 +207,7 @@ class OpenRouterProvider:
                     raise UpstreamError("The model provider sent a malformed stream.") from exc
                 timeout = self._settings.upstream_chunk_timeout
                 if sse.data.strip() == "[DONE]":
+                    await _drain(events)
                     break
                 chunk = self._parse_chunk(sse.data)
                 if "error" in chunk:

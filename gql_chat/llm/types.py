@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,9 +59,15 @@ class ModelInfo:
     completion_price: float | None = None
 
 
+RequestSent = Callable[[], None]
+"""Called once a stream's request has left for the model (again on a retry)."""
+
+
 class ChatProvider(Protocol):
     """Streams a reply; failures are raised as `UpstreamError` and its subclasses."""
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
+    def stream(
+        self, request: ChatRequest, on_sent: RequestSent | None = None
+    ) -> AsyncIterator[ProviderEvent]: ...
 
     async def list_models(self) -> list[ModelInfo]: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 MESSAGE_NOT_FOUND = "Message not found."
 MAX_CLIENT_MESSAGE_ID = 200
 STORE_POLL_INTERVAL = 0.5
+UPSTREAM_HEAD_START = 0.05
+"""How long sendMessage lets the model request go out before its own bookkeeping: the model
+starts on the first token while we write, rather than after."""
 PROMPT_ROLES = {MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
 
 
@@ -164,7 +168,7 @@ class ChatService:
             self._conversations.publish(
                 owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
             )
-        self._runner.start(
+        sent = self._runner.start(
             GenerationJob(
                 message_id=assistant.id,
                 owner_id=owner_id,
@@ -172,7 +176,9 @@ class ChatService:
                 request=request,
             )
         )
-        await asyncio.sleep(0)  # the generation sends its upstream request now, not after us
+        with contextlib.suppress(TimeoutError):  # a slow connection must not hold the answer
+            async with asyncio.timeout(UPSTREAM_HEAD_START):
+                await sent.wait()
         now = utc_now()
         updated = await self._db.conversations.update(
             owner_id,

@@ -74,11 +74,20 @@ class GenerationRunner:
     def active_count(self, owner_id: ObjectId) -> int:
         return len(self._registry.active_for(owner_id))
 
-    def start(self, job: GenerationJob) -> None:
+    def start(self, job: GenerationJob) -> asyncio.Event:
+        """Start generating; the event is set once the request has left for the model (or the
+        generation ended without sending it)."""
         reply = self._registry.start(job.message_id, job.owner_id)
-        task = asyncio.create_task(self._run(job, reply), name=f"generation-{job.message_id}")
+        sent = asyncio.Event()
+        task = asyncio.create_task(self._run(job, reply, sent), name=f"generation-{job.message_id}")
         self._tasks[job.message_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.message_id, None))
+
+        def forget(_: asyncio.Task[None]) -> None:
+            sent.set()
+            self._tasks.pop(job.message_id, None)
+
+        task.add_done_callback(forget)
+        return sent
 
     async def stop(
         self, message_id: ObjectId, status: MessageStatus = MessageStatus.STOPPED
@@ -107,7 +116,9 @@ class GenerationRunner:
         for message_id in list(self._tasks):
             await self.stop(message_id, MessageStatus.INTERRUPTED)
 
-    async def _run(self, job: GenerationJob, reply: LiveReply[MessageRecord]) -> None:
+    async def _run(
+        self, job: GenerationJob, reply: LiveReply[MessageRecord], sent: asyncio.Event
+    ) -> None:
         progress = _Progress(parts=[], ends=[])
         flush_now = asyncio.Event()
         flusher = asyncio.create_task(self._flush_periodically(job.message_id, progress, flush_now))
@@ -117,7 +128,7 @@ class GenerationRunner:
         status = MessageStatus.COMPLETE
         error: dict[str, str] | None = None
         try:
-            async for event in self._provider.stream(job.request):
+            async for event in self._provider.stream(job.request, sent.set):
                 if isinstance(event, TextDelta):
                     first_token_at = first_token_at or time.monotonic()
                     progress.add(event.text)

@@ -42,6 +42,7 @@ class Reply:
     error_after: int | None = None  # a mid-stream error event after this many tokens
     hang_after: int | None = None  # go silent (connection open) after this many tokens
     malformed_after: int | None = None  # a non-JSON data line after this many tokens
+    linger_after_done: float = 0.0  # keep the body open this long after [DONE]
     usage: dict[str, Any] | None = field(
         default_factory=lambda: {"prompt_tokens": 12, "completion_tokens": 4, "cost": 0.00042}
     )
@@ -52,6 +53,7 @@ class Reply:
 class RecordedRequest:
     body: dict[str, Any]
     headers: dict[str, str]
+    client_port: int | None = None
 
 
 class FakeOpenRouter:
@@ -103,7 +105,13 @@ class FakeOpenRouter:
 
     async def _completions(self, request: Request) -> Response:
         body = await request.json()
-        self.requests.append(RecordedRequest(body=body, headers=dict(request.headers)))
+        self.requests.append(
+            RecordedRequest(
+                body=body,
+                headers=dict(request.headers),
+                client_port=request.client.port if request.client else None,
+            )
+        )
         reply = self.script.pop(0) if self.script else self.default
         if reply.first_delay:
             await asyncio.sleep(reply.first_delay)
@@ -153,6 +161,8 @@ class FakeOpenRouter:
                 }
                 yield _data(final)
             yield "data: [DONE]\n\n"
+            if reply.linger_after_done:
+                await asyncio.sleep(reply.linger_after_done)
         except asyncio.CancelledError:
             self.disconnects += 1
             self.disconnected.set()

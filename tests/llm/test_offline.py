@@ -12,8 +12,10 @@ from tests.support import GraphQLClient, follow_reply, send_message, sign_up
 async def test_offline_answers_are_deterministic() -> None:
     provider = OfflineProvider(token_delay=0)
     request = ChatRequest(model=OFFLINE_MODEL_ID, messages=[PromptMessage("user", "ping " * 100)])
-    first = [e async for e in provider.stream(request)]
+    sent: list[bool] = []
+    first = [e async for e in provider.stream(request, lambda: sent.append(True))]
     second = [e async for e in provider.stream(request)]
+    assert sent == [True]
     assert first == second
     text = "".join(e.text for e in first if isinstance(e, TextDelta))
     assert text.startswith("You said: “ping ping")

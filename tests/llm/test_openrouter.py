@@ -75,6 +75,46 @@ async def test_streams_deltas_then_a_completion(
     assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
+async def test_on_sent_fires_when_the_request_has_left_before_any_answer(
+    provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.enqueue(Reply(first_delay=2))
+    sent = asyncio.Event()
+    received: list[ProviderEvent] = []
+
+    async def consume() -> None:
+        async for event in provider.stream(REQUEST, sent.set):
+            received.append(event)
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(sent.wait(), timeout=1.5)
+    assert received == []  # the model has not answered yet: its first byte is 2 s away
+    assert len(fake_openrouter.requests) == 1
+    await task
+    assert text_of(received) == "Hello, world!"
+
+
+async def test_finished_replies_reuse_one_keep_alive_connection(
+    provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
+) -> None:
+    for _ in range(3):
+        assert text_of(await collect(provider)) == "Hello, world!"
+    ports = {sent.client_port for sent in fake_openrouter.requests}
+    assert len(fake_openrouter.requests) == 3
+    assert len(ports) == 1
+
+
+async def test_a_body_that_lingers_after_done_does_not_hold_the_reply(
+    provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.enqueue(Reply(linger_after_done=30))
+    started = time.monotonic()
+    events = await collect(provider)
+    assert isinstance(events[-1], Completion)
+    assert text_of(events) == "Hello, world!"
+    assert time.monotonic() - started < 10  # the drain gives up after DRAIN_TIMEOUT
+
+
 @pytest.mark.parametrize("status", [408, 429, 502, 503])
 async def test_retryable_statuses_are_retried_before_the_first_delta(
     provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter, status: int
