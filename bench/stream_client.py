@@ -3,7 +3,12 @@
 `direct`: read replies straight from the fake provider over SSE (the baseline).
 `gql`: sendMessage over HTTP, then follow the reply over a graphql-transport-ws websocket, as a
 frontend does. Prints one JSON object: time to first token and inter-token gaps (ms), and whether
-every seq arrived exactly once."""
+every seq arrived exactly once.
+
+Each worker (one per reply slot) runs `--rounds` replies back to back. With `--stagger S` the
+workers start evenly spread over S seconds, so that replies start and end at different moments
+as they do for real users; without it every worker sends at the same instant (a burst). The
+first `--warmup` rounds of each worker are not reported."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +101,23 @@ async def gql_reply(
     return {"ttft": ttft, "gaps": _gaps(arrivals), "complete": complete}
 
 
+async def worker(
+    index: int,
+    workers: int,
+    reply: Callable[[], Awaitable[dict[str, Any]]],
+    rounds: int,
+    warmup: int,
+    stagger: float,
+) -> list[dict[str, Any]]:
+    await asyncio.sleep(stagger * index / workers)
+    results = []
+    for round_ in range(rounds):
+        result = await reply()
+        if round_ >= warmup:
+            results.append(result)
+    return results
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["direct", "gql"])
@@ -102,15 +126,27 @@ async def main() -> None:
     parser.add_argument("--work", help="JSON list of [token, conversation] pairs, one per reply")
     parser.add_argument("--replies", type=int, default=1)
     parser.add_argument("--expected", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--stagger", type=float, default=0.0)
     args = parser.parse_args()
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         if args.mode == "direct":
-            jobs = [direct_reply(client, args.provider) for _ in range(args.replies)]
+            replies = [partial(direct_reply, client, args.provider)] * args.replies
         else:
             work = json.loads(Path(args.work).read_text())  # noqa: ASYNC240
-            jobs = [gql_reply(client, args.api, t, c, args.expected) for t, c in work]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
+            replies = [partial(gql_reply, client, args.api, t, c, args.expected) for t, c in work]
+        outcomes = await asyncio.gather(
+            *(
+                worker(i, len(replies), reply, args.rounds, args.warmup, args.stagger)
+                for i, reply in enumerate(replies)
+            ),
+            return_exceptions=True,
+        )
+    results: list[dict[str, Any] | BaseException] = []
+    for outcome in outcomes:
+        results.extend([outcome] if isinstance(outcome, BaseException) else outcome)
     good = [r for r in results if isinstance(r, dict)]
     print(
         json.dumps(

@@ -16,6 +16,7 @@ from httpx_sse import EventSource
 
 from gql_chat.config import Settings
 from gql_chat.errors import UpstreamError, UpstreamTimeout
+from gql_chat.llm import http_pool
 from gql_chat.llm.errors import RETRYABLE_STATUSES, error_for_event, error_for_status
 from gql_chat.llm.types import (
     ChatRequest,
@@ -46,6 +47,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """One pooled keep-alive client per app; precise first-byte and gap timeouts are applied
     per stream, so httpx's read timeout is only a backstop."""
     backstop = max(settings.upstream_first_byte_timeout, settings.upstream_chunk_timeout) + 5
+    http_pool.install()
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=settings.upstream_connect_timeout,

@@ -1,0 +1,80 @@
+"""A fix for httpcore's connection pool, which the OpenRouter client's keep-alive reuse needs.
+
+httpcore 1.0.9 (the version we lock) assigns queued requests to connections in a pass that is
+quadratic in the number of pooled connections, and that hands the same idle connection to every
+request queued at that moment: all but one then fail to start on it and queue again, each retry
+another full pass (encode/httpcore#1035 and #1110, fixed the same way in pydantic/httpx2#974 and
+#1075). With fifty replies starting at once over fifty idle keep-alive connections, that churn
+cost more CPU than the replies themselves. `install()` replaces that one method with a linear
+pass that gives each idle connection to one request only. Other httpcore versions are left
+alone: the replacement is only known to be right for this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpcore
+from httpcore._async.connection_pool import AsyncConnectionPool
+
+PATCHED_VERSION = "1.0.9"
+
+
+def _assign_requests_to_connections(self: Any) -> list[Any]:
+    """httpcore's three cases (reuse an available connection, open a new one, or close an idle
+    one to make room), minus connections already promised to a request that has not started
+    on them yet (they still look idle and available)."""
+    closing: list[Any] = []
+    idle = sum(1 for connection in self._connections if connection.is_idle())
+    for connection in list(self._connections):
+        if connection.is_closed():
+            self._connections.remove(connection)
+        elif connection.has_expired():
+            self._connections.remove(connection)
+            closing.append(connection)
+            idle -= connection.is_idle()
+        elif connection.is_idle() and idle > self._max_keepalive_connections:
+            self._connections.remove(connection)
+            closing.append(connection)
+            idle -= 1
+
+    promised = {
+        id(request.connection)
+        for request in self._requests
+        if request.connection is not None and request.connection.is_idle()
+    }
+    for pool_request in self._requests:
+        if not pool_request.is_queued():
+            continue
+        origin = pool_request.request.url.origin
+        connection = next(
+            (
+                c
+                for c in self._connections
+                if id(c) not in promised and c.can_handle_request(origin) and c.is_available()
+            ),
+            None,
+        )
+        if connection is None:
+            if len(self._connections) >= self._max_connections:
+                spare = next(
+                    (c for c in self._connections if id(c) not in promised and c.is_idle()), None
+                )
+                if spare is None:
+                    continue  # stays queued until a connection frees up
+                self._connections.remove(spare)
+                closing.append(spare)
+            connection = self.create_connection(origin)
+            self._connections.append(connection)
+        pool_request.assign_to_connection(connection)
+        if connection.is_idle():
+            promised.add(id(connection))
+    return closing
+
+
+def install() -> bool:
+    """Replace the pool's assignment pass on the locked httpcore version; True if it did."""
+    if httpcore.__version__ != PATCHED_VERSION:
+        return False
+    AsyncConnectionPool._assign_requests_to_connections = _assign_requests_to_connections  # type: ignore[method-assign]
+    return True

@@ -1,0 +1,131 @@
+"""The connection pool fix: concurrent replies over idle keep-alive connections take one
+connection each, with no request handed a connection another request is about to use."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import pytest
+from httpcore._async.connection_pool import AsyncPoolRequest
+
+from gql_chat.llm import http_pool
+from gql_chat.llm.openrouter import OpenRouterProvider, build_http_client
+from gql_chat.llm.types import ChatRequest, PromptMessage, TextDelta
+from tests.conftest import openrouter_settings
+from tests.fakes.openrouter import FakeOpenRouter, Reply
+
+REQUEST = ChatRequest(model="openai/gpt-4o-mini", messages=[PromptMessage("user", "Hi")])
+CONCURRENT = 12
+
+
+async def test_concurrent_replies_over_idle_connections_never_collide(
+    fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collisions = 0
+    clear = AsyncPoolRequest.clear_connection
+
+    def counting_clear(self: Any) -> None:  # httpcore's retry after ConnectionNotAvailable
+        nonlocal collisions
+        collisions += 1
+        clear(self)
+
+    monkeypatch.setattr(AsyncPoolRequest, "clear_connection", counting_clear)
+    fake_openrouter.default = Reply(first_delay=0.05)
+    settings = openrouter_settings(fake_openrouter)
+
+    async def reply(provider: OpenRouterProvider) -> str:
+        return "".join([e.text async for e in provider.stream(REQUEST) if isinstance(e, TextDelta)])
+
+    async with build_http_client(settings) as client:
+        provider = OpenRouterProvider(settings, client)
+        for _ in range(3):  # the first round opens the connections, the next ones reuse them
+            texts = await asyncio.gather(*(reply(provider) for _ in range(CONCURRENT)))
+            assert texts == ["Hello, world!"] * CONCURRENT
+
+    ports = {sent.client_port for sent in fake_openrouter.requests}
+    assert len(fake_openrouter.requests) == 3 * CONCURRENT
+    assert len(ports) == CONCURRENT  # reused, one reply per connection at a time
+    assert collisions == 0
+
+
+def test_only_the_locked_httpcore_version_is_patched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httpcore, "__version__", "9.9.9")
+    assert http_pool.install() is False
+
+
+@dataclass(eq=False)
+class StubConnection:
+    state: str  # "idle", "active", "closed", "expired"
+    same_origin: bool = True
+
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
+    def has_expired(self) -> bool:
+        return self.state == "expired"
+
+    def is_idle(self) -> bool:
+        return self.state in ("idle", "expired")
+
+    def is_available(self) -> bool:
+        return self.state == "idle"
+
+    def can_handle_request(self, origin: object) -> bool:
+        return self.same_origin
+
+
+@dataclass
+class StubPool:
+    _connections: list[StubConnection]
+    _requests: list[AsyncPoolRequest]
+    _max_connections: int
+    _max_keepalive_connections: int
+
+    def create_connection(self, origin: object) -> StubConnection:
+        return StubConnection("new")
+
+
+def connection_of(request: AsyncPoolRequest) -> Any:
+    return request.connection
+
+
+def queued(count: int) -> list[AsyncPoolRequest]:
+    return [AsyncPoolRequest(httpcore.Request("POST", "http://127.0.0.1/x")) for _ in range(count)]
+
+
+def test_the_pass_cleans_up_then_gives_each_idle_connection_to_one_request() -> None:
+    closed, expired = StubConnection("closed"), StubConnection("expired")
+    idle = [StubConnection("idle") for _ in range(3)]
+    requests = queued(2)
+    pool = StubPool([closed, expired, *idle], requests, 10, 2)
+    closing = http_pool._assign_requests_to_connections(pool)
+    # one idle connection over the keep-alive limit of two is closed, with the expired one
+    assert closing == [expired, idle[0]]
+    assert closed not in pool._connections
+    assert [connection_of(r) for r in requests] == [idle[1], idle[2]]
+
+
+def test_at_the_connection_limit_a_spare_idle_connection_makes_room() -> None:
+    active, idle = StubConnection("active"), StubConnection("idle")
+    requests = queued(3)
+    pool = StubPool([active, idle], requests, 2, 5)
+    closing = http_pool._assign_requests_to_connections(pool)
+    assert connection_of(requests[0]) is idle  # reused
+    assert connection_of(requests[1]) is None  # nothing spare: it waits
+    assert closing == []
+    idle.state = "active"  # the first request started on it
+    pool._connections = [active]  # then it closed: room for one new connection, not two
+    http_pool._assign_requests_to_connections(pool)
+    assert connection_of(requests[1]).state == "new"
+    assert connection_of(requests[2]) is None
+
+
+def test_an_idle_connection_to_another_origin_is_closed_to_make_room() -> None:
+    elsewhere = StubConnection("idle", same_origin=False)
+    requests = queued(1)
+    pool = StubPool([elsewhere], requests, 1, 5)
+    assert http_pool._assign_requests_to_connections(pool) == [elsewhere]
+    assert connection_of(requests[0]).state == "new"
