@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+
+from gql_chat.app import freeze_startup_objects
 
 
 async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
@@ -40,3 +43,10 @@ async def test_graphql_get_serves_queries_and_graphiql(http: httpx.AsyncClient) 
 async def test_no_redirect_on_the_graphql_path(http: httpx.AsyncClient) -> None:
     response = await http.post("/graphql", json={"query": "{ __typename }"})
     assert response.status_code == 200
+
+
+async def test_startup_objects_are_taken_out_of_full_collections(app: Starlette) -> None:
+    frozen = gc.get_freeze_count()
+    assert frozen > 0  # the first app of the process froze what existed at its start-up
+    freeze_startup_objects()
+    assert gc.get_freeze_count() == frozen  # later apps (tests) leave the collector alone
