@@ -168,22 +168,17 @@ def seed(api: Api, provider: str) -> dict[str, Any]:
     """One user with 20 filed conversations (folders with parents, presets) and one 50-message
     conversation; more users for the streaming scenarios."""
     token = api.register("bench@example.com")
-    parents = [
-        api.gql(
-            "mutation($n: String!) { createFolder(input: {name: $n}) { id } }",
-            {"n": f"p{i}"},
-            token,
-        )["createFolder"]["id"]
-        for i in range(3)
-    ]
-    folders = [
-        api.gql(
+
+    def folder(name: str, parent: str | None = None) -> str:
+        created = api.gql(
             "mutation($n: String!, $p: ID) { createFolder(input: {name: $n, parentId: $p}) { id } }",
-            {"n": f"f{i}", "p": parents[i % 3]},
+            {"n": name, "p": parent},
             token,
-        )["createFolder"]["id"]
-        for i in range(5)
-    ]
+        )
+        return str(created["createFolder"]["id"])
+
+    parents = [folder(f"p{i}") for i in range(3)]
+    folders = [folder(f"f{i}", parents[i % 3]) for i in range(5)]
     presets = [
         api.gql(
             'mutation($n: String!) { createLlmConfig(input: {name: $n, model: "bench/model"}) { id } }',

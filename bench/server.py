@@ -79,7 +79,6 @@ async def messages(request: Request) -> Response:
     nodes = await services.database.messages.nodes(user.id, [conversation.id])
     path = path_to(nodes, conversation.active_leaf_id)
     window = path[-50:]
-    by_id = {m.id: m for m in await services.database.messages.get_many(user.id, window)}
     edges = [
         {
             "node": {
@@ -90,7 +89,7 @@ async def messages(request: Request) -> Response:
                 "createdAt": m.created_at.isoformat(),
             }
         }
-        for m in (by_id[i] for i in window)
+        for m in await services.database.messages.get_many(user.id, window)
     ]
     return _json({"data": {"conversation": {"messages": {"edges": edges}}}})
 

@@ -13,11 +13,11 @@ logger = logging.getLogger("gql_chat.graphql")
 
 
 class OperationLog(SchemaExtension):
+    """One INFO line per operation; `build_schema` adds it only when INFO is shown."""
+
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        if not logger.isEnabledFor(logging.INFO):
-            return  # spare the hot path the bookkeeping when nobody reads it
         execution = self.execution_context
         errors = execution.result.errors if execution.result else execution.pre_execution_errors
         codes = sorted(

@@ -350,9 +350,11 @@ class ChatService:
         if last is not None:
             start = max(start, end - page_size(last, "last"))
         window = path[start:end] if start < end else []
-        by_id = {m.id: m for m in await self._messages.get_many(owner_id, window)}
         return Page(
-            items=[(encode_cursor({"m": str(i)}), by_id[i]) for i in window if i in by_id],
+            items=[
+                (encode_cursor({"m": str(m.id)}), m)
+                for m in await self._messages.get_many(owner_id, window)
+            ],
             has_next_page=end < len(path),
             has_previous_page=start > 0,
             total_count=len(path),

@@ -52,5 +52,4 @@ async def messages_on_path(
 ) -> list[MessageRecord]:
     """The messages from the root down to `leaf_id`, oldest first: two store calls."""
     path = path_to(await messages.nodes(owner_id, [conversation_id]), leaf_id)
-    by_id = {m.id: m for m in await messages.get_many(owner_id, path)}
-    return [by_id[i] for i in path if i in by_id]
+    return await messages.get_many(owner_id, path)

@@ -215,8 +215,10 @@ class MessageStore:
         return MessageRecord.from_document(doc) if doc else None
 
     async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[MessageRecord]:
+        """The messages of `ids` that exist, in the order of `ids` (a path, a page window)."""
         cursor = self._messages.find({"_id": {"$in": ids}, "owner_id": owner_id}, LIST_PROJECTION)
-        return [MessageRecord.from_document(doc) async for doc in cursor]
+        found = {doc["_id"]: MessageRecord.from_document(doc) async for doc in cursor}
+        return [found[i] for i in ids if i in found]
 
     async def turns(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[tuple[MessageRole, str]]:
         """Role and text of `ids`, in that order: all a prompt needs, so nothing else is read."""
