@@ -8,7 +8,6 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry import Schema
-from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 logger = logging.getLogger("gql_chat.api")
@@ -25,34 +24,31 @@ def is_expected(error: GraphQLError) -> bool:
     )
 
 
-class MaskInternalErrors(MaskErrors):
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=lambda error: not is_expected(error))
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        return GraphQLError(
-            message=INTERNAL_MESSAGE,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR"},
-        )
-
-    def _process_result(self, result: object) -> None:
-        """As the base class, without its per-call `isinstance` against a runtime Protocol."""
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+def masked(error: GraphQLError) -> GraphQLError:
+    """Where it happened, but nothing of what happened."""
+    return GraphQLError(
+        message=INTERNAL_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR"},
+    )
 
 
 class GqlChatSchema(Schema):
-    """Logs unexpected errors with their traceback; expected ones stay quiet."""
+    """Logs each unexpected error with its traceback, then masks it in place.
+
+    Strawberry passes every result's error list through `process_errors` (queries, mutations,
+    each subscription event, over HTTP and websockets) before the result is sent, so this is
+    the one place that sees them all. Doing it here rather than with the `MaskErrors`
+    extension saves an extension instance and its hooks on every operation and every
+    subscription event."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        for error in errors:
+        for index, error in enumerate(errors):
             if not is_expected(error):
                 original: Any = error.original_error
                 logger.error(
@@ -60,3 +56,4 @@ class GqlChatSchema(Schema):
                     ".".join(str(p) for p in error.path or ()) or "operation",
                     exc_info=(type(original), original, original.__traceback__),
                 )
+                errors[index] = masked(error)

@@ -13,7 +13,7 @@ from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
-from gql_chat.api.errors import GqlChatSchema, MaskInternalErrors
+from gql_chat.api.errors import GqlChatSchema
 from gql_chat.api.events import EventSubscription
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
@@ -60,7 +60,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     few as possible, since each costs every request (see `api/documents.py`)."""
     settings = settings or Settings.model_construct()  # defaults, without reading the environment
     extensions: list[Any] = [
-        MaskInternalErrors,
         document_checks(
             max_tokens=settings.max_tokens,
             max_depth=settings.max_query_depth,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -95,3 +97,40 @@ async def test_origins_outside_the_allowlist_are_refused(live_server: LiveServer
     with pytest.raises((InvalidStatus, ConnectionClosed)):
         await handshake("https://evil.example")
     await handshake("https://app.example")
+
+
+SECRET = "driver says: mongodb://user:pw@host"
+
+
+async def test_internal_errors_are_masked_over_websockets(
+    live_server: LiveServer, live_gql: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing subscription event and a failing mutation sent over the socket both reach the
+    client as INTERNAL_SERVER_ERROR without the cause, which is logged."""
+    token = await signed_in(live_server, live_gql)
+    services = live_server.app.state.services
+
+    async def broken_events(owner_id: Any) -> AsyncIterator[Any]:
+        raise RuntimeError(SECRET)
+        yield  # an async generator, as the real one
+
+    async def broken_update(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(SECRET)
+
+    services.events.subscribe = broken_events
+    services.accounts.update_profile = broken_update
+    async with ws_client(live_server.ws_url) as ws:
+        await ws.init({"Authorization": f"Bearer {token}"})
+        for document in (
+            USER_EVENTS,
+            'mutation { updateProfile(input: {displayName: "x"}) { id } }',
+        ):
+            operation_id = await ws.subscribe(document)
+            message = await asyncio.wait_for(ws.receive(), timeout=5)
+            assert (message["id"], message["type"]) == (operation_id, "next")
+            errors = message["payload"]["errors"]
+            assert [e["extensions"]["code"] for e in errors] == ["INTERNAL_SERVER_ERROR"]
+            assert errors[0]["message"] == "Internal server error."
+            assert SECRET not in json.dumps(message)
+            assert (await asyncio.wait_for(ws.receive(), timeout=5))["type"] == "complete"
+    assert sum(record.exc_info is not None for record in caplog.records) == 2

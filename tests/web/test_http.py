@@ -108,6 +108,25 @@ async def test_malformed_bodies_are_400(http: httpx.AsyncClient) -> None:
     assert response.status_code == 400
     missing = await post(http, {"variables": {}})
     assert missing.status_code == 400
+    for body, complaint in (
+        ("just a string", "must be a JSON object"),
+        ({"query": 42}, "`query` must be a string"),
+        ({"query": "{ __typename }", "operationName": ["A"]}, "`operationName` must be a string"),
+        ({"query": "{ __typename }", "variables": [1]}, "`variables` must be an object"),
+        ({"query": "{ __typename }", "extensions": "x"}, "`extensions` must be an object"),
+    ):
+        response = await post(http, body)
+        assert (response.status_code, complaint in response.text) == (400, True), body
+
+
+async def test_json_content_type_parameters_are_accepted(http: httpx.AsyncClient) -> None:
+    for content_type in ("application/json; charset=utf-8", "Application/JSON"):
+        response = await http.post(
+            "/graphql",
+            content=json.dumps({"query": "{ __typename }"}),
+            headers={"Content-Type": content_type},
+        )
+        assert response.json() == {"data": {"__typename": "Query"}}, content_type
 
 
 async def test_bodies_over_the_limit_are_413(http: httpx.AsyncClient) -> None:
