@@ -15,6 +15,7 @@ from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
 from gql_chat.api.errors import GqlChatSchema
 from gql_chat.api.events import EventSubscription
+from gql_chat.api.execution import EventScopedExecutor
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
@@ -74,6 +75,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=EventScopedExecutor,
         config=StrawberryConfig(disable_field_suggestions=not settings.introspection_enabled),
     )
 

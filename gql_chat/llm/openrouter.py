@@ -18,6 +18,7 @@ from gql_chat.config import Settings
 from gql_chat.errors import UpstreamError, UpstreamTimeout
 from gql_chat.llm import http_pool
 from gql_chat.llm.errors import RETRYABLE_STATUSES, error_for_event, error_for_status
+from gql_chat.llm.network import use_asyncio_streams
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
@@ -48,7 +49,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     per stream, so httpx's read timeout is only a backstop."""
     backstop = max(settings.upstream_first_byte_timeout, settings.upstream_chunk_timeout) + 5
     http_pool.install()
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=settings.upstream_connect_timeout,
             read=backstop,
@@ -57,6 +58,8 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         ),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
     )
+    use_asyncio_streams(client)
+    return client
 
 
 def _announcing_sent(on_sent: RequestSent) -> Callable[[str, dict[str, Any]], Awaitable[None]]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
+from graphql.execution.collect_fields import CollectedFields
 
 from gql_chat.config import Settings
 from gql_chat.services.titles import TITLE_PROMPT
@@ -397,3 +399,28 @@ async def test_export_the_active_branch(
     assert (await stranger.execute(export, {"id": conversation, "f": "JSON"})).error_codes == [
         "NOT_FOUND"
     ]
+
+
+def live_collected_field_sets() -> int:
+    gc.collect()
+    return sum(type(o) is CollectedFields for o in gc.get_objects())
+
+
+async def test_a_long_event_stream_does_not_grow_with_its_events(
+    live_server: LiveServer, user: SignedIn
+) -> None:
+    """graphql-core kept one memo entry per delivered event alive for the subscription's whole
+    life; after the first few events, more events must not mean more memory."""
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+        ws = await open_event_stream(live_server, user, stack)
+        await wait_for_subscribers(live_server, user, 1)
+        for index in range(5):
+            await create_folder(user, f"warm-up {index}")
+            assert (await next_event(ws))["kind"] == "FOLDER_CREATED"
+        before = live_collected_field_sets()
+        for index in range(40):
+            await create_folder(user, f"folder {index}")
+            assert (await next_event(ws))["kind"] == "FOLDER_CREATED"
+        assert live_collected_field_sets() - before < 10
