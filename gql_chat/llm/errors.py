@@ -9,6 +9,10 @@ from gql_chat.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503})
 
 
+class MalformedStream(UpstreamError):
+    default_message = "The model provider sent a malformed stream."
+
+
 def error_for_status(status: int, body: Any = None) -> UpstreamError:
     """Never echo the provider's text for auth failures: it may quote the key."""
     if status in (401, 403):

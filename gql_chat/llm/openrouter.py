@@ -8,17 +8,23 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import httpx
-from httpx_sse import EventSource
+import orjson
 
 from gql_chat.config import Settings
 from gql_chat.errors import UpstreamError, UpstreamTimeout
 from gql_chat.llm import http_pool
-from gql_chat.llm.errors import RETRYABLE_STATUSES, error_for_event, error_for_status
+from gql_chat.llm.errors import (
+    RETRYABLE_STATUSES,
+    MalformedStream,
+    error_for_event,
+    error_for_status,
+)
 from gql_chat.llm.network import use_asyncio_streams
+from gql_chat.llm.sse import SSEDecoder
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
@@ -32,6 +38,7 @@ from gql_chat.llm.types import (
 logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 1.0
+EVENT_STREAM = "text/event-stream"
 """How long a finished reply may take to end its body before its connection is dropped."""
 
 
@@ -189,17 +196,23 @@ class OpenRouterProvider:
         raise error
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[ProviderEvent]:
+        """The reply's events. The first-byte timeout, then the gap timeout, runs from one
+        event to the next: comments (`: OPENROUTER PROCESSING`) do not extend it."""
+        if response.headers.get("content-type", "").partition(";")[0].strip() != EVENT_STREAM:
+            raise MalformedStream()
         generation_id = response.headers.get("x-generation-id")
         finish_reason: str | None = None
         usage: TokenUsage | None = None
-        events = EventSource(response).aiter_sse()
-        timeout = self._settings.upstream_first_byte_timeout
-        delivered = False
+        decoder = SSEDecoder()
+        body = cast(AsyncGenerator[bytes, None], response.aiter_bytes())  # it is one
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.upstream_first_byte_timeout
+        delivered = done = False
         try:
-            while True:
+            while not done:
                 try:
-                    async with asyncio.timeout(timeout):
-                        sse = await anext(events)
+                    async with asyncio.timeout_at(deadline):
+                        events = decoder.feed(await anext(body))
                 except StopAsyncIteration:
                     break
                 except TimeoutError as exc:
@@ -208,37 +221,40 @@ class OpenRouterProvider:
                 except httpx.TransportError as exc:
                     error = UpstreamError("The model provider connection broke.")
                     raise (error if delivered else _RetryableFailure(error)) from exc
-                except Exception as exc:  # malformed framing, wrong content type
-                    raise UpstreamError("The model provider sent a malformed stream.") from exc
-                timeout = self._settings.upstream_chunk_timeout
-                if sse.data.strip() == "[DONE]":
-                    await _drain(events)
-                    break
-                chunk = self._parse_chunk(sse.data)
-                if "error" in chunk:
-                    raise error_for_event(chunk["error"])
-                generation_id = generation_id or chunk.get("id")
-                choice = (chunk.get("choices") or [{}])[0]
-                if choice.get("finish_reason"):
-                    finish_reason = choice["finish_reason"]
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    delivered = True
-                    yield TextDelta(content)
-                if chunk.get("usage"):
-                    usage = self._parse_usage(chunk["usage"])
+                except httpx.DecodingError as exc:  # a body its content encoding cannot decode
+                    raise MalformedStream() from exc
+                if events:
+                    deadline = loop.time() + self._settings.upstream_chunk_timeout
+                for data in events:
+                    if data.strip() == b"[DONE]":
+                        await _drain(body)
+                        done = True
+                        break
+                    chunk = self._parse_chunk(data)
+                    if "error" in chunk:
+                        raise error_for_event(chunk["error"])
+                    generation_id = generation_id or chunk.get("id")
+                    choice = (chunk.get("choices") or [{}])[0]
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        delivered = True
+                        yield TextDelta(content)
+                    if chunk.get("usage"):
+                        usage = self._parse_usage(chunk["usage"])
         finally:
-            await events.aclose()
+            await body.aclose()
         yield Completion(finish_reason=finish_reason, usage=usage, generation_id=generation_id)
 
     @staticmethod
-    def _parse_chunk(data: str) -> dict[str, Any]:
+    def _parse_chunk(data: bytes) -> dict[str, Any]:
         try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise UpstreamError("The model provider sent a malformed stream.") from exc
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedStream() from exc
         if not isinstance(chunk, dict):
-            raise UpstreamError("The model provider sent a malformed stream.")
+            raise MalformedStream()
         return chunk
 
     @staticmethod

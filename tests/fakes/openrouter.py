@@ -39,6 +39,7 @@ class Reply:
     first_delay: float = 0.0
     token_delay: float = 0.0
     comments: int = 0
+    comment_delay: float = 0.0  # pause before each comment
     error_after: int | None = None  # a mid-stream error event after this many tokens
     hang_after: int | None = None  # go silent (connection open) after this many tokens
     malformed_after: int | None = None  # a non-JSON data line after this many tokens
@@ -132,6 +133,7 @@ class FakeOpenRouter:
     async def _events(self, reply: Reply, model: str) -> AsyncIterator[str]:
         try:
             for _ in range(reply.comments):
+                await asyncio.sleep(reply.comment_delay)
                 yield ": OPENROUTER PROCESSING\n\n"
             for index, token in enumerate(reply.tokens):
                 if reply.error_after == index:

@@ -231,6 +231,29 @@ async def test_a_slow_first_byte_times_out_after_retries(fake_openrouter: FakeOp
     assert len(fake_openrouter.requests) == 3
 
 
+async def test_comments_do_not_extend_the_first_byte_timeout(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """OpenRouter keeps a waiting connection busy with comments; a model that never starts
+    must still time out."""
+    settings = openrouter_settings(
+        fake_openrouter, upstream_first_byte_timeout=0.3, upstream_max_retries=0
+    )
+    fake_openrouter.enqueue(Reply(comments=10, comment_delay=0.1))
+    async with build_http_client(settings) as client:
+        with pytest.raises(UpstreamTimeout):
+            await collect(OpenRouterProvider(settings, client))
+
+
+async def test_a_body_that_is_not_an_event_stream_is_an_upstream_error(
+    provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.enqueue(Reply(headers={"Content-Type": "text/html; charset=utf-8"}))
+    with pytest.raises(UpstreamError) as caught:
+        await collect(provider)
+    assert caught.value.message == "The model provider sent a malformed stream."
+
+
 async def test_malformed_data_is_an_upstream_error(
     provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
 ) -> None:
