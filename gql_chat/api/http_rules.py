@@ -39,6 +39,11 @@ def _media_ranges(accept: str) -> list[tuple[str, float]]:
     return ranges
 
 
+def media_type(content_type: str | None) -> str:
+    """A `Content-Type` header's media type, lower-cased, without parameters ("" if absent)."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
 def negotiate(accept: str | None) -> str | None:
     """The response media type for an `Accept` header; None when we can offer nothing it takes.
 
@@ -74,8 +79,6 @@ def is_csrf_suspect(request: Request) -> bool:
     if request.method == "GET" and "query" not in request.query_params:
         return False  # the explorer page; nothing executes
     content_type = request.headers.get("content-type")
-    if content_type is not None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media not in SIMPLE_CONTENT_TYPES:
-            return False
+    if content_type is not None and media_type(content_type) not in SIMPLE_CONTENT_TYPES:
+        return False
     return not any(request.headers.get(header) for header in PREFLIGHT_HEADERS)

@@ -27,6 +27,7 @@ from gql_chat.api.http_rules import (
     JSON,
     accepts_html,
     is_csrf_suspect,
+    media_type,
     negotiate,
 )
 from gql_chat.config import Settings
@@ -100,8 +101,7 @@ class GraphQLView(GraphQL[Context, None]):
         the content type with `email.message` and scans for streaming transports we never
         enable, about 5 % of a `me` request. Strawberry's checks and messages, plus one for
         `operationName`."""
-        content_type = (request.content_type or "").partition(";")[0].strip().lower()
-        if request.method != "POST" or content_type != JSON:
+        if request.method != "POST" or media_type(request.content_type) != JSON:
             return await super().parse_http_body(request)
         data = self.parse_json(await request.get_body())
         if isinstance(data, list):

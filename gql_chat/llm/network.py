@@ -23,6 +23,14 @@ import httpx
 from httpcore._backends.base import SOCKET_OPTION
 from httpcore._utils import is_socket_readable
 
+# httpcore's names for what asyncio transports call otherwise.
+TRANSPORT_INFO = {
+    "ssl_object": "ssl_object",
+    "client_addr": "sockname",
+    "server_addr": "peername",
+    "socket": "socket",
+}
+
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,19 +82,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         transport = self._writer.transport
-        if info == "ssl_object":
-            return transport.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return transport.get_extra_info("sockname")
-        if info == "server_addr":
-            return transport.get_extra_info("peername")
-        if info == "socket":
-            return transport.get_extra_info("socket")
         if info == "is_readable":
             # An idle keep-alive connection that is readable was closed (or sent junk) by the
             # server. Asyncio reads eagerly, so an end of stream may already be in the reader.
             return self._reader.at_eof() or is_socket_readable(transport.get_extra_info("socket"))
-        return None
+        name = TRANSPORT_INFO.get(info)
+        return transport.get_extra_info(name) if name else None
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):

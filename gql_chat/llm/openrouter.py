@@ -37,8 +37,8 @@ from gql_chat.llm.types import (
 
 logger = logging.getLogger(__name__)
 
-DRAIN_TIMEOUT = 1.0
 EVENT_STREAM = "text/event-stream"
+DRAIN_TIMEOUT = 1.0
 """How long a finished reply may take to end its body before its connection is dropped."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -255,8 +256,6 @@ async def next_event(ws: Any) -> dict[str, Any]:
 async def test_user_events_reach_every_device_of_that_user_only(
     live_server: LiveServer, user: SignedIn, fake_openrouter: FakeOpenRouter
 ) -> None:
-    from contextlib import AsyncExitStack
-
     other = await sign_up(user.gql)
     async with AsyncExitStack() as stack:
         phone = await open_event_stream(live_server, user, stack)
@@ -411,8 +410,6 @@ async def test_a_long_event_stream_does_not_grow_with_its_events(
 ) -> None:
     """graphql-core kept one memo entry per delivered event alive for the subscription's whole
     life; after the first few events, more events must not mean more memory."""
-    from contextlib import AsyncExitStack
-
     async with AsyncExitStack() as stack:
         ws = await open_event_stream(live_server, user, stack)
         await wait_for_subscribers(live_server, user, 1)
