@@ -120,26 +120,27 @@ class ChatService:
                 owner_id, title=title_from(content), folder_id=folder_id, title_source="first_words"
             )
         resolved = await self._resolve_model(owner_id, conversation, llm_config_id, model)
+        user_message = self._messages.draft(
+            owner_id,
+            conversation.id,
+            role=MessageRole.USER,
+            content=content,
+            status=MessageStatus.COMPLETE,
+            parent_id=conversation.active_leaf_id,
+            client_message_id=client_message_id,
+        )
         try:
-            user_message = await self._messages.insert(
-                owner_id,
-                conversation.id,
-                role=MessageRole.USER,
-                content=content,
-                status=MessageStatus.COMPLETE,
-                parent_id=conversation.active_leaf_id,
-                client_message_id=client_message_id,
-            )
+            return await self._reply_to(owner_id, conversation, user_message, resolved, new=True)
         except DuplicateKeyError:
             if client_message_id is None:
                 raise
-            # A concurrent retry with the same key won the race: answer with its result.
+            # A concurrent retry with the same key won the race (its reply was abandoned before
+            # anything was written): answer with the winner's result.
             if conversation_id is None:
                 await self._conversations.delete(owner_id, conversation.id)
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
             assert existing is not None
             return await self._result_for(owner_id, existing)
-        return await self._reply_to(owner_id, conversation, user_message, resolved)
 
     async def _reply_to(
         self,
@@ -147,15 +148,23 @@ class ChatService:
         conversation: ConversationRecord,
         user_message: MessageRecord,
         resolved: ResolvedModel,
+        *,
+        new: bool,
     ) -> SendResult:
-        """Store the PENDING reply and start generating it before the conversation's bookkeeping,
-        so the provider is already working on the first token while that is written."""
-        earlier = path_to(
-            await self._messages.nodes(owner_id, [conversation.id]), user_message.parent_id
+        """Start the reply, then store it (and `user_message` when `new`), then do the
+        conversation's bookkeeping: the request leaves for the model after the reads it needs and
+        before any write, so the provider works on the first token while we write. Should a write
+        fail, the reply is abandoned without writing anything."""
+        thread = (
+            await self._messages.thread(owner_id, conversation.id)
+            if user_message.parent_id is not None
+            else []
         )
-        turns = await self._messages.turns(owner_id, earlier)
-        request = self._build_request([*turns, (user_message.role, user_message.content)], resolved)
-        assistant = await self._messages.insert(
+        texts = {turn.id: (turn.role, turn.content) for turn in thread}
+        turns = [texts[i] for i in path_to(thread, user_message.parent_id)]
+        turns.append((user_message.role, user_message.content))
+        request = self._build_request(turns, resolved)
+        assistant = self._messages.draft(
             owner_id,
             conversation.id,
             role=MessageRole.ASSISTANT,
@@ -164,11 +173,8 @@ class ChatService:
             parent_id=user_message.id,
             model=resolved.model,
         )
-        for message in (user_message, assistant):
-            self._conversations.publish(
-                owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
-            )
-        sent = self._runner.start(
+        created = [user_message, assistant] if new else [assistant]
+        generation = self._runner.start(
             GenerationJob(
                 message_id=assistant.id,
                 owner_id=owner_id,
@@ -176,9 +182,20 @@ class ChatService:
                 request=request,
             )
         )
-        with contextlib.suppress(TimeoutError):  # a slow connection must not hold the answer
-            async with asyncio.timeout(UPSTREAM_HEAD_START):
-                await sent.wait()
+        try:
+            with contextlib.suppress(TimeoutError):  # a slow connection must not hold the answer
+                async with asyncio.timeout(UPSTREAM_HEAD_START):
+                    await generation.sent.wait()
+            for message in created:
+                await self._messages.add(message)
+        except BaseException:
+            self._runner.abandon(assistant.id)
+            raise
+        generation.confirm()
+        for message in created:
+            self._conversations.publish(
+                owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
+            )
         now = utc_now()
         updated = await self._db.conversations.update(
             owner_id,
@@ -203,7 +220,7 @@ class ChatService:
         conversation = await self._conversations.get(owner_id, target.conversation_id)
         user_message = await self.get_message(owner_id, target.parent_id)
         resolved = await self._resolve_model(owner_id, conversation, None, model)
-        return await self._reply_to(owner_id, conversation, user_message, resolved)
+        return await self._reply_to(owner_id, conversation, user_message, resolved, new=False)
 
     async def edit(self, owner_id: ObjectId, message_id: str, content: str) -> SendResult:
         """A new user message beside the edited one, plus a fresh reply; nothing is deleted."""
@@ -214,7 +231,7 @@ class ChatService:
         await self._check_capacity(owner_id)
         conversation = await self._conversations.get(owner_id, target.conversation_id)
         resolved = await self._resolve_model(owner_id, conversation, None, None)
-        edited = await self._messages.insert(
+        edited = self._messages.draft(
             owner_id,
             conversation.id,
             role=MessageRole.USER,
@@ -222,7 +239,7 @@ class ChatService:
             status=MessageStatus.COMPLETE,
             parent_id=target.parent_id,
         )
-        return await self._reply_to(owner_id, conversation, edited, resolved)
+        return await self._reply_to(owner_id, conversation, edited, resolved, new=True)
 
     async def switch_branch(self, owner_id: ObjectId, message_id: str) -> ConversationRecord:
         """The newest leaf under the message becomes the active leaf."""

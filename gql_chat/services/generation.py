@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
@@ -33,6 +33,23 @@ class GenerationJob:
     owner_id: ObjectId
     conversation_id: ObjectId
     request: ChatRequest
+
+
+@dataclass(eq=False)
+class Generation:
+    """A started reply. `sent` is set once its request has left for the model (or it ended
+    without sending it). It writes nothing until `stored` says its messages were stored (True)
+    or could not be (False: it is abandoned), so a reply can start before they are written."""
+
+    sent: asyncio.Event = field(default_factory=asyncio.Event)
+    stored: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def confirm(self) -> None:
+        """Its messages are stored: it may write."""
+        if not self.stored.done():
+            self.stored.set_result(True)
 
 
 @dataclass
@@ -67,6 +84,7 @@ class GenerationRunner:
         self._provider = provider
         self._registry = registry
         self._tasks: dict[ObjectId, asyncio.Task[None]] = {}
+        self._generations: dict[ObjectId, Generation] = {}
         self._stop_reasons: dict[ObjectId, MessageStatus] = {}
         self._finalizing: set[ObjectId] = set()
         self.on_finished: list[FinishedHook] = []
@@ -74,20 +92,34 @@ class GenerationRunner:
     def active_count(self, owner_id: ObjectId) -> int:
         return len(self._registry.active_for(owner_id))
 
-    def start(self, job: GenerationJob) -> asyncio.Event:
-        """Start generating; the event is set once the request has left for the model (or the
-        generation ended without sending it)."""
+    def start(self, job: GenerationJob) -> Generation:
+        """Start generating; the caller then resolves `stored`, or calls `abandon`."""
         reply = self._registry.start(job.message_id, job.owner_id)
-        sent = asyncio.Event()
-        task = asyncio.create_task(self._run(job, reply, sent), name=f"generation-{job.message_id}")
+        generation = Generation()
+        task = asyncio.create_task(
+            self._run(job, reply, generation), name=f"generation-{job.message_id}"
+        )
         self._tasks[job.message_id] = task
+        self._generations[job.message_id] = generation
 
         def forget(_: asyncio.Task[None]) -> None:
-            sent.set()
+            generation.sent.set()
             self._tasks.pop(job.message_id, None)
+            self._generations.pop(job.message_id, None)
 
         task.add_done_callback(forget)
-        return sent
+        return generation
+
+    def abandon(self, message_id: ObjectId) -> None:
+        """The reply's messages could not be stored: end it (closing the upstream request)
+        without writing anything."""
+        generation = self._generations.get(message_id)
+        if generation is None:
+            return
+        if not generation.stored.done():
+            generation.stored.set_result(False)
+        if message_id not in self._finalizing:
+            self._tasks[message_id].cancel()
 
     async def stop(
         self, message_id: ObjectId, status: MessageStatus = MessageStatus.STOPPED
@@ -117,18 +149,20 @@ class GenerationRunner:
             await self.stop(message_id, MessageStatus.INTERRUPTED)
 
     async def _run(
-        self, job: GenerationJob, reply: LiveReply[MessageRecord], sent: asyncio.Event
+        self, job: GenerationJob, reply: LiveReply[MessageRecord], generation: Generation
     ) -> None:
         progress = _Progress(parts=[], ends=[])
         flush_now = asyncio.Event()
-        flusher = asyncio.create_task(self._flush_periodically(job.message_id, progress, flush_now))
+        flusher = asyncio.create_task(
+            self._flush_periodically(job.message_id, progress, flush_now, generation.stored)
+        )
         started = time.monotonic()
         first_token_at: float | None = None
         completion: Completion | None = None
         status = MessageStatus.COMPLETE
         error: dict[str, str] | None = None
         try:
-            async for event in self._provider.stream(job.request, sent.set):
+            async for event in self._provider.stream(job.request, generation.sent.set):
                 if isinstance(event, TextDelta):
                     first_token_at = first_token_at or time.monotonic()
                     progress.add(event.text)
@@ -150,11 +184,12 @@ class GenerationRunner:
         try:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
-            fields = self._final_fields(
-                progress, status, error, completion, started, first_token_at
-            )
-            await self._messages.finish(job.message_id, fields)
-            final = await self._messages.get(job.owner_id, job.message_id)
+            if await asyncio.shield(generation.stored):
+                fields = self._final_fields(
+                    progress, status, error, completion, started, first_token_at
+                )
+                await self._messages.finish(job.message_id, fields)
+                final = await self._messages.get(job.owner_id, job.message_id)
         except Exception:
             logger.exception(
                 "could not store a finished reply", extra={"message_id": str(job.message_id)}
@@ -173,8 +208,14 @@ class GenerationRunner:
                 logger.exception("a reply-finished hook failed")
 
     async def _flush_periodically(
-        self, message_id: ObjectId, progress: _Progress, flush_now: asyncio.Event
+        self,
+        message_id: ObjectId,
+        progress: _Progress,
+        flush_now: asyncio.Event,
+        stored: asyncio.Future[bool],
     ) -> None:
+        if not await asyncio.shield(stored):
+            return
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(flush_now.wait(), self._settings.stream_flush_interval)

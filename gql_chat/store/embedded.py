@@ -143,6 +143,10 @@ def _iter_documents(self: Any, query: Any) -> Iterator[dict[str, Any]]:
     with store._rwlock.reader():
         stored = store._documents
         documents = [stored[i] for i in ids if i in stored]
+    if wanted_ids(query) is not None:
+        # Read by key, so `_id` holds already; mongomock would test each document against
+        # every id of an `$in` again (quadratic in the ids asked for).
+        query = {name: condition for name, condition in query.items() if name != "_id"}
     return (document for document in documents if _matches(query, document))
 
 

@@ -114,6 +114,31 @@ class MessageRecord:
             updated_at=as_utc(doc["updated_at"]),
         )
 
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "_id": self.id,
+            "owner_id": self.owner_id,
+            "conversation_id": self.conversation_id,
+            "role": self.role.value,
+            "content": self.content,
+            "status": self.status.value,
+            "model": self.model,
+            "parent_id": self.parent_id,
+            "seq": self.seq,
+            "seq_ends": list(self.seq_ends),
+            "usage": self.usage.to_document() if self.usage else None,
+            "error": (
+                {"code": self.error_code, "message": self.error_message}
+                if self.error_code is not None
+                else None
+            ),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if self.client_message_id is not None:
+            doc["client_message_id"] = self.client_message_id
+        return doc
+
     def deltas_after(self, after_seq: int) -> list[tuple[int, str]]:
         """(seq, text) of every stored delta after `after_seq`."""
         result = []
@@ -130,6 +155,16 @@ class MessageNode:
     id: ObjectId
     conversation_id: ObjectId
     parent_id: ObjectId | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadTurn:
+    """A message as a prompt needs it, with its place in the tree."""
+
+    id: ObjectId
+    parent_id: ObjectId | None
+    role: MessageRole
+    content: str
 
 
 class UsageGroup(StrEnum):
@@ -175,8 +210,8 @@ class MessageStore:
     async def create_indexes(self) -> None:
         await ensure_indexes(self._messages, self.INDEXES)
 
-    async def insert(
-        self,
+    @staticmethod
+    def draft(
         owner_id: ObjectId,
         conversation_id: ObjectId,
         *,
@@ -187,28 +222,30 @@ class MessageStore:
         model: str | None = None,
         client_message_id: str | None = None,
     ) -> MessageRecord:
-        """Raises `DuplicateKeyError` when `client_message_id` was used before."""
+        """A new message with its id, not yet stored: a reply can start before it is written."""
         now = utc_now()
-        doc: dict[str, Any] = {
-            "_id": ObjectId(),
-            "owner_id": owner_id,
-            "conversation_id": conversation_id,
-            "role": role.value,
-            "content": content,
-            "status": status.value,
-            "model": model,
-            "parent_id": parent_id,
-            "seq": 0,
-            "seq_ends": [],
-            "usage": None,
-            "error": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        if client_message_id is not None:
-            doc["client_message_id"] = client_message_id
-        await self._messages.insert_one(doc)
-        return MessageRecord.from_document(doc)
+        return MessageRecord(
+            id=ObjectId(),
+            owner_id=owner_id,
+            conversation_id=conversation_id,
+            role=role,
+            content=content,
+            status=status,
+            model=model,
+            parent_id=parent_id,
+            seq=0,
+            seq_ends=(),
+            usage=None,
+            error_code=None,
+            error_message=None,
+            client_message_id=client_message_id,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def add(self, message: MessageRecord) -> None:
+        """Raises `DuplicateKeyError` when its `client_message_id` was used before."""
+        await self._messages.insert_one(message.to_document())
 
     async def get(self, owner_id: ObjectId, message_id: ObjectId) -> MessageRecord | None:
         doc = await self._messages.find_one({"_id": message_id, "owner_id": owner_id})
@@ -220,15 +257,22 @@ class MessageStore:
         found = {doc["_id"]: MessageRecord.from_document(doc) async for doc in cursor}
         return [found[i] for i in ids if i in found]
 
-    async def turns(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[tuple[MessageRole, str]]:
-        """Role and text of `ids`, in that order: all a prompt needs, so nothing else is read."""
+    async def thread(self, owner_id: ObjectId, conversation_id: ObjectId) -> list[ThreadTurn]:
+        """Every message of the conversation as a prompt needs it: one read gives both the
+        tree (for the path to a message) and the text of its turns."""
         cursor = self._messages.find(
-            {"_id": {"$in": ids}, "owner_id": owner_id}, {"role": 1, "content": 1}
+            {"owner_id": owner_id, "conversation_id": conversation_id},
+            {"parent_id": 1, "role": 1, "content": 1},
         )
-        found = {
-            doc["_id"]: (MessageRole(doc["role"]), doc.get("content") or "") async for doc in cursor
-        }
-        return [found[i] for i in ids if i in found]
+        return [
+            ThreadTurn(
+                id=doc["_id"],
+                parent_id=doc.get("parent_id"),
+                role=MessageRole(doc["role"]),
+                content=doc.get("content") or "",
+            )
+            async for doc in cursor
+        ]
 
     async def find_by_client_id(
         self, owner_id: ObjectId, client_message_id: str

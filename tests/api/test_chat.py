@@ -217,13 +217,26 @@ async def test_concurrency_limit_and_idempotency(
 async def test_concurrent_retries_with_one_key_create_one_message(
     live_server: LiveServer, user: SignedIn, fake_openrouter: FakeOpenRouter
 ) -> None:
+    """Each retry starts its reply before storing anything; the losers' replies are abandoned:
+    their upstream requests are closed and none of their messages is written."""
+    fake_openrouter.default = Reply(tokens=["slow "] * 20, first_delay=0.1, token_delay=0.02)
     results = await asyncio.gather(
         *(send_message(user, "same", clientMessageId="race") for _ in range(3))
     )
     assert len({r["userMessage"]["id"] for r in results}) == 1
+    assert len({r["assistantMessage"]["id"] for r in results}) == 1
     assert len({r["conversation"]["id"] for r in results}) == 1
-    listed = await user.ok("{ conversations { totalCount } }")
+    listed = await user.ok("{ conversations { totalCount edges { node { messageCount } } } }")
     assert listed["conversations"]["totalCount"] == 1
+    assert listed["conversations"]["edges"][0]["node"]["messageCount"] == 2
+    losers = len(chat_requests(fake_openrouter)) - 1
+    for _ in range(100):
+        if fake_openrouter.disconnects == losers:
+            break
+        await asyncio.sleep(0.02)
+    assert fake_openrouter.disconnects == losers
+    final = await wait_for_status(user, results[0]["assistantMessage"]["id"], "COMPLETE")
+    assert final["content"] == "slow " * 20
 
 
 async def test_content_and_ownership_checks(

@@ -93,10 +93,11 @@ def connection_of(request: AsyncPoolRequest) -> Any:
 
 
 def queued(count: int) -> list[AsyncPoolRequest]:
+    """Requests as the pool holds them (httpcore builds their events in the running loop)."""
     return [AsyncPoolRequest(httpcore.Request("POST", "http://127.0.0.1/x")) for _ in range(count)]
 
 
-def test_the_pass_cleans_up_then_gives_each_idle_connection_to_one_request() -> None:
+async def test_the_pass_cleans_up_then_gives_each_idle_connection_to_one_request() -> None:
     closed, expired = StubConnection("closed"), StubConnection("expired")
     idle = [StubConnection("idle") for _ in range(3)]
     requests = queued(2)
@@ -108,7 +109,7 @@ def test_the_pass_cleans_up_then_gives_each_idle_connection_to_one_request() -> 
     assert [connection_of(r) for r in requests] == [idle[1], idle[2]]
 
 
-def test_at_the_connection_limit_a_spare_idle_connection_makes_room() -> None:
+async def test_at_the_connection_limit_a_spare_idle_connection_makes_room() -> None:
     active, idle = StubConnection("active"), StubConnection("idle")
     requests = queued(3)
     pool = StubPool([active, idle], requests, 2, 5)
@@ -123,7 +124,7 @@ def test_at_the_connection_limit_a_spare_idle_connection_makes_room() -> None:
     assert connection_of(requests[2]) is None
 
 
-def test_an_idle_connection_to_another_origin_is_closed_to_make_room() -> None:
+async def test_an_idle_connection_to_another_origin_is_closed_to_make_room() -> None:
     elsewhere = StubConnection("idle", same_origin=False)
     requests = queued(1)
     pool = StubPool([elsewhere], requests, 1, 5)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.machinery
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -102,6 +104,25 @@ async def test_finished_replies_reuse_one_keep_alive_connection(
     ports = {sent.client_port for sent in fake_openrouter.requests}
     assert len(fake_openrouter.requests) == 3
     assert len(ports) == 1
+
+
+async def test_a_reply_searches_for_no_module(
+    provider: OpenRouterProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpcore imports sniffio for every lock, event and shield it sets up: were it missing,
+    each of those imports would search sys.path again, on every request."""
+    assert text_of(await collect(provider)) == "Hello, world!"  # first use may import
+    searched: list[str] = []
+    find_spec = importlib.machinery.PathFinder.find_spec
+
+    def recording(cls: type, name: str, *args: Any, **kwargs: Any) -> Any:
+        searched.append(name)
+        return find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec", classmethod(recording))
+    for _ in range(3):
+        assert text_of(await collect(provider)) == "Hello, world!"
+    assert searched == []
 
 
 async def test_a_body_that_lingers_after_done_does_not_hold_the_reply(
