@@ -115,6 +115,19 @@ class OpenRouterProvider:
             "HTTP-Referer": settings.app_url,
             "X-Title": settings.app_name,
         }
+        # What every reply request shares, built once: the URL parsed, the client's default
+        # headers merged, the client's timeouts (what `client.build_request` would add).
+        self._completions_url = httpx.URL(f"{self._base_url}/chat/completions")
+        self._completions_headers = client.headers.copy()
+        self._completions_headers.update(
+            {
+                **self._headers,
+                "Accept": EVENT_STREAM,
+                "Cache-Control": "no-store",
+                "Content-Type": "application/json",
+            }
+        )
+        self._timeouts = client.timeout.as_dict()
         self._models: list[ModelInfo] = []
         self._models_expire_at = 0.0
         self._models_lock = asyncio.Lock()
@@ -154,12 +167,15 @@ class OpenRouterProvider:
     async def _stream_once(
         self, request: ChatRequest, on_sent: RequestSent | None
     ) -> AsyncIterator[ProviderEvent]:
-        http_request = self._client.build_request(
+        extensions: dict[str, Any] = {"timeout": self._timeouts}
+        if on_sent is not None:
+            extensions["trace"] = _announcing_sent(on_sent)
+        http_request = httpx.Request(
             "POST",
-            f"{self._base_url}/chat/completions",
-            json=self._body(request),
-            headers={**self._headers, "Accept": "text/event-stream", "Cache-Control": "no-store"},
-            extensions={"trace": _announcing_sent(on_sent)} if on_sent else None,
+            self._completions_url,
+            headers=self._completions_headers,
+            content=orjson.dumps(self._body(request)),
+            extensions=extensions,
         )
         response = await self._send(http_request)
         try:

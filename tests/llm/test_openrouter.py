@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from gql_chat.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
@@ -75,6 +76,32 @@ async def test_streams_deltas_then_a_completion(
     assert sent.body["max_tokens"] == 50
     assert "top_p" not in sent.body
     assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+async def test_reply_requests_carry_the_clients_timeouts_and_default_headers(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """Reply requests are built without `client.build_request`, so they must still carry what
+    it would add: the client's timeouts (httpcore applies none otherwise) and its headers."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = b'data: {"choices": [{"delta": {"content": "ok"}}]}\n\ndata: [DONE]\n\n'
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    settings = openrouter_settings(fake_openrouter, upstream_connect_timeout=3.0)
+    timeout = httpx.Timeout(connect=3.0, read=9.0, write=3.0, pool=3.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), timeout=timeout) as client:
+        events = await collect(OpenRouterProvider(settings, client))
+    assert text_of(events) == "ok"
+    (request,) = seen
+    assert request.extensions["timeout"] == timeout.as_dict()
+    assert request.url == f"{fake_openrouter.base_url}/chat/completions"
+    assert request.headers["user-agent"] == client.headers["user-agent"]
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["authorization"] == "Bearer sk-or-test-key-never-echoed"
 
 
 async def test_on_sent_fires_when_the_request_has_left_before_any_answer(
