@@ -630,7 +630,7 @@ def main() -> None:
         if "streaming" in scenarios:
             print("2. streaming overhead", flush=True)
             results["streaming"] = {
-                "1": streaming(api, provider, stream_users, 1, rounds=15, steady=True),
+                "1": streaming(api, provider, stream_users, 1, rounds=30, steady=True),
                 "50": streaming(api, provider, stream_users, 50, rounds=3, steady=True),
                 "50_burst": streaming(api, provider, stream_users, 50, rounds=3),
             }

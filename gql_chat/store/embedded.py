@@ -7,7 +7,7 @@ history or saving a streaming reply's progress cost milliseconds, enough to satu
 loop at 50 concurrent replies. The patches keep MongoDB's semantics:
 
 - a filter with a top-level `_id` (an ObjectId, or `$in` a list of them) reads those documents
-  by key, then applies the whole filter to them;
+  by key, then applies the rest of the filter to them;
 - every top-level field of a declared index gets a hash index of its ObjectId and string values,
   so a filter with such a field at the top level (equal to one value, or `$in` a list of them)
   reads only the documents holding those values, then applies the whole filter to them;
