@@ -224,23 +224,20 @@ class MessageStore:
     ) -> MessageRecord:
         """A new message with its id, not yet stored: a reply can start before it is written."""
         now = utc_now()
-        return MessageRecord(
-            id=ObjectId(),
-            owner_id=owner_id,
-            conversation_id=conversation_id,
-            role=role,
-            content=content,
-            status=status,
-            model=model,
-            parent_id=parent_id,
-            seq=0,
-            seq_ends=(),
-            usage=None,
-            error_code=None,
-            error_message=None,
-            client_message_id=client_message_id,
-            created_at=now,
-            updated_at=now,
+        return MessageRecord.from_document(
+            {
+                "_id": ObjectId(),
+                "owner_id": owner_id,
+                "conversation_id": conversation_id,
+                "role": role.value,
+                "content": content,
+                "status": status.value,
+                "model": model,
+                "parent_id": parent_id,
+                "client_message_id": client_message_id,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
 
     async def add(self, message: MessageRecord) -> None:
