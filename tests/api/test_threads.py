@@ -295,6 +295,23 @@ async def test_user_events_reach_every_device_of_that_user_only(
             await asyncio.wait_for(stranger.receive(), timeout=0.3)
 
 
+async def test_a_regeneration_announces_only_the_new_reply(
+    live_server: LiveServer, user: SignedIn, fake_openrouter: FakeOpenRouter
+) -> None:
+    conversation = await create_conversation(user)
+    _, answer = await exchange(user, conversation, "only question")
+    async with AsyncExitStack() as stack:
+        ws = await open_event_stream(live_server, user, stack)
+        await wait_for_subscribers(live_server, user, 1)
+        regenerated = (await user.ok(REGENERATE, {"id": answer}))["regenerateMessage"]
+        events = [await next_event(ws)]
+        while events[-1]["kind"] != "MESSAGE_COMPLETED":
+            events.append(await next_event(ws))
+    created = [e["messageId"] for e in events if e["kind"] == "MESSAGE_CREATED"]
+    assert created == [regenerated["assistantMessage"]["id"]]  # the question already existed
+    assert events[-1]["messageId"] == regenerated["assistantMessage"]["id"]
+
+
 async def test_user_events_need_authentication(live_server: LiveServer) -> None:
     async with ws_client(live_server.ws_url) as ws:
         assert (await ws.init())["type"] == "connection_ack"
