@@ -45,6 +45,7 @@ class Generation:
     stored: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    task: asyncio.Task[None] = field(init=False)
 
     def confirm(self) -> None:
         """Its messages are stored: it may write."""
@@ -83,7 +84,6 @@ class GenerationRunner:
         self._messages = messages
         self._provider = provider
         self._registry = registry
-        self._tasks: dict[ObjectId, asyncio.Task[None]] = {}
         self._generations: dict[ObjectId, Generation] = {}
         self._stop_reasons: dict[ObjectId, MessageStatus] = {}
         self._finalizing: set[ObjectId] = set()
@@ -96,18 +96,16 @@ class GenerationRunner:
         """Start generating; the caller then resolves `stored`, or calls `abandon`."""
         reply = self._registry.start(job.message_id, job.owner_id)
         generation = Generation()
-        task = asyncio.create_task(
+        generation.task = asyncio.create_task(
             self._run(job, reply, generation), name=f"generation-{job.message_id}"
         )
-        self._tasks[job.message_id] = task
         self._generations[job.message_id] = generation
 
         def forget(_: asyncio.Task[None]) -> None:
             generation.sent.set()
-            self._tasks.pop(job.message_id, None)
             self._generations.pop(job.message_id, None)
 
-        task.add_done_callback(forget)
+        generation.task.add_done_callback(forget)
         return generation
 
     def abandon(self, message_id: ObjectId) -> None:
@@ -119,20 +117,20 @@ class GenerationRunner:
         if not generation.stored.done():
             generation.stored.set_result(False)
         if message_id not in self._finalizing:
-            self._tasks[message_id].cancel()
+            generation.task.cancel()
 
     async def stop(
         self, message_id: ObjectId, status: MessageStatus = MessageStatus.STOPPED
     ) -> bool:
         """Cancel a reply of this process (closing the upstream request) and wait until its
         final state is stored. False when no such generation runs here."""
-        task = self._tasks.get(message_id)
-        if task is None:
+        generation = self._generations.get(message_id)
+        if generation is None:
             return False
         if message_id not in self._finalizing:
             self._stop_reasons[message_id] = status
-            task.cancel()
-        await asyncio.wait({task})
+            generation.task.cancel()
+        await asyncio.wait({generation.task})
         return True
 
     async def stop_owner(self, owner_id: ObjectId) -> None:
@@ -141,11 +139,11 @@ class GenerationRunner:
 
     async def shutdown(self, grace: float) -> None:
         """Let in-flight replies finish for `grace` seconds; store the rest as INTERRUPTED."""
-        pending = set(self._tasks.values())
+        pending = {generation.task for generation in self._generations.values()}
         if pending:
             logger.info("waiting for %d replies to finish", len(pending))
             await asyncio.wait(pending, timeout=grace)
-        for message_id in list(self._tasks):
+        for message_id in list(self._generations):
             await self.stop(message_id, MessageStatus.INTERRUPTED)
 
     async def _run(

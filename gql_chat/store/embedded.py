@@ -59,14 +59,14 @@ def _wanted(condition: object) -> list[Hashable] | None:
     return None
 
 
-def wanted_ids(query: object) -> list[ObjectId] | None:
+def wanted_ids(query: object) -> list[Hashable] | None:
     """The ObjectIds a filter pins `_id` to, or None when it does not (a full scan then)."""
     if not isinstance(query, Mapping) or "_id" not in query:
         return None
     wanted = _wanted(query["_id"])
     if wanted is None or not all(isinstance(w, ObjectId) for w in wanted):
         return None
-    return wanted  # type: ignore[return-value]
+    return wanted
 
 
 class FieldIndex:
@@ -123,7 +123,7 @@ def candidate_ids(store: Any, query: object) -> list[Hashable] | None:
     """The fewest candidates any hashed field of the filter allows, or None (a full scan)."""
     ids = wanted_ids(query)
     if ids is not None or not isinstance(query, Mapping):
-        return ids  # type: ignore[return-value]
+        return ids
     best: tuple[int, FieldIndex, list[Hashable]] | None = None
     for field, index in field_indexes(store).items():
         values = _wanted(query.get(field))
@@ -136,17 +136,19 @@ def candidate_ids(store: Any, query: object) -> list[Hashable] | None:
 
 def _iter_documents(self: Any, query: Any) -> Iterator[dict[str, Any]]:
     store = self._store
-    ids = candidate_ids(store, query)
-    if ids is None:
-        return _scan_all(self, query)
+    ids = wanted_ids(query)
+    if ids is not None:
+        # Read by key, so `_id` holds already; mongomock would test each document against
+        # every id of an `$in` again (quadratic in the ids asked for).
+        query = {name: condition for name, condition in query.items() if name != "_id"}
+    else:
+        ids = candidate_ids(store, query)
+        if ids is None:
+            return _scan_all(self, query)
     store._remove_expired_documents()  # as a scan would: TTL indexes still apply
     with store._rwlock.reader():
         stored = store._documents
         documents = [stored[i] for i in ids if i in stored]
-    if wanted_ids(query) is not None:
-        # Read by key, so `_id` holds already; mongomock would test each document against
-        # every id of an `$in` again (quadratic in the ids asked for).
-        query = {name: condition for name, condition in query.items() if name != "_id"}
     return (document for document in documents if _matches(query, document))
 
 
