@@ -1,4 +1,4 @@
-"""A fix for httpcore's connection pool, which the OpenRouter client's keep-alive reuse needs.
+"""Fixes for httpcore's connection pool, which the OpenRouter client's keep-alive reuse needs.
 
 httpcore 1.0.9 (the version we lock) assigns queued requests to connections in a pass that is
 quadratic in the number of pooled connections, and that hands the same idle connection to every
@@ -8,14 +8,23 @@ another full pass (encode/httpcore#1035 and #1110, fixed the same way in pydanti
 cost more CPU than the replies themselves. `install()` replaces that one method with a linear
 pass that gives each idle connection to one request only. Other httpcore versions are left
 alone: the replacement is only known to be right for this one.
+
+Under asyncio, httpcore's lock and event (anyio's) also hand the event loop a turn when the lock
+is free or the event already set. A request on an idle keep-alive connection passed three such
+turns before its bytes were written; under load each turn is every other ready callback, and at
+fifty streamed replies the request took 5-10 ms to leave (p50) instead of 0.7 ms. `install()`
+takes a free lock and returns from a set event at once (anyio's own `fast_acquire`); contended
+locks and unset events wait as before.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import httpcore
 from httpcore._async.connection_pool import AsyncConnectionPool
+from httpcore._synchronization import AsyncEvent, AsyncLock
 
 PATCHED_VERSION = "1.0.9"
 
@@ -72,9 +81,28 @@ def _assign_requests_to_connections(self: Any) -> list[Any]:
     return closing
 
 
+_lock_setup = AsyncLock.setup
+_event_wait = AsyncEvent.wait
+
+
+def _setup_fast_lock(self: AsyncLock) -> None:
+    _lock_setup(self)
+    if self._backend == "asyncio":
+        self._anyio_lock = anyio.Lock(fast_acquire=True)
+
+
+async def _wait_unless_set(self: AsyncEvent, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    if self._backend == "asyncio" and self._anyio_event.is_set():
+        return
+    await _event_wait(self, timeout)
+
+
 def install() -> bool:
-    """Replace the pool's assignment pass on the locked httpcore version; True if it did."""
+    """Replace the pool's assignment pass, and its lock's and event's free paths, on the locked
+    httpcore version; True if it did."""
     if httpcore.__version__ != PATCHED_VERSION:
         return False
     AsyncConnectionPool._assign_requests_to_connections = _assign_requests_to_connections  # type: ignore[method-assign]
+    AsyncLock.setup = _setup_fast_lock  # type: ignore[method-assign]
+    AsyncEvent.wait = _wait_unless_set  # type: ignore[method-assign]
     return True

@@ -10,6 +10,7 @@ from typing import Any
 import httpcore
 import pytest
 from httpcore._async.connection_pool import AsyncPoolRequest
+from httpcore._synchronization import AsyncEvent, AsyncLock
 
 from gql_chat.llm import http_pool
 from gql_chat.llm.openrouter import OpenRouterProvider, build_http_client
@@ -130,3 +131,53 @@ async def test_an_idle_connection_to_another_origin_is_closed_to_make_room() -> 
     pool = StubPool([elsewhere], requests, 1, 5)
     assert http_pool._assign_requests_to_connections(pool) == [elsewhere]
     assert connection_of(requests[0]).state == "new"
+
+
+async def test_a_request_on_an_idle_connection_leaves_without_yielding_to_the_loop(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """Under load every turn given to the loop waits for all other ready work, so the request
+    must be written in the same turn as it starts."""
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    settings = openrouter_settings(fake_openrouter)
+    async with build_http_client(settings) as client:
+        provider = OpenRouterProvider(settings, client)
+        [_ async for _ in provider.stream(REQUEST)]  # opens the keep-alive connection
+        counter = asyncio.create_task(count_turns())
+        await asyncio.sleep(0)
+        sent_after: list[int] = []
+        started = turns
+        stream = provider.stream(REQUEST, lambda: sent_after.append(turns - started))
+        texts = [e.text async for e in stream if isinstance(e, TextDelta)]
+        counter.cancel()
+    assert "".join(texts) == "Hello, world!"
+    assert sent_after == [0]
+    assert len({sent.client_port for sent in fake_openrouter.requests}) == 1  # it was reused
+
+
+async def test_contended_locks_and_unset_events_still_wait() -> None:
+    http_pool.install()
+    lock, event = AsyncLock(), AsyncEvent()
+    order: list[str] = []
+
+    async def second_holder() -> None:
+        async with lock:
+            order.append("second")
+
+    async with lock:
+        waiter = asyncio.create_task(second_holder())
+        await asyncio.sleep(0.01)
+        order.append("first")
+    await waiter
+    assert order == ["first", "second"]
+    with pytest.raises(httpcore.PoolTimeout):
+        await event.wait(timeout=0.01)
+    event.set()
+    await event.wait(timeout=0.01)
