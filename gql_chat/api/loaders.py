@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import cached_property
 
 from bson import ObjectId
 from strawberry.dataloader import DataLoader
@@ -15,17 +16,35 @@ from gql_chat.store.messages import MessageNode, UsageRecord
 
 
 class Loaders:
+    """Each loader is built when a request first uses it: most requests use one or none."""
+
     def __init__(self, services: Services, owner_id: ObjectId) -> None:
         self._db = services.database
         self._owner_id = owner_id
-        self.folder = DataLoader[ObjectId, FolderRecord | None](load_fn=self._load_folders)
-        self.children = DataLoader[ObjectId, list[FolderRecord]](load_fn=self._load_children)
-        self.llm_config = DataLoader[ObjectId, LlmConfigRecord | None](load_fn=self._load_presets)
-        self.default_llm_config = DataLoader[ObjectId, LlmConfigRecord | None](
-            load_fn=self._load_defaults
-        )
-        self.message_nodes = DataLoader[ObjectId, list[MessageNode]](load_fn=self._load_nodes)
-        self.usage = DataLoader[ObjectId, UsageRecord](load_fn=self._load_usage)
+
+    @cached_property
+    def folder(self) -> DataLoader[ObjectId, FolderRecord | None]:
+        return DataLoader(load_fn=self._load_folders)
+
+    @cached_property
+    def children(self) -> DataLoader[ObjectId, list[FolderRecord]]:
+        return DataLoader(load_fn=self._load_children)
+
+    @cached_property
+    def llm_config(self) -> DataLoader[ObjectId, LlmConfigRecord | None]:
+        return DataLoader(load_fn=self._load_presets)
+
+    @cached_property
+    def default_llm_config(self) -> DataLoader[ObjectId, LlmConfigRecord | None]:
+        return DataLoader(load_fn=self._load_defaults)
+
+    @cached_property
+    def message_nodes(self) -> DataLoader[ObjectId, list[MessageNode]]:
+        return DataLoader(load_fn=self._load_nodes)
+
+    @cached_property
+    def usage(self) -> DataLoader[ObjectId, UsageRecord]:
+        return DataLoader(load_fn=self._load_usage)
 
     async def _load_folders(self, ids: Sequence[ObjectId]) -> list[FolderRecord | None]:
         found = {f.id: f for f in await self._db.folders.get_many(self._owner_id, list(ids))}

@@ -23,7 +23,8 @@ def selected_names(info: strawberry.Info, *path: str) -> set[str]:
 
     `@skip`/`@include` are not evaluated: a conditional field counts as selected, so a caller
     may read something it does not use, never miss something it does."""
-    level = list(_fields(info.selected_fields))
+    # `info.selected_fields` is the current field itself (once per alias); start below it.
+    level = [child for field in info.selected_fields for child in _fields(field.selections)]
     for name in path:
         level = [
             child for field in level if field.name == name for child in _fields(field.selections)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from bson import ObjectId
 from starlette.applications import Starlette
 
+from gql_chat.api.conversations import ConversationType
 from tests.support import SignedIn, create_conversation, create_folder, create_preset
 
 GET = """query($id: ID!) { conversation(id: $id) {
@@ -188,3 +190,39 @@ async def test_page_size_and_cursor_validation(alice: SignedIn) -> None:
     for cursor in ("garbage!", "eyJ4IjoxfQ", "WzFd"):
         result = await alice.execute(LIST, {"after": cursor})
         assert result.errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+
+
+async def test_a_page_reads_its_folders_and_presets_up_front(
+    alice: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows resolve `folder` and `llmConfig` from one read per page, through fragments too;
+    only a conversation outside a page loads its own."""
+    folder = await create_folder(alice, "Work")
+    preset = await create_preset(alice, "Fast")
+    for _ in range(3):
+        await create_conversation(alice, folderId=folder, llmConfigId=preset)
+    row_loads: list[str] = []
+    load_folder, load_preset = ConversationType._load_folder, ConversationType._load_preset
+
+    def counting(name: str, load: Any) -> Any:
+        def wrapper(self: ConversationType, *args: Any) -> Any:
+            row_loads.append(name)
+            return load(self, *args)
+
+        return wrapper
+
+    monkeypatch.setattr(ConversationType, "_load_folder", counting("folder", load_folder))
+    monkeypatch.setattr(ConversationType, "_load_preset", counting("preset", load_preset))
+    page = await alice.ok(
+        """{ conversations { edges { node { folder { name } ...preset } } } }
+        fragment preset on Conversation { llmConfig { name } }"""
+    )
+    nodes = [edge["node"] for edge in page["conversations"]["edges"]]
+    assert nodes == [{"folder": {"name": "Work"}, "llmConfig": {"name": "Fast"}}] * 3
+    assert row_loads == []
+    one = await alice.ok(GET, {"id": (await listed(alice))["edges"][0]["node"]["id"]})
+    assert (one["conversation"]["folder"], one["conversation"]["llmConfig"]) == (
+        {"id": folder},
+        {"id": preset},
+    )
+    assert row_loads == ["folder", "preset"]
