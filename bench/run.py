@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from gql_chat.cli import WEBSOCKETS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
@@ -600,7 +602,7 @@ def main() -> None:
                 "--http",
                 "httptools",
                 "--ws",
-                "websockets",
+                WEBSOCKETS,
                 "--ws-per-message-deflate",
                 "false",
                 "--no-access-log",

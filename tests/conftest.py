@@ -20,6 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
+from gql_chat.cli import WEBSOCKETS
 from gql_chat.config import Settings
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.support import GraphQLClient, SignedIn, sign_up
@@ -128,6 +129,7 @@ class LiveServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
+            ws=WEBSOCKETS,
             ws_per_message_deflate=False,
             access_log=False,  # as `gql-chat serve` runs it
         )

@@ -53,9 +53,11 @@ def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> Non
     assert calls[0]["host"] == "0.0.0.0"
     assert calls[0]["port"] == 9001
     assert calls[0]["ws_per_message_deflate"] is False
+    assert calls[0]["ws"] == "websockets-sansio"
     assert cli.main(["serve", "--reload"]) == 0
     assert calls[1]["app"] == "gql_chat.app:create_app"
     assert calls[1]["reload"] is True
+    assert calls[1]["ws"] == "websockets-sansio"
 
 
 @pytest.fixture
