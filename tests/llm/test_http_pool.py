@@ -1,5 +1,6 @@
-"""The connection pool fix: concurrent replies over idle keep-alive connections take one
-connection each, with no request handed a connection another request is about to use."""
+"""The connection pool fixes: concurrent replies over idle keep-alive connections take one
+connection each, with no request handed a connection another request is about to use; and a
+request on an idle connection is written without giving the event loop a turn first."""
 
 from __future__ import annotations
 
