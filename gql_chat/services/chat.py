@@ -120,14 +120,8 @@ class ChatService:
                 owner_id, title=title_from(content), folder_id=folder_id, title_source="first_words"
             )
         resolved = await self._resolve_model(owner_id, conversation, llm_config_id, model)
-        user_message = self._messages.draft(
-            owner_id,
-            conversation.id,
-            role=MessageRole.USER,
-            content=content,
-            status=MessageStatus.COMPLETE,
-            parent_id=conversation.active_leaf_id,
-            client_message_id=client_message_id,
+        user_message = self._draft_question(
+            owner_id, conversation.id, content, conversation.active_leaf_id, client_message_id
         )
         try:
             return await self._reply_to(owner_id, conversation, user_message, resolved, new=True)
@@ -141,6 +135,25 @@ class ChatService:
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
             assert existing is not None
             return await self._result_for(owner_id, existing)
+
+    def _draft_question(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        content: str,
+        parent_id: ObjectId | None,
+        client_message_id: str | None = None,
+    ) -> MessageRecord:
+        """A user message, complete from the start, not yet stored (`_reply_to` stores it)."""
+        return self._messages.draft(
+            owner_id,
+            conversation_id,
+            role=MessageRole.USER,
+            content=content,
+            status=MessageStatus.COMPLETE,
+            parent_id=parent_id,
+            client_message_id=client_message_id,
+        )
 
     async def _reply_to(
         self,
@@ -231,14 +244,7 @@ class ChatService:
         await self._check_capacity(owner_id)
         conversation = await self._conversations.get(owner_id, target.conversation_id)
         resolved = await self._resolve_model(owner_id, conversation, None, None)
-        edited = self._messages.draft(
-            owner_id,
-            conversation.id,
-            role=MessageRole.USER,
-            content=content,
-            status=MessageStatus.COMPLETE,
-            parent_id=target.parent_id,
-        )
+        edited = self._draft_question(owner_id, conversation.id, content, target.parent_id)
         return await self._reply_to(owner_id, conversation, edited, resolved, new=True)
 
     async def switch_branch(self, owner_id: ObjectId, message_id: str) -> ConversationRecord:

@@ -120,10 +120,10 @@ def _indexed_values(store: Any, document: Mapping[str, Any]) -> dict[str, object
 
 
 def candidate_ids(store: Any, query: object) -> list[Hashable] | None:
-    """The fewest candidates any hashed field of the filter allows, or None (a full scan)."""
-    ids = wanted_ids(query)
-    if ids is not None or not isinstance(query, Mapping):
-        return ids
+    """The fewest candidates any hashed field of the filter allows, or None (a full scan).
+    `_id` filters are read by key before this is asked (`_iter_documents`)."""
+    if not isinstance(query, Mapping):
+        return None
     best: tuple[int, FieldIndex, list[Hashable]] | None = None
     for field, index in field_indexes(store).items():
         values = _wanted(query.get(field))
