@@ -37,6 +37,10 @@ PASSWORD = "benchmark password"
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
 CAPACITY_BUDGET_SECONDS = 120
 REPLY_SECONDS = 1.2  # the fake's reply: 200 ms to the first of 50 tokens, then one every 20 ms
+REFERENCE_RELAYS = {
+    "tcp": "a bare TCP relay (bytes copied both ways)",
+    "http": "a bare Starlette + httpx SSE relay (no GraphQL, auth, store or websocket)",
+}
 
 
 def free_port() -> int:
@@ -300,11 +304,15 @@ def streaming(
     rounds: int,
     processes: int = 1,
     steady: bool = False,
+    references: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`steady`: each reply slot runs replies back to back, the slots' starts spread over one
     reply's length, and the first round (the ramp) is not counted; so `concurrency` replies are
     streaming at any moment, started at different times. Otherwise each round sends every reply
-    at the same instant."""
+    at the same instant.
+
+    `references` (name: provider URL of a reference relay, see `reference_relays.py`) are read
+    like the direct baseline, right after it, and reported as their own added first-token time."""
     pacing = (
         ["--rounds", str(rounds + 1), "--warmup", "1", "--stagger", str(REPLY_SECONDS)]
         if steady
@@ -347,10 +355,23 @@ def streaming(
                 )
             gql_runs.append(merged(run_clients(commands_gql)))
             direct_runs.append(merged(run_clients(commands_direct)))
+        relayed = {
+            name: merged(
+                run_clients(
+                    [
+                        [part if part != provider else url for part in command]
+                        for command in commands_direct
+                    ]
+                )
+            )
+            for name, url in (references or {}).items()
+        }
     gql, direct = merged(gql_runs), merged(direct_runs)
-    added_first = {
-        k: round(v - summary(direct["ttft"])[k], 3) for k, v in summary(gql["ttft"]).items()
-    }
+
+    def added(ttft: list[float]) -> dict[str, float]:
+        return {k: round(v - summary(direct["ttft"])[k], 3) for k, v in summary(ttft).items()}
+
+    added_first = added(gql["ttft"])
     added_later = {
         k: round(v - summary(direct["gaps"])[k], 3) for k, v in summary(gql["gaps"]).items()
     }
@@ -367,6 +388,11 @@ def streaming(
         "direct_gap_ms": summary(direct["gaps"]),
         "added_first_token_ms": added_first,
         "added_later_token_ms": added_later,
+        **(
+            {"reference_added_first_token_ms": {n: added(r["ttft"]) for n, r in relayed.items()}}
+            if relayed
+            else {}
+        ),
     }
 
 
@@ -518,6 +544,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"| added later-token ms, {label} (p50/p95/p99) | {later['p50']}/{later['p95']}/{later['p99']} "
             f"| direct gap p50 {run['direct_gap_ms']['p50']:.1f} ms | | {goal} |"
         )
+    for name, reference in streams.get("1", {}).get("reference_added_first_token_ms", {}).items():
+        lines.append(
+            f"| reference: {REFERENCE_RELAYS[name]}, added first-token ms, 1 reply (p50/p95/p99) "
+            f"| {reference['p50']}/{reference['p95']}/{reference['p99']} | | | (floor, no target) |"
+        )
     idle = cap["idle_1000"]
     largest = cap.get("largest_idle") or {}
     lines.append(
@@ -584,8 +615,13 @@ def main() -> None:
         },
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    references = {name: free_port() for name in REFERENCE_RELAYS}
     with processes() as group:
         group.start([PYTHON, "-m", "bench.fake_provider", str(provider_port)])
+        for name, port in references.items():
+            group.start(
+                [PYTHON, "-m", "bench.reference_relays", name, str(port), str(provider_port)]
+            )
         server = group.start(
             [
                 PYTHON,
@@ -617,6 +653,8 @@ def main() -> None:
         )
         wait_until_up(f"{api.base}/healthz")
         wait_until_up(provider.rsplit("/api/v1", 1)[0] + "/api/v1/models")
+        for port in references.values():
+            wait_until_up(f"http://127.0.0.1:{port}/api/v1/models")
         print("seeding…", flush=True)
         seeded = seed(api, provider)
         stream_users = []
@@ -632,7 +670,17 @@ def main() -> None:
         if "streaming" in scenarios:
             print("2. streaming overhead", flush=True)
             results["streaming"] = {
-                "1": streaming(api, provider, stream_users, 1, rounds=30, steady=True),
+                "1": streaming(
+                    api,
+                    provider,
+                    stream_users,
+                    1,
+                    rounds=30,
+                    steady=True,
+                    references={
+                        name: f"http://127.0.0.1:{port}/api/v1" for name, port in references.items()
+                    },
+                ),
                 "50": streaming(api, provider, stream_users, 50, rounds=3, steady=True),
                 "50_burst": streaming(api, provider, stream_users, 50, rounds=3),
             }
