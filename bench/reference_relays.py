@@ -2,11 +2,14 @@
 
     python -m bench.reference_relays tcp PORT UPSTREAM_PORT
     python -m bench.reference_relays http PORT UPSTREAM_PORT
+    python -m bench.reference_relays h11 PORT UPSTREAM_PORT
 
 `tcp` copies bytes both ways: one more loopback hop each way, the floor of any relay.
 `http` is a bare Starlette endpoint under uvicorn (the settings gql_chat runs with) that forwards
 the request body with gql_chat's own httpx client and streams the SSE body back unparsed: the
 floor of this stack, without GraphQL, authentication, the store or a websocket.
+`h11` is the same endpoint with a bare `h11` connection over asyncio streams in place of httpx
+(one kept-alive connection, one request at a time): what httpx's part of that floor is.
 
 The streaming scenario reads a reply through each, as its direct baseline does, so the added
 first-token time of gql_chat can be set beside theirs, measured in the same run."""
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from contextlib import suppress
 
+import h11
 import uvicorn
 import uvloop
 from starlette.applications import Starlette
@@ -71,6 +76,62 @@ def http_app(upstream_port: int) -> Starlette:
     return Starlette(routes=[Route(PATH, completions, methods=["POST"])])
 
 
+class BareUpstream:
+    """One kept-alive HTTP/1.1 connection to the upstream, spoken with h11 alone."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._lock = asyncio.Lock()
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._connection = h11.Connection(h11.CLIENT)
+
+    async def relay(self, body: bytes) -> AsyncIterator[bytes]:
+        async with self._lock:
+            if self._streams is None:
+                self._streams = await asyncio.open_connection("127.0.0.1", self._port)
+            else:
+                self._connection.start_next_cycle()
+            reader, writer = self._streams
+            try:
+                async for chunk in self._exchange(reader, writer, body):
+                    yield chunk
+            except BaseException:  # a reply cut short leaves the connection mid-response
+                writer.close()
+                self._streams, self._connection = None, h11.Connection(h11.CLIENT)
+                raise
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
+    ) -> AsyncIterator[bytes]:
+        headers = [
+            ("host", "127.0.0.1"),
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+        ]
+        for outgoing in (
+            h11.Request(method="POST", target=PATH, headers=headers),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            writer.write(self._connection.send(outgoing) or b"")
+        while not isinstance(incoming := self._connection.next_event(), h11.EndOfMessage):
+            if incoming is h11.NEED_DATA:
+                self._connection.receive_data(await reader.read(65536))
+            elif isinstance(incoming, h11.Data):
+                yield bytes(incoming.data)
+
+
+def h11_app(upstream_port: int) -> Starlette:
+    upstream = BareUpstream(upstream_port)
+
+    async def completions(request: Request) -> Response:
+        return StreamingResponse(
+            upstream.relay(await request.body()), media_type="text/event-stream"
+        )
+
+    return Starlette(routes=[Route(PATH, completions, methods=["POST"])])
+
+
 def main() -> None:
     kind, port, upstream_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if kind == "tcp":
@@ -78,7 +139,7 @@ def main() -> None:
             uvloop.run(serve_tcp(port, upstream_port))
     else:
         uvicorn.run(
-            http_app(upstream_port),
+            (h11_app if kind == "h11" else http_app)(upstream_port),
             host="127.0.0.1",
             port=port,
             loop="uvloop",

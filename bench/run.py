@@ -40,6 +40,7 @@ REPLY_SECONDS = 1.2  # the fake's reply: 200 ms to the first of 50 tokens, then 
 REFERENCE_RELAYS = {
     "tcp": "a bare TCP relay (bytes copied both ways)",
     "http": "a bare Starlette + httpx SSE relay (no GraphQL, auth, store or websocket)",
+    "h11": "the same relay with a bare h11 connection in place of httpx",
 }
 
 
@@ -296,6 +297,12 @@ def merged(outputs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def steady_pacing(rounds: int) -> list[str]:
+    """A stream client's arguments for `rounds` counted replies per slot, the slots' starts
+    spread over one reply's length, after one uncounted ramp-up round."""
+    return ["--rounds", str(rounds + 1), "--warmup", "1", "--stagger", str(REPLY_SECONDS)]
+
+
 def streaming(
     api: Api,
     provider: str,
@@ -304,20 +311,12 @@ def streaming(
     rounds: int,
     processes: int = 1,
     steady: bool = False,
-    references: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`steady`: each reply slot runs replies back to back, the slots' starts spread over one
     reply's length, and the first round (the ramp) is not counted; so `concurrency` replies are
     streaming at any moment, started at different times. Otherwise each round sends every reply
-    at the same instant.
-
-    `references` (name: provider URL of a reference relay, see `reference_relays.py`) are read
-    like the direct baseline, right after it, and reported as their own added first-token time."""
-    pacing = (
-        ["--rounds", str(rounds + 1), "--warmup", "1", "--stagger", str(REPLY_SECONDS)]
-        if steady
-        else []
-    )
+    at the same instant."""
+    pacing = steady_pacing(rounds) if steady else []
     with tempfile.TemporaryDirectory() as tmp:
         gql_runs, direct_runs = [], []
         for _ in range(1 if steady else rounds):
@@ -355,23 +354,10 @@ def streaming(
                 )
             gql_runs.append(merged(run_clients(commands_gql)))
             direct_runs.append(merged(run_clients(commands_direct)))
-        relayed = {
-            name: merged(
-                run_clients(
-                    [
-                        [part if part != provider else url for part in command]
-                        for command in commands_direct
-                    ]
-                )
-            )
-            for name, url in (references or {}).items()
-        }
     gql, direct = merged(gql_runs), merged(direct_runs)
-
-    def added(ttft: list[float]) -> dict[str, float]:
-        return {k: round(v - summary(direct["ttft"])[k], 3) for k, v in summary(ttft).items()}
-
-    added_first = added(gql["ttft"])
+    added_first = {
+        k: round(v - summary(direct["ttft"])[k], 3) for k, v in summary(gql["ttft"]).items()
+    }
     added_later = {
         k: round(v - summary(direct["gaps"])[k], 3) for k, v in summary(gql["gaps"]).items()
     }
@@ -388,12 +374,34 @@ def streaming(
         "direct_gap_ms": summary(direct["gaps"]),
         "added_first_token_ms": added_first,
         "added_later_token_ms": added_later,
-        **(
-            {"reference_added_first_token_ms": {n: added(r["ttft"]) for n, r in relayed.items()}}
-            if relayed
-            else {}
-        ),
     }
+
+
+def reference_relays(provider_port: int) -> dict[str, Any]:
+    """One reply at a time, read directly from the fake and then through each reference relay
+    (`reference_relays.py`), paced as the one-reply streaming scenario. The relays run only for
+    this phase, after the streaming scenarios, so that they cannot change what those measure."""
+
+    def first_tokens(provider: str) -> list[float]:
+        command = [PYTHON, "-m", "bench.stream_client", "direct", "--provider", provider]
+        ttft: list[float] = merged(run_clients([[*command, *steady_pacing(30)]]))["ttft"]
+        return ttft
+
+    with processes() as relays:
+        urls = {}
+        for name in REFERENCE_RELAYS:
+            port = free_port()
+            relays.start(
+                [PYTHON, "-m", "bench.reference_relays", name, str(port), str(provider_port)]
+            )
+            urls[name] = f"http://127.0.0.1:{port}/api/v1"
+            wait_until_up(f"{urls[name]}/models")
+        direct = summary(first_tokens(f"http://127.0.0.1:{provider_port}/api/v1"))
+        added = {
+            name: {k: round(v - direct[k], 3) for k, v in summary(first_tokens(url)).items()}
+            for name, url in urls.items()
+        }
+    return {"direct_ttft_ms": direct, "added_first_token_ms": added}
 
 
 def hold_idle(
@@ -544,7 +552,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| added later-token ms, {label} (p50/p95/p99) | {later['p50']}/{later['p95']}/{later['p99']} "
             f"| direct gap p50 {run['direct_gap_ms']['p50']:.1f} ms | | {goal} |"
         )
-    for name, reference in streams.get("1", {}).get("reference_added_first_token_ms", {}).items():
+    references = results.get("reference_relays", {}).get("added_first_token_ms", {})
+    for name, reference in references.items():
         lines.append(
             f"| reference: {REFERENCE_RELAYS[name]}, added first-token ms, 1 reply (p50/p95/p99) "
             f"| {reference['p50']}/{reference['p95']}/{reference['p99']} | | | (floor, no target) |"
@@ -615,13 +624,8 @@ def main() -> None:
         },
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    references = {name: free_port() for name in REFERENCE_RELAYS}
     with processes() as group:
         group.start([PYTHON, "-m", "bench.fake_provider", str(provider_port)])
-        for name, port in references.items():
-            group.start(
-                [PYTHON, "-m", "bench.reference_relays", name, str(port), str(provider_port)]
-            )
         server = group.start(
             [
                 PYTHON,
@@ -653,8 +657,6 @@ def main() -> None:
         )
         wait_until_up(f"{api.base}/healthz")
         wait_until_up(provider.rsplit("/api/v1", 1)[0] + "/api/v1/models")
-        for port in references.values():
-            wait_until_up(f"http://127.0.0.1:{port}/api/v1/models")
         print("seeding…", flush=True)
         seeded = seed(api, provider)
         stream_users = []
@@ -670,20 +672,11 @@ def main() -> None:
         if "streaming" in scenarios:
             print("2. streaming overhead", flush=True)
             results["streaming"] = {
-                "1": streaming(
-                    api,
-                    provider,
-                    stream_users,
-                    1,
-                    rounds=30,
-                    steady=True,
-                    references={
-                        name: f"http://127.0.0.1:{port}/api/v1" for name, port in references.items()
-                    },
-                ),
+                "1": streaming(api, provider, stream_users, 1, rounds=30, steady=True),
                 "50": streaming(api, provider, stream_users, 50, rounds=3, steady=True),
                 "50_burst": streaming(api, provider, stream_users, 50, rounds=3),
             }
+            results["reference_relays"] = reference_relays(provider_port)
         if "capacity" in scenarios:
             print("3. capacity", flush=True)
             results["capacity"] = capacity(api, provider, seeded["token"], stream_users, server.pid)
