@@ -117,6 +117,8 @@ class BareUpstream:
         while not isinstance(incoming := self._connection.next_event(), h11.EndOfMessage):
             if incoming is h11.NEED_DATA:
                 self._connection.receive_data(await reader.read(65536))
+            elif isinstance(incoming, h11.Response):
+                yield b""  # the response has begun
             elif isinstance(incoming, h11.Data):
                 yield bytes(incoming.data)
 
@@ -125,9 +127,11 @@ def h11_app(upstream_port: int) -> Starlette:
     upstream = BareUpstream(upstream_port)
 
     async def completions(request: Request) -> Response:
-        return StreamingResponse(
-            upstream.relay(await request.body()), media_type="text/event-stream"
-        )
+        chunks = upstream.relay(await request.body())
+        # Answer once the upstream has, as the httpx relay (and any real proxy) does: the
+        # client then reads the head and the first event together in both.
+        await anext(chunks)
+        return StreamingResponse(chunks, media_type="text/event-stream")
 
     return Starlette(routes=[Route(PATH, completions, methods=["POST"])])
 
