@@ -11,8 +11,9 @@ floor of this stack, without GraphQL, authentication, the store or a websocket.
 `h11` is the same endpoint with a bare `h11` connection over asyncio streams in place of httpx
 (one kept-alive connection, one request at a time): what httpx's part of that floor is.
 
-The streaming scenario reads a reply through each, as its direct baseline does, so the added
-first-token time of gql_chat can be set beside theirs, measured in the same run."""
+After its streaming scenarios, the benchmark reads replies one at a time through each, as it
+reads the direct baseline, so that gql_chat's added first-token time can be set beside theirs,
+measured in the same run."""
 
 from __future__ import annotations
 
