@@ -87,41 +87,33 @@ class BareUpstream:
         self._connection = h11.Connection(h11.CLIENT)
 
     async def relay(self, body: bytes) -> AsyncIterator[bytes]:
+        """The response body's chunks, after one empty chunk when the response has begun."""
         async with self._lock:
             if self._streams is None:
                 self._streams = await asyncio.open_connection("127.0.0.1", self._port)
             else:
                 self._connection.start_next_cycle()
             reader, writer = self._streams
+            headers = [
+                ("host", "127.0.0.1"),
+                ("content-type", "application/json"),
+                ("content-length", str(len(body))),
+            ]
+            request = h11.Request(method="POST", target=PATH, headers=headers)
             try:
-                async for chunk in self._exchange(reader, writer, body):
-                    yield chunk
+                for outgoing in (request, h11.Data(data=body), h11.EndOfMessage()):
+                    writer.write(self._connection.send(outgoing) or b"")
+                while not isinstance(incoming := self._connection.next_event(), h11.EndOfMessage):
+                    if incoming is h11.NEED_DATA:
+                        self._connection.receive_data(await reader.read(65536))
+                    elif isinstance(incoming, h11.Response):
+                        yield b""
+                    elif isinstance(incoming, h11.Data):
+                        yield bytes(incoming.data)
             except BaseException:  # a reply cut short leaves the connection mid-response
                 writer.close()
                 self._streams, self._connection = None, h11.Connection(h11.CLIENT)
                 raise
-
-    async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
-    ) -> AsyncIterator[bytes]:
-        headers = [
-            ("host", "127.0.0.1"),
-            ("content-type", "application/json"),
-            ("content-length", str(len(body))),
-        ]
-        for outgoing in (
-            h11.Request(method="POST", target=PATH, headers=headers),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            writer.write(self._connection.send(outgoing) or b"")
-        while not isinstance(incoming := self._connection.next_event(), h11.EndOfMessage):
-            if incoming is h11.NEED_DATA:
-                self._connection.receive_data(await reader.read(65536))
-            elif isinstance(incoming, h11.Response):
-                yield b""  # the response has begun
-            elif isinstance(incoming, h11.Data):
-                yield bytes(incoming.data)
 
 
 def h11_app(upstream_port: int) -> Starlette:
