@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     stream_flush_interval: float = Field(default=0.2, gt=0)
     stream_flush_bytes: int = Field(default=2048, ge=1)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    max_reply_seconds: float = Field(default=600.0, gt=0)
+    max_reply_chars: int = Field(default=500_000, ge=1, le=2_000_000)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
@@ -17,7 +18,12 @@ from gql_chat.llm.offline import OFFLINE_MODEL_ID
 from gql_chat.llm.tokens import trim_to_budget
 from gql_chat.llm.types import ChatProvider, ChatRequest, ModelInfo, PromptMessage
 from gql_chat.services.conversations import ConversationService
-from gql_chat.services.generation import GenerationJob, GenerationRunner
+from gql_chat.services.generation import (
+    STOP_TIMEOUT,
+    WRITE_TIMEOUT,
+    GenerationJob,
+    GenerationRunner,
+)
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.threads import newest_leaf_under, path_to
@@ -199,12 +205,14 @@ class ChatService:
             with contextlib.suppress(TimeoutError):  # a slow connection must not hold the answer
                 async with asyncio.timeout(UPSTREAM_HEAD_START):
                     await generation.sent.wait()
-            for message in created:
-                await self._messages.add(message)
+            async with asyncio.timeout(WRITE_TIMEOUT * len(created)):
+                for message in created:
+                    await self._messages.add(message)
         except BaseException:
             self._runner.abandon(assistant.id)
             raise
-        generation.confirm()
+        if not generation.confirm():  # pragma: no cover - only a stalled event loop gets here
+            await self._messages.finish(assistant.id, {"status": MessageStatus.INTERRUPTED.value})
         for message in created:
             self._conversations.publish(
                 owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
@@ -418,8 +426,17 @@ class ChatService:
             if message.status.is_final:
                 yield self._done(message)
                 return
-            await asyncio.sleep(STORE_POLL_INTERVAL)
+            if utc_now() > self._orphaned_after(message):
+                await self._messages.finish(message.id, {"status": MessageStatus.INTERRUPTED.value})
+            else:
+                await asyncio.sleep(STORE_POLL_INTERVAL)
             message = await self.get_message(owner_id, message.id)
+
+    def _orphaned_after(self, message: MessageRecord) -> datetime:
+        """No reply runs longer than `max_reply_seconds` plus its final write: one unfinished
+        after that lost its process, and followers must not wait for it forever."""
+        bound = self._settings.max_reply_seconds + STOP_TIMEOUT + STORE_POLL_INTERVAL
+        return message.created_at + timedelta(seconds=bound)
 
     @staticmethod
     def _done(message: MessageRecord) -> StreamEvent:

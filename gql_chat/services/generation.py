@@ -2,7 +2,15 @@
 
 Each delta gets the next `seq`, reaches followers at once through the live reply, and is saved
 in small batches (every `stream_flush_interval` seconds or `stream_flush_bytes` characters), so
-little is ever unsaved. The end is one final write: status, text, usage, cost, timings."""
+little is ever unsaved. The end is one final write: status, text, usage, cost, timings.
+
+Every step has a bound, so a reply always ends and frees its slot: the stream by
+`max_reply_seconds` (and the provider's own first-byte and gap timeouts) and its text by
+`max_reply_chars` (a MongoDB document holds 16 MB), each write by
+`WRITE_TIMEOUT`, the final write by a few attempts, `stop` by `STOP_TIMEOUT` and shutdown by its
+grace plus `SHUTDOWN_MARGIN`. Nothing is stopped by cancelling a task that might swallow the
+cancellation: the progress saver ends when told, and a reply is cancelled only while it reads
+the provider's stream, where the cancellation is caught once, by the code that expects it."""
 
 from __future__ import annotations
 
@@ -12,12 +20,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import Enum, auto
 from typing import Any
 
 from bson import ObjectId
 
 from gql_chat.config import Settings
-from gql_chat.errors import DomainError
+from gql_chat.errors import DomainError, UpstreamError, UpstreamTimeout
 from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, TextDelta
 from gql_chat.store.messages import MessageRecord, MessageStatus, MessageStore, UsageRecord
 from gql_chat.streams.replies import LiveReply, ReplyRegistry
@@ -25,6 +34,20 @@ from gql_chat.streams.replies import LiveReply, ReplyRegistry
 logger = logging.getLogger(__name__)
 
 FinishedHook = Callable[[MessageRecord], Awaitable[None]]
+
+WRITE_TIMEOUT = 5.0
+"""The longest one database write of a reply may take before it counts as failed."""
+FINAL_WRITE_ATTEMPTS = 3
+FINAL_WRITE_BACKOFF = 0.2
+STOP_TIMEOUT = FINAL_WRITE_ATTEMPTS * (WRITE_TIMEOUT + 2 * FINAL_WRITE_BACKOFF) + 1.0
+"""How long `stop` waits for the final state: longer than the final write can take."""
+CONFIRM_TIMEOUT = 4 * WRITE_TIMEOUT
+"""How long a reply waits to learn whether its messages were stored (the sender bounds its
+writes by less, so only a stalled event loop reaches this)."""
+SHUTDOWN_MARGIN = 3.0
+"""After the grace period: how long stopped replies get to store their final state."""
+HOOK_TIMEOUT = 60.0
+"""The longest a reply-finished hook (automatic titles ask the model) may run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,41 +58,84 @@ class GenerationJob:
     request: ChatRequest
 
 
+class Phase(Enum):
+    STARTING = auto()
+    STREAMING = auto()
+    FINISHING = auto()
+
+
+def _new_future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
 @dataclass(eq=False)
 class Generation:
     """A started reply. `sent` is set once its request has left for the model (or it ended
     without sending it). It writes nothing until `stored` says its messages were stored (True)
-    or could not be (False: it is abandoned), so a reply can start before they are written."""
+    or could not be (False: it is abandoned), so a reply can start before they are written.
+    `finished` resolves once its final state is stored (or given up): its slot is free."""
 
+    job: GenerationJob
+    reply: LiveReply[MessageRecord]
     sent: asyncio.Event = field(default_factory=asyncio.Event)
-    stored: asyncio.Future[bool] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    stored: asyncio.Future[bool] = field(default_factory=_new_future)
+    finished: asyncio.Future[None] = field(default_factory=_new_future)
+    phase: Phase = Phase.STARTING
+    stop_status: MessageStatus | None = None
     task: asyncio.Task[None] = field(init=False)
 
-    def confirm(self) -> None:
-        """Its messages are stored: it may write."""
+    def confirm(self) -> bool:
+        """Its messages are stored: it may write. False when it already gave up waiting."""
         if not self.stored.done():
             self.stored.set_result(True)
+        return self.stored.result()
+
+    def request_stop(self, status: MessageStatus) -> None:
+        """End the reply with `status`. The task is cancelled only while it reads the stream
+        (closing the upstream request at once); before that it sees `stop_status` and never
+        starts; after that it is already finishing."""
+        if self.stop_status is None:
+            self.stop_status = status
+        if self.phase is Phase.STREAMING:
+            self.task.cancel()
 
 
 @dataclass
 class _Progress:
     """The reply text as it grows, and how much of it is saved."""
 
-    parts: list[str]
-    ends: list[int]
+    parts: list[str] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
     saved: int = 0
     unsaved_chars: int = 0
 
     def add(self, text: str) -> None:
         self.parts.append(text)
-        self.ends.append((self.ends[-1] if self.ends else 0) + len(text))
+        self.ends.append(self.length + len(text))
         self.unsaved_chars += len(text)
+
+    @property
+    def length(self) -> int:
+        return self.ends[-1] if self.ends else 0
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+
+@dataclass
+class _Outcome:
+    """How the stream ended."""
+
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    status: MessageStatus = MessageStatus.COMPLETE
+    error: dict[str, str] | None = None
+    completion: Completion | None = None
+
+    def fail(self, error: DomainError) -> None:
+        self.status = MessageStatus.ERROR
+        self.error = {"code": error.code, "message": error.message}
 
 
 class GenerationRunner:
@@ -85,27 +151,24 @@ class GenerationRunner:
         self._provider = provider
         self._registry = registry
         self._generations: dict[ObjectId, Generation] = {}
-        self._stop_reasons: dict[ObjectId, MessageStatus] = {}
-        self._finalizing: set[ObjectId] = set()
         self.on_finished: list[FinishedHook] = []
 
     def active_count(self, owner_id: ObjectId) -> int:
         return len(self._registry.active_for(owner_id))
 
+    @property
+    def running(self) -> int:
+        """Reply tasks of this process not yet ended (hooks included)."""
+        return len(self._generations)
+
     def start(self, job: GenerationJob) -> Generation:
-        """Start generating; the caller then resolves `stored`, or calls `abandon`."""
-        reply = self._registry.start(job.message_id, job.owner_id)
-        generation = Generation()
+        """Start generating; the caller then calls `confirm`, or `abandon`."""
+        generation = Generation(job, self._registry.start(job.message_id, job.owner_id))
         generation.task = asyncio.create_task(
-            self._run(job, reply, generation), name=f"generation-{job.message_id}"
+            self._run(generation), name=f"generation-{job.message_id}"
         )
         self._generations[job.message_id] = generation
-
-        def forget(_: asyncio.Task[None]) -> None:
-            generation.sent.set()
-            self._generations.pop(job.message_id, None)
-
-        generation.task.add_done_callback(forget)
+        generation.task.add_done_callback(lambda _: self._forget(generation))
         return generation
 
     def abandon(self, message_id: ObjectId) -> None:
@@ -116,134 +179,235 @@ class GenerationRunner:
             return
         if not generation.stored.done():
             generation.stored.set_result(False)
-        if message_id not in self._finalizing:
-            generation.task.cancel()
+        generation.request_stop(MessageStatus.INTERRUPTED)
 
     async def stop(
         self, message_id: ObjectId, status: MessageStatus = MessageStatus.STOPPED
     ) -> bool:
-        """Cancel a reply of this process (closing the upstream request) and wait until its
-        final state is stored. False when no such generation runs here."""
+        """End a reply of this process (closing the upstream request) and wait, at most
+        `STOP_TIMEOUT`, until its final state is stored. False when no such reply runs here."""
         generation = self._generations.get(message_id)
         if generation is None:
             return False
-        if message_id not in self._finalizing:
-            self._stop_reasons[message_id] = status
-            generation.task.cancel()
-        await asyncio.wait({generation.task})
+        generation.request_stop(status)
+        await asyncio.wait({generation.finished}, timeout=STOP_TIMEOUT)
         return True
 
     async def stop_owner(self, owner_id: ObjectId) -> None:
-        for reply in self._registry.active_for(owner_id):
-            await self.stop(reply.message_id)
+        replies = self._registry.active_for(owner_id)
+        await asyncio.gather(*(self.stop(reply.message_id) for reply in replies))
 
     async def shutdown(self, grace: float) -> None:
-        """Let in-flight replies finish for `grace` seconds; store the rest as INTERRUPTED."""
-        pending = {generation.task for generation in self._generations.values()}
-        if pending:
-            logger.info("waiting for %d replies to finish", len(pending))
-            await asyncio.wait(pending, timeout=grace)
-        for message_id in list(self._generations):
-            await self.stop(message_id, MessageStatus.INTERRUPTED)
+        """Let in-flight replies (and their hooks) finish for `grace` seconds; store the rest as
+        INTERRUPTED within `SHUTDOWN_MARGIN`; then end whatever still runs (hooks, stalled
+        writes)."""
+        if tasks := self._tasks():
+            logger.info("waiting for %d replies to finish", len(tasks))
+            await asyncio.wait(tasks, timeout=grace)
+        for generation in list(self._generations.values()):
+            generation.request_stop(MessageStatus.INTERRUPTED)
+        if unfinished := self._unfinished():
+            await asyncio.wait(unfinished, timeout=SHUTDOWN_MARGIN)
+        if tasks := self._tasks():
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=1.0)
 
-    async def _run(
-        self, job: GenerationJob, reply: LiveReply[MessageRecord], generation: Generation
-    ) -> None:
-        progress = _Progress(parts=[], ends=[])
-        flush_now = asyncio.Event()
-        flusher = asyncio.create_task(
-            self._flush_periodically(job.message_id, progress, flush_now, generation.stored)
-        )
-        started = time.monotonic()
-        first_token_at: float | None = None
-        completion: Completion | None = None
-        status = MessageStatus.COMPLETE
-        error: dict[str, str] | None = None
-        try:
-            async for event in self._provider.stream(job.request, generation.sent.set):
-                if isinstance(event, TextDelta):
-                    first_token_at = first_token_at or time.monotonic()
-                    progress.add(event.text)
-                    reply.append(event.text)
-                    if progress.unsaved_chars >= self._settings.stream_flush_bytes:
-                        flush_now.set()
-                else:
-                    completion = event
-        except DomainError as exc:
-            status, error = MessageStatus.ERROR, {"code": exc.code, "message": exc.message}
-        except asyncio.CancelledError:
-            status = self._stop_reasons.pop(job.message_id, MessageStatus.INTERRUPTED)
-        except Exception:
-            logger.exception("reply generation failed", extra={"message_id": str(job.message_id)})
-            status = MessageStatus.ERROR
-            error = {"code": "INTERNAL_SERVER_ERROR", "message": "The reply failed."}
-        self._finalizing.add(job.message_id)
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        return {generation.task for generation in self._generations.values()}
+
+    def _unfinished(self) -> set[asyncio.Future[None]]:
+        return {g.finished for g in self._generations.values() if not g.finished.done()}
+
+    def _forget(self, generation: Generation) -> None:
+        """When its task ends, however it ends (even cancelled before it ran)."""
+        generation.sent.set()
+        self._generations.pop(generation.job.message_id, None)
+        self._release(generation, None)
+
+    def _release(self, generation: Generation, final: MessageRecord | None) -> None:
+        """Free the slot and end following: once, before any hook runs."""
+        if generation.finished.done():
+            return
+        self._registry.discard(generation.job.message_id)
+        generation.finished.set_result(None)
+        if final is None:
+            generation.reply.close()
+        else:
+            generation.reply.finish(final)
+
+    async def _run(self, generation: Generation) -> None:
+        progress = _Progress()
+        outcome = _Outcome()
+        wake_saver = asyncio.Event()
+        saver = asyncio.create_task(self._save_while_streaming(generation, progress, wake_saver))
         final: MessageRecord | None = None
         try:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-            if await asyncio.shield(generation.stored):
-                fields = self._final_fields(
-                    progress, status, error, completion, started, first_token_at
-                )
-                await self._messages.finish(job.message_id, fields)
-                final = await self._messages.get(job.owner_id, job.message_id)
+            await self._stream(generation, progress, outcome, wake_saver)
+            generation.phase = Phase.FINISHING
+            wake_saver.set()
+            final = await self._finish(generation, progress, outcome, saver)
+        finally:
+            generation.phase = Phase.FINISHING
+            saver.cancel()
+            self._release(generation, final)
+        if final is not None:
+            await self._run_hooks(final)
+
+    async def _stream(
+        self,
+        generation: Generation,
+        progress: _Progress,
+        outcome: _Outcome,
+        wake_saver: asyncio.Event,
+    ) -> None:
+        if generation.stop_status is not None:  # stopped before it started
+            outcome.status = generation.stop_status
+            return
+        flush_bytes = self._settings.stream_flush_bytes
+        max_chars = self._settings.max_reply_chars
+        deadline = asyncio.timeout(self._settings.max_reply_seconds)
+        generation.phase = Phase.STREAMING
+        try:
+            async with deadline:
+                async for event in self._provider.stream(
+                    generation.job.request, generation.sent.set
+                ):
+                    if isinstance(event, TextDelta):
+                        if progress.length + len(event.text) > max_chars:
+                            outcome.fail(
+                                UpstreamError(f"The reply exceeded {max_chars} characters.")
+                            )
+                            break
+                        outcome.first_token_at = outcome.first_token_at or time.monotonic()
+                        progress.add(event.text)
+                        generation.reply.append(event.text)
+                        if progress.unsaved_chars >= flush_bytes:
+                            wake_saver.set()
+                    else:
+                        outcome.completion = event
+                    if generation.stop_status is not None:  # a stop whose cancel was swallowed
+                        outcome.status = generation.stop_status
+                        break
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            seconds = self._settings.max_reply_seconds
+            outcome.fail(UpstreamTimeout(f"The reply took longer than the {seconds:g} s allowed."))
+        except DomainError as exc:
+            outcome.fail(exc)
+        except asyncio.CancelledError:
+            # A stop request (the only canceller while streaming): consumed here, and only here.
+            outcome.status = generation.stop_status or MessageStatus.INTERRUPTED
         except Exception:
             logger.exception(
-                "could not store a finished reply", extra={"message_id": str(job.message_id)}
+                "reply generation failed", extra={"message_id": str(generation.job.message_id)}
             )
+            outcome.status = MessageStatus.ERROR
+            outcome.error = {"code": "INTERNAL_SERVER_ERROR", "message": "The reply failed."}
         finally:
-            self._finalizing.discard(job.message_id)
-            self._registry.discard(job.message_id)
-        if final is None:
-            reply.close()
+            generation.phase = Phase.FINISHING
+            task = asyncio.current_task()
+            while task is not None and task.cancelling():
+                task.uncancel()
+
+    async def _confirmed(self, generation: Generation) -> bool:
+        """Whether the reply's messages were stored; gives up after `CONFIRM_TIMEOUT`."""
+        if not generation.stored.done():
+            await asyncio.wait({generation.stored}, timeout=CONFIRM_TIMEOUT)
+        if not generation.stored.done():
+            logger.error(
+                "a reply's messages were never confirmed stored",
+                extra={"message_id": str(generation.job.message_id)},
+            )
+            generation.stored.set_result(False)
+        return generation.stored.result()
+
+    async def _finish(
+        self,
+        generation: Generation,
+        progress: _Progress,
+        outcome: _Outcome,
+        saver: asyncio.Task[None],
+    ) -> MessageRecord | None:
+        """The one final write, after the saver's last write (so it cannot land after)."""
+        if not await self._confirmed(generation):
+            return None
+        await asyncio.wait({saver}, timeout=WRITE_TIMEOUT)
+        saver.cancel()  # only a write past its own timeout is left to cut
+        fields = self._final_fields(progress, outcome)
+        job = generation.job
+        for attempt in range(FINAL_WRITE_ATTEMPTS):
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    await self._messages.finish(job.message_id, fields)
+                    return await self._messages.get(job.owner_id, job.message_id)
+            except Exception:
+                if attempt + 1 == FINAL_WRITE_ATTEMPTS:
+                    logger.exception(
+                        "could not store a finished reply",
+                        extra={"message_id": str(job.message_id)},
+                    )
+                    return None
+            await asyncio.sleep(FINAL_WRITE_BACKOFF * 2**attempt)
+        return None  # pragma: no cover - the loop returns
+
+    async def _save_while_streaming(
+        self, generation: Generation, progress: _Progress, wake: asyncio.Event
+    ) -> None:
+        """Save the text so far every interval (or sooner when `wake` is set), until the reply
+        finishes. It ends by itself: it is never cancelled while its writes are sound."""
+        await asyncio.wait({generation.stored})
+        if not generation.stored.result():
             return
-        reply.finish(final)
+        interval = self._settings.stream_flush_interval
+        while True:  # `wake` is set when the reply starts finishing
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await wake.wait()
+            wake.clear()
+            if generation.phase is Phase.FINISHING:
+                return
+            await self._save(generation.job.message_id, progress)
+
+    async def _save(self, message_id: ObjectId, progress: _Progress) -> None:
+        count = len(progress.ends)
+        if count == progress.saved:
+            return
+        progress.unsaved_chars = 0
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._messages.save_progress(
+                    message_id, "".join(progress.parts[:count]), progress.ends[:count]
+                )
+        except Exception:
+            logger.warning(
+                "could not save a reply's progress; the final write will",
+                extra={"message_id": str(message_id)},
+                exc_info=True,
+            )
+            return
+        progress.saved = count
+
+    async def _run_hooks(self, final: MessageRecord) -> None:
         for hook in self.on_finished:
             try:
-                await hook(final)
+                async with asyncio.timeout(HOOK_TIMEOUT):
+                    await hook(final)
             except Exception:
                 logger.exception("a reply-finished hook failed")
 
-    async def _flush_periodically(
-        self,
-        message_id: ObjectId,
-        progress: _Progress,
-        flush_now: asyncio.Event,
-        stored: asyncio.Future[bool],
-    ) -> None:
-        if not await asyncio.shield(stored):
-            return
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flush_now.wait(), self._settings.stream_flush_interval)
-            flush_now.clear()
-            count = len(progress.ends)
-            if count > progress.saved:
-                new_ends = progress.ends[progress.saved : count]
-                progress.unsaved_chars = 0
-                await self._messages.save_progress(
-                    message_id, "".join(progress.parts[:count]), progress.ends[:count], new_ends
-                )
-                progress.saved = count
-
-    def _final_fields(
-        self,
-        progress: _Progress,
-        status: MessageStatus,
-        error: dict[str, str] | None,
-        completion: Completion | None,
-        started: float,
-        first_token_at: float | None,
-    ) -> dict[str, Any]:
+    def _final_fields(self, progress: _Progress, outcome: _Outcome) -> dict[str, Any]:
+        completion = outcome.completion
         usage = completion.usage if completion else None
         finished = time.monotonic()
+        first_token_at = outcome.first_token_at
         return {
-            "status": status.value,
+            "status": outcome.status.value,
             "content": progress.text,
             "seq": len(progress.ends),
             "seq_ends": progress.ends,
-            "error": error,
+            "error": outcome.error,
             "usage": (
                 UsageRecord(usage.prompt_tokens, usage.completion_tokens, usage.cost).to_document()
                 if usage
@@ -253,8 +417,8 @@ class GenerationRunner:
             "generation_id": completion.generation_id if completion else None,
             "timings": {
                 "time_to_first_token_ms": (
-                    round((first_token_at - started) * 1000, 1) if first_token_at else None
+                    round((first_token_at - outcome.started) * 1000, 1) if first_token_at else None
                 ),
-                "total_ms": round((finished - started) * 1000, 1),
+                "total_ms": round((finished - outcome.started) * 1000, 1),
             },
         }

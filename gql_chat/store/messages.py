@@ -303,20 +303,19 @@ class MessageStore:
             async for d in cursor
         ]
 
-    async def save_progress(
-        self, message_id: ObjectId, content: str, seq_ends: list[int], new_ends: list[int]
-    ) -> None:
-        """Persist the text so far; only while the reply is still unfinished."""
+    async def save_progress(self, message_id: ObjectId, content: str, seq_ends: list[int]) -> None:
+        """Persist the text so far; only while the reply is still unfinished. Idempotent (the
+        whole state, not an append), so a write that timed out yet landed can be repeated."""
         await self._messages.update_one(
             {"_id": message_id, "status": {"$in": UNFINISHED}},
             {
                 "$set": {
                     "content": content,
                     "seq": len(seq_ends),
+                    "seq_ends": seq_ends,
                     "status": MessageStatus.STREAMING.value,
                     "updated_at": utc_now(),
                 },
-                "$push": {"seq_ends": {"$each": new_ends}},
             },
         )
 

@@ -2,7 +2,8 @@
 
 Each request to `/api/v1/chat/completions` takes the next scripted `Reply` (or the default one):
 tokens with delays, `: OPENROUTER PROCESSING` comments, HTTP errors with `Retry-After`, a
-mid-stream error event, a hang, malformed data, and a final usage chunk with a cost."""
+mid-stream error event, a hang, malformed data, a dropped connection, and a final usage chunk
+with a cost."""
 
 from __future__ import annotations
 
@@ -43,11 +44,17 @@ class Reply:
     error_after: int | None = None  # a mid-stream error event after this many tokens
     hang_after: int | None = None  # go silent (connection open) after this many tokens
     malformed_after: int | None = None  # a non-JSON data line after this many tokens
+    drop_after: int | None = None  # cut the connection mid-body after this many tokens
+    gaps: list[float] | None = None  # the pause before each token (overrides token_delay)
     linger_after_done: float = 0.0  # keep the body open this long after [DONE]
     usage: dict[str, Any] | None = field(
         default_factory=lambda: {"prompt_tokens": 12, "completion_tokens": 4, "cost": 0.00042}
     )
     generation_id: str = "gen-fake-1"
+
+
+class ConnectionDropped(Exception):
+    """Raised in a streaming body: uvicorn then closes the connection without ending it."""
 
 
 @dataclass
@@ -60,6 +67,7 @@ class RecordedRequest:
 class FakeOpenRouter:
     def __init__(self) -> None:
         self.script: list[Reply] = []
+        self.by_prompt: dict[str, Reply] = {}  # the reply to a request whose last message is this
         self.default = Reply()
         self.requests: list[RecordedRequest] = []
         self.model_requests = 0
@@ -113,7 +121,10 @@ class FakeOpenRouter:
                 client_port=request.client.port if request.client else None,
             )
         )
-        reply = self.script.pop(0) if self.script else self.default
+        last = body["messages"][-1]["content"] if body.get("messages") else None
+        reply = self.by_prompt.get(last) if isinstance(last, str) else None
+        if reply is None:
+            reply = self.script.pop(0) if self.script else self.default
         if reply.first_delay:
             await asyncio.sleep(reply.first_delay)
         if reply.status != 200:
@@ -150,8 +161,11 @@ class FakeOpenRouter:
                 if reply.malformed_after == index:
                     yield "data: {not json\n\n"
                     return
-                if index and reply.token_delay:
-                    await asyncio.sleep(reply.token_delay)
+                if reply.drop_after == index:
+                    raise ConnectionDropped
+                gap = reply.gaps[index] if reply.gaps is not None else reply.token_delay
+                if index and gap:
+                    await asyncio.sleep(gap)
                 yield _data(_chunk(reply.generation_id, model, {"content": token}, None))
             yield _data(_chunk(reply.generation_id, model, {}, "stop"))
             if reply.usage is not None:
