@@ -65,6 +65,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             max_tokens=settings.max_tokens,
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
+            max_fragment_spreads=settings.max_fragment_spreads,
             forbid_introspection=not settings.introspection_enabled,
         ),
     ]

@@ -19,6 +19,7 @@ async def test_depth_limit(gql: GraphQLClient) -> None:
     result = await gql.execute(NESTED_FOLDERS)
     assert result.data is None
     assert "exceeds maximum operation depth" in result.errors[0]["message"]
+    assert result.error_codes == ["GRAPHQL_VALIDATION_FAILED"]
     within = "{ folders { " + "parent { " * 10 + "id" + " }" * 10 + " } }"
     assert "depth" not in str((await gql.execute(within)).errors)
 
@@ -28,6 +29,7 @@ async def test_alias_limit_and_token_limit(gql: GraphQLClient) -> None:
     result = await gql.execute(aliases)
     assert result.data is None
     assert "aliases" in result.errors[0]["message"]
+    assert result.error_codes == ["GRAPHQL_VALIDATION_FAILED"]
     fine = "{ " + " ".join(f"a{i}: __typename" for i in range(30)) + " }"
     assert (await gql.execute(fine)).data["a29"] == "Query"
 
@@ -35,6 +37,26 @@ async def test_alias_limit_and_token_limit(gql: GraphQLClient) -> None:
     result = await gql.execute(tokens)
     assert result.data is None
     assert "token" in result.errors[0]["message"].lower()
+
+
+async def test_fragment_spread_limit_is_a_setting(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GQL_CHAT_MAX_FRAGMENT_SPREADS", "7")
+    assert Settings().max_fragment_spreads == 7
+    assert Settings.model_construct().max_fragment_spreads == 100
+
+    two = settings_factory(max_fragment_spreads=2)
+    fragment = " fragment A on User { id }"
+    over = await run_with(two, {"query": "{ me { ...A ... on User { ...A ...A } } }" + fragment})
+    assert over.json()["errors"] == [
+        {
+            "message": "3 fragment spreads after expanding fragments. Allowed: 2",
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+        }
+    ]
+    within = await run_with(two, {"query": "{ me { ...A ...A } }" + fragment})
+    assert within.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 async def run_with(settings: Settings, body: dict[str, object], **headers: str) -> httpx.Response:
