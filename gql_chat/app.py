@@ -19,6 +19,7 @@ from gql_chat.api.schema import build_schema
 from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
+from gql_chat.logs import hide_driver_documents
 from gql_chat.services.container import build_services
 from gql_chat.store.database import open_database
 from gql_chat.web.middleware import (
@@ -57,6 +58,7 @@ def create_app(
 ) -> Starlette:
     """`embedded_client` shares one in-memory store between app instances (restart tests)."""
     settings = settings or Settings()
+    hide_driver_documents()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,11 +74,14 @@ def create_app(
                 )
             services = build_services(settings, database, http_client)
             app.state.services = services
+            app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             freeze_startup_objects()
             logger.info("gql_chat ready", extra={"embedded_store": database.embedded})
             try:
                 yield
             finally:
+                # `gql-chat serve` has done this before uvicorn closed the websockets (see
+                # `DrainingServer`); then it is a no-op. Other servers get it here.
                 await services.runner.shutdown(settings.shutdown_grace)
         finally:
             await http_client.aclose()

@@ -5,14 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
+from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from pydantic import ValidationError
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gql_chat.config import Settings, describe_settings_error
 from gql_chat.errors import DomainError
 from gql_chat.logs import configure_logging
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+logger = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app cannot start
+INTERRUPTED = 130
+CLOSE_ANSWER_WAIT = 1.0
+"""Seconds, at shutdown, for clients to answer the websockets' 1001 close before uvicorn drops
+the connections."""
 
 
 def load_settings() -> Settings:
@@ -29,34 +45,118 @@ WEBSOCKETS = "websockets-sansio"
 deprecated), which under 50 streamed replies left half the cyclic garbage per connection."""
 
 
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `gql-chat serve` runs uvicorn; the tests' live server runs it the same way."""
+    return {
+        "ws": WEBSOCKETS,
+        "ws_per_message_deflate": False,
+        # uvicorn's default is 16 MiB, read before anyone signs in: a websocket message may be
+        # as large as a request body and no larger (a larger one closes the socket with 1009).
+        "ws_max_size": settings.max_body_bytes,
+        "access_log": False,  # RequestContextMiddleware logs requests, without query strings
+        "proxy_headers": False,  # the app believes X-Forwarded-For from trusted proxies only
+    }
 
+
+async def drain(app: Starlette) -> None:
+    """Let in-flight replies finish (their followers get every event and `done`), then close
+    the websockets with 1001 Going Away."""
+    services = getattr(app.state, "services", None)
+    if services is None:  # the lifespan never started
+        return
+    await services.runner.shutdown(services.settings.shutdown_grace)
+    websockets = getattr(app.state, "websockets", None)
+    if websockets is not None:
+        await websockets.going_away()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with the app's shutdown order. uvicorn first cuts every websocket
+    with 1012 and only then runs the lifespan's shutdown, whose grace period lets replies
+    finish: their followers lost the end. Here the server stops accepting connections, drains
+    the app (`drain`), gives clients a moment to answer the 1001 close, and then lets uvicorn
+    close what is left; the lifespan's own call of the runner's shutdown is then a no-op.
+    A second Ctrl+C (uvicorn's force exit) stops waiting."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        draining = asyncio.create_task(drain(self.app))
+        while not draining.done() and not self.force_exit:
+            await asyncio.wait({draining}, timeout=0.1)
+        draining.cancel()
+        outcome = (await asyncio.gather(draining, return_exceptions=True))[0]
+        if isinstance(outcome, Exception):
+            logger.error("draining the app at shutdown failed", exc_info=outcome)
+        await self._wait_for_close_answers()
+        await super().shutdown(sockets)
+
+    async def _wait_for_close_answers(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_ANSWER_WAIT
+        while not self.force_exit and loop.time() < deadline:
+            if not any(
+                isinstance(connection, WebSocketsSansIOProtocol) and connection.close_sent
+                for connection in self.server_state.connections
+            ):
+                return
+            await asyncio.sleep(0.02)
+
+
+def database_problem(settings: Settings) -> str | None:
+    """One line saying why MongoDB cannot be used, or None when it answers a ping."""
+    from gql_chat.store.database import DatabaseUnavailable, open_database
+
+    async def check() -> None:
+        database = open_database(settings)
+        try:
+            await database.check()
+        finally:
+            await database.close()
+
+    try:
+        asyncio.run(check())
+    except DatabaseUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings)
+    if settings.mongodb_url is not None:
+        try:
+            problem = database_problem(settings)
+        except KeyboardInterrupt:
+            return INTERRUPTED
+        if problem is not None:
+            print(f"gql-chat: {problem}", file=sys.stderr)
+            return 1
     if args.reload:
+        # Development only: uvicorn's reloader runs its own server, without `DrainingServer`.
         uvicorn.run(
             "gql_chat.app:create_app",
             factory=True,
             host=args.host,
             port=args.port,
             reload=True,
-            ws=WEBSOCKETS,
+            **uvicorn_options(settings),
         )
         return 0
     from gql_chat.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,  # RequestContextMiddleware logs requests, without query strings
-        proxy_headers=False,
-        ws=WEBSOCKETS,
-        ws_per_message_deflate=False,
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, **uvicorn_options(settings)
     )
-    return 0
+    server = DrainingServer(config, app)
+    with suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def export_schema(args: argparse.Namespace) -> int:
@@ -81,10 +181,15 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
     from gql_chat.services.passwords import PasswordService
     from gql_chat.services.rate_limits import RateLimits
     from gql_chat.services.tokens import TokenService
-    from gql_chat.store.database import open_database
+    from gql_chat.store.database import DatabaseUnavailable, open_database
 
-    database = open_database(settings)
     try:
+        database = open_database(settings)
+    except DatabaseUnavailable as exc:
+        print(f"gql-chat: {exc}", file=sys.stderr)
+        return 1
+    try:
+        await database.check()
         await database.create_indexes()
         accounts = AccountService(
             database,
@@ -95,6 +200,9 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
         user, created = await accounts.create_admin(email, password)
     except DomainError as exc:
         print(f"gql-chat: {exc.message}", file=sys.stderr)
+        return 1
+    except DatabaseUnavailable as exc:
+        print(f"gql-chat: {exc}", file=sys.stderr)
         return 1
     finally:
         await database.close()

@@ -68,6 +68,44 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+DRIVER_LOGGERS = (
+    "pymongo.command",
+    "pymongo.connection",
+    "pymongo.serverSelection",
+    "pymongo.client",
+    "pymongo.topology",
+)
+DRIVER_DOCUMENT_FIELDS = ("command", "reply", "failure")
+
+
+class DriverDocumentFilter(logging.Filter):
+    """PyMongo's structured logs carry whole documents at DEBUG (message text, password hashes,
+    token digests) and server errors that quote them (a duplicate key names the email). Keep
+    each event, its command name, timing and server, and drop the documents. A record whose
+    shape this does not know is dropped whole: fail closed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if isinstance(message, str):
+            return True
+        fields = getattr(message, "_kwargs", None)  # pymongo.logger.LogMessage
+        if not isinstance(fields, dict):
+            return False
+        for name in DRIVER_DOCUMENT_FIELDS:
+            if fields.get(name) is not None:
+                fields[name] = "(omitted)"
+        return True
+
+
+def hide_driver_documents() -> None:
+    """Idempotent; installed on the loggers themselves, so every handler (and pytest's) is
+    covered, whatever the level."""
+    for name in DRIVER_LOGGERS:
+        driver_logger = logging.getLogger(name)
+        if not any(isinstance(f, DriverDocumentFilter) for f in driver_logger.filters):
+            driver_logger.addFilter(DriverDocumentFilter())
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())

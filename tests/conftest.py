@@ -20,7 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
-from gql_chat.cli import WEBSOCKETS
+from gql_chat.cli import DrainingServer, uvicorn_options
 from gql_chat.config import Settings
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.support import GraphQLClient, SignedIn, sign_up
@@ -77,6 +77,24 @@ async def _drop_database(settings: Settings) -> None:
         await client.close()
 
 
+async def stored_documents(
+    settings: Settings, embedded: Any, collection: str, query: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Documents read straight from the database, after an app has shut down and closed its
+    client (`embedded`: the in-memory client it ran on, when no MongoDB URL is set)."""
+    if settings.mongodb_url is None:
+        return [doc async for doc in embedded[settings.mongodb_db][collection].find(query)]
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb_url.get_secret_value()
+    )
+    try:
+        return await client[settings.mongodb_db][collection].find(query).to_list(None)
+    finally:
+        await client.close()
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
     application = create_app(settings)
@@ -118,9 +136,11 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A real uvicorn server on 127.0.0.1 running the app, in this test's event loop."""
+    """A real uvicorn server on 127.0.0.1 running the app, in this test's event loop, as
+    `gql-chat serve` runs it (its uvicorn options and its shutdown). `settings` are the app's
+    (uvicorn's websocket message limit follows them); the defaults when not given."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, settings: Settings | None = None) -> None:
         self.app = app
         self.port = free_port()
         config = uvicorn.Config(
@@ -129,11 +149,9 @@ class LiveServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
-            ws=WEBSOCKETS,
-            ws_per_message_deflate=False,
-            access_log=False,  # as `gql-chat serve` runs it
+            **uvicorn_options(settings or Settings.model_construct()),
         )
-        self.server = uvicorn.Server(config)
+        self.server: uvicorn.Server = DrainingServer(config, app)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -162,7 +180,7 @@ class LiveServer:
 
 @pytest.fixture
 async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
-    server = LiveServer(create_app(settings))
+    server = LiveServer(create_app(settings), settings)
     await server.start()
     try:
         yield server

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo_async_mock import AsyncMongoMockClient
+from starlette.applications import Starlette
 
 from gql_chat import cli
 from gql_chat.store.database import open_database
@@ -47,17 +50,72 @@ def test_invalid_settings_stop_with_one_line(
 
 
 def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GQL_CHAT_MAX_BODY_BYTES", "65536")
+    servers: list[cli.DrainingServer] = []
+
+    def run(server: cli.DrainingServer, sockets: Any = None) -> None:
+        servers.append(server)
+        server.started = True
+
+    monkeypatch.setattr(cli.DrainingServer, "run", run)
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9001"]) == 0
+    config = servers[0].config
+    assert isinstance(servers[0].app, Starlette)
+    assert config.app is servers[0].app
+    assert (config.host, config.port) == ("0.0.0.0", 9001)
+    assert config.ws == "websockets-sansio"
+    assert config.ws_per_message_deflate is False
+    assert config.ws_max_size == 65536  # the body limit, not uvicorn's 16 MiB
+    assert config.proxy_headers is False
+    assert config.access_log is False
+
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
-    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9001"]) == 0
-    assert calls[0]["host"] == "0.0.0.0"
-    assert calls[0]["port"] == 9001
-    assert calls[0]["ws_per_message_deflate"] is False
-    assert calls[0]["ws"] == "websockets-sansio"
     assert cli.main(["serve", "--reload"]) == 0
-    assert calls[1]["app"] == "gql_chat.app:create_app"
-    assert calls[1]["reload"] is True
-    assert calls[1]["ws"] == "websockets-sansio"
+    assert calls[0]["app"] == "gql_chat.app:create_app"
+    assert calls[0]["reload"] is True
+    assert calls[0]["ws"] == "websockets-sansio"
+    assert calls[0]["ws_max_size"] == 65536
+
+
+def test_serve_stops_with_one_line_when_mongodb_is_unreachable() -> None:
+    """A real start in production mode: no traceback, no driver message, no credentials."""
+    password = "pw-never-printed"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GQL_CHAT_")},
+        "GQL_CHAT_ENV": "production",
+        "GQL_CHAT_JWT_SECRET": "x" * 40,
+        "GQL_CHAT_MONGODB_URL": (
+            f"mongodb://admin:{password}@127.0.0.1:1/?serverSelectionTimeoutMS=300"
+        ),
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "gql_chat", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "gql-chat: cannot reach MongoDB at 127.0.0.1:1"
+    assert result.stdout == ""
+    assert time.monotonic() - started < 30
+
+
+def test_create_admin_stops_with_one_line_when_mongodb_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "GQL_CHAT_MONGODB_URL", "mongodb://u:secret@127.0.0.1:1/?serverSelectionTimeoutMS=200"
+    )
+    assert run_create_admin(monkeypatch, "root@example.com", "a strong password") == 1
+    assert capsys.readouterr().err.strip() == "gql-chat: cannot reach MongoDB at 127.0.0.1:1"
+    monkeypatch.setenv("GQL_CHAT_MONGODB_URL", "mongodb://u:secret@host:port/")
+    assert run_create_admin(monkeypatch, "root@example.com", "a strong password") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gql-chat: GQL_CHAT_MONGODB_URL is not a valid MongoDB URL")
+    assert "secret" not in err
 
 
 @pytest.fixture

@@ -101,3 +101,42 @@ def test_formats(
     record = logging.LogRecord("x", logging.ERROR, "", 0, "boom", (), None)
     record.request_id = "r"
     assert TextFormatter().format(record).endswith("[r] boom")
+
+
+def test_driver_logs_keep_the_event_and_drop_the_documents(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PyMongo's command log carries whole documents at DEBUG; ours keeps the event only."""
+    from pymongo.logger import LogMessage
+
+    from gql_chat.logs import hide_driver_documents
+
+    hide_driver_documents()
+    hide_driver_documents()  # idempotent
+    caplog.set_level(logging.DEBUG)
+    driver = logging.getLogger("pymongo.command")
+    driver.debug(
+        LogMessage(
+            message="Command started",
+            commandName="insert",
+            databaseName="gql_chat",
+            command={"insert": "messages", "documents": [{"content": SECRET_TEXT}]},
+            requestId=7,
+        )
+    )
+    driver.debug(
+        LogMessage(
+            message="Command failed",
+            commandName="insert",
+            failure={"code": 11000, "errmsg": f"E11000 dup key: {{ email: '{SECRET_TEXT}' }}"},
+            isServerSideError=True,
+        )
+    )
+    driver.debug(object())  # a shape we do not know is dropped, not printed
+    logged = [record.getMessage() for record in caplog.records if record.name == "pymongo.command"]
+    assert len(logged) == 2
+    assert all(SECRET_TEXT not in line for line in logged)
+    assert '"commandName": "insert"' in logged[0]
+    assert '"requestId": 7' in logged[0]
+    assert "(omitted)" in logged[0]
+    assert "(omitted)" in logged[1]

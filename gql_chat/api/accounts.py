@@ -139,11 +139,13 @@ class AccountMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_profile(self, info: strawberry.Info, input: UpdateProfileInput) -> UserType:
         user = await info.context.require_user()
-        if input.default_llm_config_id is not None:
-            await info.context.services.presets.set_default(
-                user.id, input.default_llm_config_id.value
-            )
-        updated = await info.context.services.accounts.update_profile(user, input.display_name)
+        services = info.context.services
+        preset = input.default_llm_config_id
+        if preset is not None and preset.value is not None:
+            await services.presets.get(user.id, preset.value)  # NOT_FOUND before any write
+        updated = await services.accounts.update_profile(user, input.display_name)
+        if preset is not None:
+            await services.presets.set_default(user.id, preset.value)
         return UserType.from_record(updated)
 
     @strawberry.mutation(

@@ -1,4 +1,5 @@
-"""GraphQL over HTTP rules applied before execution: content negotiation and CSRF prevention."""
+"""GraphQL over HTTP rules applied before execution: content negotiation, the request content
+type, and CSRF prevention."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from starlette.requests import Request
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 HTML = "text/html"
+MULTIPART = "multipart/form-data"
+UNSUPPORTED_MEDIA_TYPE_MESSAGE = (
+    "Unsupported Media Type: send the GraphQL request as 'Content-Type: application/json' "
+    "(optionally with 'charset=utf-8')."
+)
 
 # Apollo Server's CSRF rule: browsers send these content types (or none) without a CORS
 # preflight, so such requests must prove they are not cross-site with a header that forces one.
-SIMPLE_CONTENT_TYPES = frozenset(
-    {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
-)
+SIMPLE_CONTENT_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", MULTIPART})
 PREFLIGHT_HEADERS = ("x-apollo-operation-name", "apollo-require-preflight")
 CSRF_MESSAGE = (
     "This operation has been blocked as a potential Cross-Site Request Forgery (CSRF). Send a "
@@ -42,6 +46,31 @@ def _media_ranges(accept: str) -> list[tuple[str, float]]:
 def media_type(content_type: str | None) -> str:
     """A `Content-Type` header's media type, lower-cased, without parameters ("" if absent)."""
     return (content_type or "").partition(";")[0].strip().lower()
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """`application/json` (any case), with at most a `charset=utf-8` parameter (any case,
+    optionally quoted): the only body we decode as JSON. RFC 9110 syntax: whitespace around `;`,
+    none around `=`. Anything else (`application/jsonx`, `charset=utf-7`) is not JSON to us."""
+    if content_type is None:
+        return False
+    media, *parameters = content_type.split(";")
+    if media.strip().lower() != JSON:
+        return False
+    charsets = 0
+    for parameter in (p.strip() for p in parameters):
+        if not parameter:
+            continue  # RFC 9110 allows empty parameters ("application/json;")
+        name, _, value = parameter.partition("=")
+        if name.lower() != "charset" or value.lower() not in ("utf-8", '"utf-8"'):
+            return False
+        charsets += 1
+    return charsets <= 1
+
+
+def is_supported_post(content_type: str | None) -> bool:
+    """JSON, or multipart (which Strawberry's own parser answers as before)."""
+    return is_json_content_type(content_type) or media_type(content_type) == MULTIPART
 
 
 def negotiate(accept: str | None) -> str | None:

@@ -1,5 +1,6 @@
 """The Strawberry ASGI view: context, websocket authentication, and GraphQL-over-HTTP rules
-(content negotiation with `application/graphql-response+json`, 406, CSRF prevention)."""
+(content negotiation with `application/graphql-response+json`, 406, CSRF prevention, 415 for a
+body that is neither JSON nor multipart)."""
 
 from __future__ import annotations
 
@@ -19,20 +20,25 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from gql_chat.api.client_ip import client_ip
 from gql_chat.api.context import Context
 from gql_chat.api.graphiql import render_graphiql
 from gql_chat.api.http_rules import (
     CSRF_MESSAGE,
     GRAPHQL_RESPONSE_JSON,
-    JSON,
+    UNSUPPORTED_MEDIA_TYPE_MESSAGE,
     accepts_html,
     is_csrf_suspect,
-    media_type,
+    is_json_content_type,
+    is_supported_post,
     negotiate,
 )
+from gql_chat.api.websockets import OpenWebsockets, TransportWsHandler
 from gql_chat.config import Settings
 from gql_chat.errors import DomainError
 from gql_chat.services.container import Services
+
+TOO_MANY_WEBSOCKETS = "Too many open websockets from this address."
 
 
 def is_request_error(result: ExecutionResult) -> bool:
@@ -49,6 +55,8 @@ def _not_a(entry: str, expected: str) -> str:
 
 
 class GraphQLView(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = TransportWsHandler
+
     def __init__(self, schema: Any, settings: Settings) -> None:
         protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL]
         if settings.enable_legacy_graphql_ws:
@@ -62,13 +70,15 @@ class GraphQLView(GraphQL[Context, None]):
             max_subscriptions_per_connection=settings.max_ws_operations,
         )
         self._graphiql_assets_url = settings.graphiql_assets_url
+        self._trusted_proxies = settings.trusted_proxies
+        self.websockets = OpenWebsockets(settings.max_websockets_per_ip)
 
     async def run(  # type: ignore[override]
         self, request: Request | WebSocket, context: Any = None, root_value: Any = None
     ) -> Response | WebSocket:
         """Context and root value always come from `get_context`; the arguments are unused."""
         if isinstance(request, WebSocket):
-            return await super().run(request)
+            return await self.run_websocket(request)
         media = negotiate(request.headers.get("accept"))
         if media is None and not (request.method == "GET" and accepts_html(request)):
             return PlainTextResponse(
@@ -77,6 +87,8 @@ class GraphQLView(GraphQL[Context, None]):
             )
         if is_csrf_suspect(request):
             return PlainTextResponse(CSRF_MESSAGE, status_code=400)
+        if request.method == "POST" and not is_supported_post(request.headers.get("content-type")):
+            return PlainTextResponse(UNSUPPORTED_MEDIA_TYPE_MESSAGE, status_code=415)
         request.state.media_type = media
         response = await super().run(request)
         if media == GRAPHQL_RESPONSE_JSON and response.media_type != "text/html":
@@ -84,6 +96,18 @@ class GraphQLView(GraphQL[Context, None]):
             if getattr(request.state, "request_error", False):
                 response.status_code = 400
         return response
+
+    async def run_websocket(self, websocket: WebSocket) -> WebSocket:
+        """At most `max_websockets_per_ip` open websockets per client IP: beyond that the
+        handshake is refused with HTTP 429. A socket stops counting when its handler returns,
+        however the socket ended."""
+        ip = client_ip(websocket, self._trusted_proxies)
+        if not self.websockets.admit(ip):
+            return await refuse_handshake(websocket, 429, TOO_MANY_WEBSOCKETS)
+        try:
+            return await super().run(websocket)
+        finally:
+            self.websockets.release(ip)
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """A mutation over GET is 405 Method Not Allowed (GraphQL over HTTP), not 400."""
@@ -101,7 +125,7 @@ class GraphQLView(GraphQL[Context, None]):
         the content type with `email.message` and scans for streaming transports we never
         enable, about 5 % of a `me` request. Strawberry's checks and messages, plus one for
         `operationName`."""
-        if request.method != "POST" or media_type(request.content_type) != JSON:
+        if request.method != "POST" or not is_json_content_type(request.content_type):
             return await super().parse_http_body(request)
         data = self.parse_json(await request.get_body())
         if isinstance(data, list):
@@ -154,9 +178,23 @@ class GraphQLView(GraphQL[Context, None]):
         return Context(services=services, request=request, response=response)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """A bad or stale token refuses the connection (graphql-transport-ws closes with 4403)."""
+        """A missing, bad or stale token refuses the connection (graphql-transport-ws closes
+        with 4403): every subscription needs a user, so an anonymous socket could only sit
+        there holding memory."""
         try:
             await context.authenticate_connection()
         except DomainError as exc:
             raise ConnectionRejectionError() from exc
+        if await context.principal() is None:
+            raise ConnectionRejectionError()
         return await super().on_ws_connect(context)
+
+
+async def refuse_handshake(websocket: WebSocket, status: int, message: str) -> WebSocket:
+    """Answer the upgrade request with an HTTP error (ASGI's websocket denial response; a
+    server without it answers 403)."""
+    if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
+        await websocket.send_denial_response(PlainTextResponse(message, status_code=status))
+    else:
+        await websocket.close(code=1008)
+    return websocket

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from bson import ObjectId
 
 from gql_chat.errors import BadUserInput, Forbidden, NotFound
+from gql_chat.services.validation import check_search
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
 from gql_chat.store.pagination import Page, page_size
@@ -29,7 +30,7 @@ class AdminService:
         self, admin: UserRecord, first: int | None, after: str | None, search: str | None
     ) -> Page[UserRecord]:
         require_admin(admin)
-        return await self._db.users.list_page(page_size(first), after, search)
+        return await self._db.users.list_page(page_size(first), after, check_search(search))
 
     async def set_disabled(self, admin: UserRecord, user_id: str, disabled: bool) -> UserRecord:
         """Disabling also ends every login of the user; their next request is refused."""

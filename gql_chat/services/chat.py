@@ -28,6 +28,7 @@ from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.threads import newest_leaf_under, path_to
 from gql_chat.services.titles import title_from
+from gql_chat.services.validation import check_prose, check_text, forbidden_character
 from gql_chat.store.clock import utc_now
 from gql_chat.store.conversations import ConversationRecord
 from gql_chat.store.database import Database
@@ -113,6 +114,10 @@ class ChatService:
                 raise BadUserInput(
                     "clientMessageId",
                     f"clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters.",
+                )
+            if forbidden_character(client_message_id) is not None:
+                raise BadUserInput(
+                    "clientMessageId", "clientMessageId must not contain control characters."
                 )
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
             if existing is not None:
@@ -281,6 +286,7 @@ class ChatService:
         limit = self._settings.max_message_chars
         if not content.strip() or len(content) > limit:
             raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
+        check_prose(content, "content", "A message")
 
     async def _check_capacity(self, owner_id: ObjectId) -> None:
         """Replies started per minute, and replies in flight at once."""
@@ -306,9 +312,9 @@ class ChatService:
             preset = await self._db.llm_configs.get(owner_id, conversation.llm_config_id)
         if preset is None and llm_config_id is None:
             preset = await self._presets.default_for(owner_id)
-        if model_override is not None and not 1 <= len(model_override.strip()) <= 200:
-            raise BadUserInput("model", "model must be 1 to 200 characters.")
-        model = (model_override or "").strip() or (preset.model if preset else None)
+        if model_override is not None:
+            model_override = check_text(model_override, "model", 1, 200, "model")
+        model = model_override or (preset.model if preset else None)
         if self._settings.uses_offline_model:
             model = OFFLINE_MODEL_ID
         return ResolvedModel(model=model or self._settings.default_model, preset=preset)

@@ -9,7 +9,7 @@ from bson import ObjectId
 from gql_chat.errors import NotFound
 from gql_chat.services.folders import FolderService
 from gql_chat.services.llm_configs import LlmConfigService
-from gql_chat.services.validation import check_text
+from gql_chat.services.validation import check_search, check_text
 from gql_chat.store.conversations import ConversationFilter, ConversationRecord
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
@@ -132,8 +132,8 @@ class ConversationService:
         search: str | None = None,
     ) -> Page[ConversationRecord]:
         size = page_size(first)
+        text = check_search(search)
         folder = await self._folders.get(owner_id, folder_id) if folder_id is not None else None
-        text = search.strip() if search else None
         matching: tuple[ObjectId, ...] = ()
         if text:
             matching = tuple(await self._db.messages.conversations_matching(owner_id, text))
@@ -141,7 +141,7 @@ class ConversationService:
             folder_id=folder.id if folder else None,
             pinned=pinned,
             archived=archived,
-            search=text or None,
+            search=text,
             matching_ids=matching,
         )
         return await self._conversations.list_page(owner_id, where, size, after)

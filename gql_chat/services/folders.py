@@ -56,15 +56,15 @@ class FolderService:
         parent_id: str | None = None,
         position: int | None = None,
     ) -> FolderRecord:
-        """`move` distinguishes "parentId: null" (to the top level) from an omitted parentId."""
+        """`move` distinguishes "parentId: null" (to the top level) from an omitted parentId.
+        Every input is checked before the first write: a refused update changes nothing."""
+        clean_name = None if name is None else check_text(name, "name", *NAME_LENGTH, "Folder name")
         folder = await self.get(owner_id, folder_id)
-        if name is not None:
-            await self._folders.update(
-                owner_id, folder.id, name=check_text(name, "name", *NAME_LENGTH, "Folder name")
-            )
         new_parent = folder.parent_id
         if move:
             new_parent = await self._check_move(owner_id, folder, parent_id)
+        if clean_name is not None:
+            await self._folders.update(owner_id, folder.id, name=clean_name)
         if new_parent != folder.parent_id:
             await self._folders.update(owner_id, folder.id, parent_id=new_parent)
             await self._renumber(owner_id, folder.parent_id)

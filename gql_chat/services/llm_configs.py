@@ -9,7 +9,7 @@ from typing import Any
 from bson import ObjectId
 
 from gql_chat.errors import BadUserInput, NotFound
-from gql_chat.services.validation import check_text
+from gql_chat.services.validation import check_prose, check_text
 from gql_chat.store.database import Database
 from gql_chat.store.ids import parse_object_id
 from gql_chat.store.llm_configs import LlmConfigRecord
@@ -50,6 +50,8 @@ def validate_preset_fields(raw: dict[str, Any]) -> dict[str, Any]:
             raise BadUserInput(
                 "systemPrompt", f"systemPrompt must be at most {MAX_SYSTEM_PROMPT} characters."
             )
+        if prompt is not None:
+            check_prose(prompt, "systemPrompt", "systemPrompt")
         fields["system_prompt"] = prompt
     if "temperature" in raw:
         value = raw["temperature"]

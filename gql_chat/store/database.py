@@ -9,6 +9,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure, PyMongoError
 
 from gql_chat.config import Settings
 from gql_chat.store.conversations import ConversationStore
@@ -20,6 +21,13 @@ from gql_chat.store.refresh_tokens import RefreshTokenStore
 from gql_chat.store.users import UserStore
 
 logger = logging.getLogger(__name__)
+
+AUTHENTICATION_FAILED = 18
+
+
+class DatabaseUnavailable(Exception):
+    """MongoDB cannot be used. The message is one line that names the hosts; it never carries
+    the URL (credentials) or the driver's own message."""
 
 
 @dataclass
@@ -80,6 +88,32 @@ class Database:
             return False
         return True
 
+    async def check(self) -> None:
+        """Start-up check: one ping, within the URL's `serverSelectionTimeoutMS` (PyMongo's
+        default: 30 s). Raises `DatabaseUnavailable`."""
+        try:
+            await self.db.command("ping")
+        except OperationFailure as exc:
+            if exc.code == AUTHENTICATION_FAILED:
+                raise DatabaseUnavailable(
+                    f"MongoDB at {self.hosts()} refused the credentials in GQL_CHAT_MONGODB_URL"
+                ) from None
+            raise DatabaseUnavailable(
+                f"MongoDB at {self.hosts()} refused the start-up ping (error code {exc.code})"
+            ) from None
+        except PyMongoError:
+            raise DatabaseUnavailable(f"cannot reach MongoDB at {self.hosts()}") from None
+
+    def hosts(self) -> str:
+        """The servers the client knows of, as `host:port` (no credentials)."""
+        if self.embedded:
+            return "the embedded store"
+        addresses = [
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            for host, port in self.client.topology_description.server_descriptions()
+        ]
+        return ", ".join(addresses) or "the configured hosts"
+
     async def close(self) -> None:
         if not self.embedded:
             await self.client.close()
@@ -90,9 +124,15 @@ def open_database(settings: Settings, embedded_client: Any | None = None) -> Dat
 
     `embedded_client` lets two app instances share one in-memory store."""
     if settings.mongodb_url is not None:
-        client: Any = AsyncMongoClient(
-            settings.mongodb_url.get_secret_value(), tz_aware=True, appname="gql_chat"
-        )
+        try:
+            client: Any = AsyncMongoClient(
+                settings.mongodb_url.get_secret_value(), tz_aware=True, appname="gql_chat"
+            )
+        except (PyMongoError, ValueError):  # the driver's message may quote the URL
+            raise DatabaseUnavailable(
+                "GQL_CHAT_MONGODB_URL is not a valid MongoDB URL (mongodb://[user:password@]"
+                "host[:port]/..., with special characters in the user and password escaped)"
+            ) from None
         return Database.over(client, settings.mongodb_db, embedded=False)
     logger.warning(
         "GQL_CHAT_MONGODB_URL is not set: using the embedded in-memory store; data is not kept "

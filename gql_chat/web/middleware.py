@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_chat.logs import request_id_var
@@ -54,18 +56,24 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http" and logger.isEnabledFor(logging.INFO):
-                logger.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+                extra = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+                client_error = scope.get(CLIENT_ERROR_SCOPE_KEY)
+                if client_error is None:
+                    logger.info("%s %s %s", scope["method"], scope["path"], status, extra=extra)
+                else:
+                    logger.info(
+                        "%s %s %s (%s)",
+                        scope["method"],
+                        scope["path"],
+                        status,
+                        client_error,
+                        extra={**extra, "client_error": client_error},
+                    )
             request_id_var.reset(token)
 
 
@@ -97,12 +105,36 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class BodySizeLimitMiddleware:
-    """413 for a request body over the limit, declared or streamed."""
+class _BodyStalled(Exception):
+    pass
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class _ClientGone(Exception):
+    pass
+
+
+BODY_READ_TIMEOUT = 30.0
+"""Seconds a request may go without sending any of the body it announced. uvicorn has no such
+limit (its keep-alive timeout runs only between requests), so a client that stops short of its
+Content-Length would otherwise hold the request open until it gives up itself."""
+
+CLIENT_ERROR_SCOPE_KEY = "gql_chat.client_error"
+"""Where the body middleware notes why a request ended without a normal answer; the access-log
+line of `RequestContextMiddleware` carries it."""
+
+
+class BodySizeLimitMiddleware:
+    """The request body, as a client error rather than a server one: 413 for a body over the
+    limit (declared or streamed), 408 for one that stalls (no bytes for `body_timeout` seconds),
+    and a quiet end when the client leaves mid-body (uvicorn's `http.disconnect`, which
+    Starlette turns into `ClientDisconnect`; uncaught, uvicorn would log it as "Exception in ASGI
+    application" with a traceback). Outside the body, `receive` is left alone: listening for a
+    disconnect after the body is how streaming responses notice a client leaving."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,18 +142,29 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(send, 413, f"Request body too large (limit {self.max_bytes} bytes).")
             return
+        timeout = BODY_READ_TIMEOUT if self.body_timeout is None else self.body_timeout
         received = 0
+        body_complete = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_complete
+            if body_complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyStalled from None
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _BodyTooLarge
+                body_complete = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -133,18 +176,29 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(
+                    send, 413, f"Request body too large (limit {self.max_bytes} bytes)."
+                )
+        except _BodyStalled:
+            scope[CLIENT_ERROR_SCOPE_KEY] = f"request body stalled for {timeout:g} s"
+            if not started:
+                await self._reject(
+                    send, 408, "Request Timeout: the request body stopped arriving.", close=True
+                )
+        except _ClientGone:
+            # Nobody is left to answer: end quietly (uvicorn writes nothing for a gone client).
+            scope[CLIENT_ERROR_SCOPE_KEY] = "client disconnected before the whole body arrived"
+        except ClientDisconnect:
+            scope[CLIENT_ERROR_SCOPE_KEY] = "client disconnected"
 
-    async def _reject(self, send: Send) -> None:
-        body = f"Request body too large (limit {self.max_bytes} bytes).".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+    @staticmethod
+    async def _reject(send: Send, status: int, text: str, close: bool = False) -> None:
+        body = text.encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if close:  # the rest of the announced body may never come: do not wait for it
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

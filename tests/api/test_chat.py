@@ -12,7 +12,8 @@ from bson import ObjectId
 from gql_chat.app import create_app
 from gql_chat.config import Settings
 from gql_chat.services.titles import TITLE_PROMPT
-from tests.conftest import LiveServer, openrouter_settings, serve
+from gql_chat.store.embedded import open_embedded_client
+from tests.conftest import LiveServer, openrouter_settings, serve, stored_documents
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import (
     STREAM,
@@ -274,15 +275,19 @@ async def test_content_and_ownership_checks(
 async def test_subscriptions_need_a_signed_in_connection(
     live_server: LiveServer, user: SignedIn
 ) -> None:
+    """An anonymous `connection_init` is refused (4403), so no subscription runs without a
+    user (tests/api/test_websocket_limits.py covers the refusal itself)."""
+    from websockets.exceptions import ConnectionClosed
+
     from tests.support import ws_client
 
     async with ws_client(live_server.ws_url) as ws:
-        assert (await ws.init())["type"] == "connection_ack"
+        await ws.send({"type": "connection_init", "payload": {}})
         await ws.subscribe(STREAM, {"id": str(ObjectId()), "after": 0})
-        message = await asyncio.wait_for(ws.receive(), timeout=10)
-        payload = message["payload"]
-        errors = payload if isinstance(payload, list) else payload["errors"]
-        assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.receive(), timeout=10)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403
 
 
 async def test_model_resolution_and_the_prompt(
@@ -422,19 +427,23 @@ async def test_restart_marks_unfinished_replies_interrupted(
 async def test_shutdown_interrupts_replies_after_the_grace_period(
     fake_openrouter: FakeOpenRouter,
 ) -> None:
+    """The final writes happen before the database client closes: read back with a client of
+    our own (the app's is closed), on the embedded store and on a MongoDB server alike."""
     settings = openrouter_settings(fake_openrouter, shutdown_grace=0.2)
     fake_openrouter.default = Reply(tokens=TOKENS, token_delay=0.05)
-    app = create_app(settings)
+    embedded = open_embedded_client()
+    app = create_app(settings, embedded_client=embedded)
     async with serve(app) as http:
         user = await sign_up(GraphQLClient(http))
         message_id = (await send_message(user))["assistantMessage"]["id"]
         await asyncio.sleep(0.3)
-    database = app.state.services.database
-    stored = await database.messages.get(ObjectId(user.user_id), ObjectId(message_id))
-    assert stored is not None
-    assert stored.status == "INTERRUPTED"
-    assert 0 < len(stored.content) < len("".join(TOKENS))
-    assert stored.content == "".join(TOKENS)[: len(stored.content)]
+    (stored,) = await stored_documents(
+        settings, embedded, "messages", {"_id": ObjectId(message_id)}
+    )
+    assert stored["status"] == "INTERRUPTED"
+    assert 0 < len(stored["content"]) < len("".join(TOKENS))
+    assert stored["content"] == "".join(TOKENS)[: len(stored["content"])]
+    assert len(stored["seq_ends"]) == stored["seq"]
 
 
 async def test_disabling_a_user_stops_their_replies(

@@ -313,13 +313,16 @@ async def test_a_regeneration_announces_only_the_new_reply(
 
 
 async def test_user_events_need_authentication(live_server: LiveServer) -> None:
+    """An anonymous `connection_init` is refused (4403) before any subscription runs."""
+    from websockets.exceptions import ConnectionClosed
+
     async with ws_client(live_server.ws_url) as ws:
-        assert (await ws.init())["type"] == "connection_ack"
+        await ws.send({"type": "connection_init", "payload": {}})
         await ws.subscribe(USER_EVENTS)
-        message = await asyncio.wait_for(ws.receive(), timeout=5)
-        payload = message["payload"]
-        errors = payload if isinstance(payload, list) else payload["errors"]
-        assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.receive(), timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403
 
 
 USAGE = """query($group: UsageGroup!, $from: DateTime, $to: DateTime) {

@@ -82,8 +82,16 @@ async def test_at_most_20_operations_per_connection(
         assert "limit" in refused["payload"][0]["message"].lower()
 
 
-async def test_origins_outside_the_allowlist_are_refused(live_server: LiveServer) -> None:
+async def test_origins_outside_the_allowlist_are_refused(
+    live_server: LiveServer, live_gql: GraphQLClient
+) -> None:
     protocols = [Subprotocol("graphql-transport-ws")]
+    init = json.dumps(
+        {
+            "type": "connection_init",
+            "payload": {"Authorization": f"Bearer {await signed_in(live_server, live_gql)}"},
+        }
+    )
 
     async def handshake(origin: str) -> None:
         async with connect(
@@ -91,7 +99,7 @@ async def test_origins_outside_the_allowlist_are_refused(live_server: LiveServer
             subprotocols=protocols,
             origin=origin,  # type: ignore[arg-type]
         ) as ws:
-            await ws.send('{"type": "connection_init"}')
+            await ws.send(init)
             await asyncio.wait_for(ws.recv(), timeout=5)
 
     with pytest.raises((InvalidStatus, ConnectionClosed)):
