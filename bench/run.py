@@ -31,6 +31,7 @@ from gql_chat.cli import WEBSOCKETS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+BENCH_DATABASE = "gql_chat_bench"
 PYTHON = sys.executable
 JWT_SECRET = "benchmark-secret-that-is-long-enough-0123456789"
 PASSWORD = "benchmark password"
@@ -111,9 +112,10 @@ def wait_until_up(url: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def server_env(provider_url: str) -> dict[str, str]:
+def server_env(provider_url: str, mongodb_url: str | None) -> dict[str, str]:
     """Production-like: no explorer, no introspection, quiet logs, default argon2; the embedded
-    store; rate limits lifted so that the load itself is what is measured."""
+    store, or a fresh database on `mongodb_url` (the baselines read through the same one); rate
+    limits lifted so that the load itself is what is measured."""
     env = {
         "GQL_CHAT_JWT_SECRET": JWT_SECRET,
         "GQL_CHAT_LOG_LEVEL": "WARNING",
@@ -133,7 +135,20 @@ def server_env(provider_url: str) -> dict[str, str]:
         "SEND_MESSAGE_PER_USER",
     ):
         env[f"GQL_CHAT_RATE_{name}"] = "100000000/minute"
+    if mongodb_url is not None:
+        env["GQL_CHAT_MONGODB_URL"] = mongodb_url
+        env["GQL_CHAT_MONGODB_DB"] = BENCH_DATABASE
     return env
+
+
+def drop_bench_database(mongodb_url: str) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
+    try:
+        client.drop_database(BENCH_DATABASE)
+    finally:
+        client.close()
 
 
 class Api:
@@ -596,21 +611,28 @@ def ensure_wrk() -> None:
 SCENARIOS = ("query", "streaming", "capacity", "login")
 
 
-def chosen_scenarios() -> tuple[str, ...]:
+def parse_arguments() -> tuple[tuple[str, ...], str | None]:
+    """The scenarios to run, and the MongoDB server to run them on (None: the embedded store)."""
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
-    only = parser.parse_args().only
-    if only is None:
-        return SCENARIOS
-    chosen = tuple(name.strip() for name in only.split(","))
+    parser.add_argument(
+        "--mongodb-url",
+        help=f"run on this MongoDB server (database {BENCH_DATABASE!r}, dropped before and after)",
+    )
+    arguments = parser.parse_args()
+    if arguments.only is None:
+        return SCENARIOS, arguments.mongodb_url
+    chosen = tuple(name.strip() for name in arguments.only.split(","))
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    return chosen
+    return chosen, arguments.mongodb_url
 
 
 def main() -> None:
-    scenarios = chosen_scenarios()
+    scenarios, mongodb_url = parse_arguments()
+    if mongodb_url is not None:
+        drop_bench_database(mongodb_url)
     ensure_wrk()
     started = time.monotonic()
     provider_port, api_port = free_port(), free_port()
@@ -623,6 +645,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "store": "embedded" if mongodb_url is None else "mongodb",
     }
     with processes() as group:
         group.start([PYTHON, "-m", "bench.fake_provider", str(provider_port)])
@@ -653,7 +676,7 @@ def main() -> None:
                 "--backlog",
                 "8192",
             ],
-            env=server_env(provider),
+            env=server_env(provider, mongodb_url),
         )
         wait_until_up(f"{api.base}/healthz")
         wait_until_up(provider.rsplit("/api/v1", 1)[0] + "/api/v1/models")
@@ -683,16 +706,19 @@ def main() -> None:
         if "login" in scenarios:
             print("4. login", flush=True)
             results["login"] = login_scenario(api, seeded["token"])
+    if mongodb_url is not None:
+        drop_bench_database(mongodb_url)
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
     if scenarios != SCENARIOS:
         print(json.dumps(results, indent=2))
         return
     results["table"] = markdown(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    name = "latest.json" if mongodb_url is None else "latest-mongodb.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2))
     print()
     print(results["table"])
-    print(f"\n{results['elapsed_seconds']} s; results in bench/results/latest.json")
+    print(f"\n{results['elapsed_seconds']} s; results in bench/results/{name}")
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
 from gql_chat.services.generation import SHUTDOWN_MARGIN, STOP_TIMEOUT
 from gql_chat.store.embedded import open_embedded_client
-from tests.conftest import LiveServer, openrouter_settings
+from tests.conftest import LiveServer, openrouter_settings, stored_documents
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import GraphQLClient, SignedIn, follow_reply, send_message, sign_up
 
@@ -258,24 +257,6 @@ def _object_id(value: str) -> Any:
     return ObjectId(value)
 
 
-async def stored_statuses(settings: Settings, embedded: Any) -> dict[str, str]:
-    """Every assistant message's stored status, read straight from the database (a restarted
-    app would mark unfinished ones INTERRUPTED and hide a reply left behind)."""
-    query = {"role": "ASSISTANT"}
-    if settings.mongodb_url is None:
-        documents = embedded[settings.mongodb_db]["messages"].find(query)
-        return {str(d["_id"]): d["status"] async for d in documents}
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_url.get_secret_value()
-    )
-    try:
-        cursor = client[settings.mongodb_db]["messages"].find(query)
-        return {str(d["_id"]): d["status"] async for d in cursor}
-    finally:
-        await client.drop_database(settings.mongodb_db)
-        await client.close()
-
-
 @pytest.mark.parametrize("seed", range(4))
 async def test_shutdown_at_a_random_point_ends_in_time_and_leaves_every_reply_terminal(
     fake_openrouter: FakeOpenRouter, seed: int
@@ -302,7 +283,8 @@ async def test_shutdown_at_a_random_point_ends_in_time_and_leaves_every_reply_te
     elapsed = time.monotonic() - started
     assert elapsed < grace + SHUTDOWN_MARGIN + 2.0, elapsed
     assert not generation_tasks()
-    statuses = await stored_statuses(settings, embedded)
+    documents = await stored_documents(settings, embedded, "messages", {"role": "ASSISTANT"})
+    statuses = {str(document["_id"]): document["status"] for document in documents}
     assert set(ids) <= set(statuses)
     assert {statuses[i] for i in ids} <= TERMINAL, statuses
 

@@ -43,7 +43,12 @@ def browser_available() -> bool:
 
 @pytest.fixture
 async def assets_server() -> AsyncIterator[LiveServer]:
-    """Serves the npm-installed packages node_modules-style, with CORS for SRI checks."""
+    """Serves the npm-installed packages node_modules-style, with CORS for SRI checks. Runs
+    before the test body, so the skip (or CI's failure) for missing assets happens here."""
+    if not browser_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium and `npm ci --prefix tests/browser`")
+        pytest.skip("needs Debian's chromium and `npm ci --prefix tests/browser`")
     app = Starlette(
         routes=[Mount("/", StaticFiles(directory=ASSETS))],
         middleware=[Middleware(CORSMiddleware, allow_origins=["*"])],
@@ -60,10 +65,6 @@ def settings(settings_factory: Callable[..., Settings], assets_server: LiveServe
 
 
 async def test_sign_in_and_follow_a_reply_in_the_explorer(live_server: LiveServer) -> None:
-    if not browser_available():
-        if os.environ.get("CI"):
-            pytest.fail("CI must install chromium and `npm ci --prefix tests/browser`")
-        pytest.skip("needs Debian's chromium and `npm ci --prefix tests/browser`")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:

@@ -178,7 +178,7 @@ async def test_a_swallowed_cancellation_still_stops_the_reply(store: StallingSto
     provider = ScriptedProvider(["a"] * 1000, gap=0.01, deaf=True)
     runner, _ = make_runner(store, provider)
     owner = ObjectId()
-    started, draft = await start(runner, store, owner)
+    _, draft = await start(runner, store, owner)
     await asyncio.sleep(0.05)
     assert await runner.stop(draft.id)
     final = await store.get(owner, draft.id)
