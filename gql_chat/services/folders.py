@@ -1,29 +1,86 @@
-"""Folders: a per-user tree with ordered siblings, bounded depth, and no cycles."""
+"""Folders: a per-user tree with ordered siblings, bounded depth, and no cycles.
+
+Every change to a user's tree (create, update, delete) runs under that user's tree lock: an
+asyncio lock for the requests of this process, then a lease in the database (`folder_locks`)
+for those of other app instances. A move's check (read the ancestry) and its write therefore see
+no other change in between, and two opposite moves cannot both pass. The lease works on the
+embedded store and on any MongoDB (no transactions needed; a transaction alone would not do:
+under snapshot isolation two moves writing different folders both commit). Should a lease run out
+under a stalled holder, the parent write is still a compare-and-set and the move is re-validated
+after the write and undone if it closed a cycle.
+
+Every walk over the tree is bounded by the maximum depth or a set of visited folders, so even a
+cycle already stored (corrupt data) cannot make a request loop: a walk treats it as a break.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import timedelta
+
 from bson import ObjectId
 
-from gql_chat.errors import BadUserInput, NotFound
+from gql_chat.errors import BadUserInput, Conflict, NotFound
 from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
 from gql_chat.store.folders import FolderRecord
 from gql_chat.store.ids import parse_object_id
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
+logger = logging.getLogger(__name__)
+
 MAX_DEPTH = 16
 NAME_LENGTH = (1, 200)
 FOLDER_NOT_FOUND = "Folder not found."
+INTO_ITSELF = "A folder cannot move into itself or its subfolders."
+BROKEN_CHAIN = (
+    "The target folder's ancestors loop or nest too deep; move one of them to the top level first."
+)
+LOCK_LEASE = timedelta(seconds=30)
+"""How long a tree lease lasts: far longer than any tree change takes. A crashed holder's lease
+blocks that user's folder changes (CONFLICT) until it runs out."""
+LOCK_WAIT = 10.0
+"""How long a change waits for the tree lock before it answers CONFLICT."""
+SUBTREE_WALK_LIMIT = 4096
+"""Levels walked down when deleting a subtree (valid trees have at most `max_depth`)."""
+
+
+@dataclass
+class _LocalLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+ConversationsHook = Callable[[ObjectId, Collection[ObjectId]], AbstractAsyncContextManager[None]]
+"""Around deleting conversations: their replies are stopped first and none starts in them
+meanwhile (the runner's `removing_conversations`)."""
 
 
 class FolderService:
     def __init__(
-        self, database: Database, events: UserEventBus, max_depth: int = MAX_DEPTH
+        self,
+        database: Database,
+        events: UserEventBus,
+        max_depth: int = MAX_DEPTH,
+        *,
+        lock_lease: timedelta = LOCK_LEASE,
+        lock_wait: float = LOCK_WAIT,
+        on_deleting_conversations: ConversationsHook | None = None,
     ) -> None:
         self._db = database
+        self._on_deleting_conversations = on_deleting_conversations
         self._events = events
         self._folders = database.folders
         self._max_depth = max_depth
+        self._lock_lease = lock_lease
+        self._lock_wait = lock_wait
+        self._local_locks: dict[ObjectId, _LocalLock] = {}
 
     async def get(self, owner_id: ObjectId, folder_id: str | ObjectId | None) -> FolderRecord:
         oid = parse_object_id(folder_id)
@@ -37,12 +94,17 @@ class FolderService:
 
     async def create(self, owner_id: ObjectId, name: str, parent_id: str | None) -> FolderRecord:
         clean_name = check_text(name, "name", *NAME_LENGTH, label="Folder name")
-        parent = await self.get(owner_id, parent_id) if parent_id is not None else None
-        if parent is not None and len(await self._ancestry(owner_id, parent)) >= self._max_depth:
-            raise BadUserInput("parentId", f"Folders nest at most {self._max_depth} deep.")
-        parent_oid = parent.id if parent else None
-        position = await self._folders.count_children(owner_id, parent_oid)
-        folder = await self._folders.insert(owner_id, clean_name, parent_oid, position)
+        async with self._tree_locked(owner_id):
+            parent = await self.get(owner_id, parent_id) if parent_id is not None else None
+            if parent is not None:
+                ancestry, broken = await self._ancestry(owner_id, parent)
+                if broken:
+                    raise BadUserInput("parentId", BROKEN_CHAIN)
+                if len(ancestry) >= self._max_depth:
+                    raise BadUserInput("parentId", f"Folders nest at most {self._max_depth} deep.")
+            parent_oid = parent.id if parent else None
+            position = await self._folders.count_children(owner_id, parent_oid)
+            folder = await self._folders.insert(owner_id, clean_name, parent_oid, position)
         self._publish(owner_id, UserEventKind.FOLDER_CREATED, [folder.id])
         return folder
 
@@ -59,32 +121,43 @@ class FolderService:
         """`move` distinguishes "parentId: null" (to the top level) from an omitted parentId.
         Every input is checked before the first write: a refused update changes nothing."""
         clean_name = None if name is None else check_text(name, "name", *NAME_LENGTH, "Folder name")
-        folder = await self.get(owner_id, folder_id)
-        new_parent = folder.parent_id
-        if move:
-            new_parent = await self._check_move(owner_id, folder, parent_id)
-        if clean_name is not None:
-            await self._folders.update(owner_id, folder.id, name=clean_name)
-        if new_parent != folder.parent_id:
-            await self._folders.update(owner_id, folder.id, parent_id=new_parent)
-            await self._renumber(owner_id, folder.parent_id)
-            await self._place(owner_id, folder.id, new_parent, position)
-        elif position is not None:
-            await self._place(owner_id, folder.id, new_parent, position)
-        self._publish(owner_id, UserEventKind.FOLDER_UPDATED, [folder.id])
-        return await self.get(owner_id, folder.id)
+        async with self._tree_locked(owner_id):
+            folder = await self.get(owner_id, folder_id)
+            new_parent = folder.parent_id
+            if move:
+                new_parent = await self._check_move(owner_id, folder, parent_id)
+            if clean_name is not None:
+                await self._folders.update(owner_id, folder.id, name=clean_name)
+            if new_parent != folder.parent_id:
+                await self._move(owner_id, folder, new_parent)
+                await self._renumber(owner_id, folder.parent_id)
+                await self._place(owner_id, folder.id, new_parent, position)
+            elif position is not None:
+                await self._place(owner_id, folder.id, new_parent, position)
+            self._publish(owner_id, UserEventKind.FOLDER_UPDATED, [folder.id])
+            return await self.get(owner_id, folder.id)
 
     async def delete(self, owner_id: ObjectId, folder_id: str, delete_contents: bool) -> None:
         """Writes are ordered so that a retry after a failure halfway finishes the job and no
         step leaves a folder, conversation or message pointing at something deleted."""
+        async with self._tree_locked(owner_id):
+            await self._delete(owner_id, folder_id, delete_contents)
+
+    async def _delete(self, owner_id: ObjectId, folder_id: str, delete_contents: bool) -> None:
         folder = await self.get(owner_id, folder_id)
         if not delete_contents:
-            siblings = await self._folders.children_of(owner_id, [folder.parent_id])
-            children = await self._folders.children_of(owner_id, [folder.id])
-            await self._db.conversations.move_out_of_folders(
-                owner_id, [folder.id], folder.parent_id
-            )
-            await self._folders.reparent_children(owner_id, folder.id, folder.parent_id)
+            # The contents move up to the parent; when the folder's ancestors loop (corrupt
+            # data), the cycle counts as broken at this folder: they move to the top level.
+            _, broken = await self._ancestry(owner_id, folder)
+            parent_id = None if broken else folder.parent_id
+            siblings = await self._folders.children_of(owner_id, [parent_id])
+            children = [
+                f
+                for f in await self._folders.children_of(owner_id, [folder.id])
+                if f.id != folder.id
+            ]
+            await self._db.conversations.move_out_of_folders(owner_id, [folder.id], parent_id)
+            await self._folders.reparent_children(owner_id, folder.id, parent_id)
             await self._folders.delete_many(owner_id, [folder.id])
             # The moved subfolders go after the parent's own, in their old order.
             order = [f.id for f in siblings if f.id != folder.id] + [f.id for f in children]
@@ -92,11 +165,17 @@ class FolderService:
             self._publish(owner_id, UserEventKind.FOLDER_DELETED, [folder.id])
             self._publish(owner_id, UserEventKind.FOLDER_UPDATED, [f.id for f in children])
             return
-        levels = await self._subtree_levels(owner_id, folder.id)
+        levels = await self._subtree_levels(owner_id, folder.id, SUBTREE_WALK_LIMIT)
         subtree = [fid for level in levels for fid in level]
         conversation_ids = await self._db.conversations.ids_in_folders(owner_id, subtree)
-        await self._db.messages.delete_for_conversations(owner_id, conversation_ids)
-        await self._db.conversations.delete_many(owner_id, conversation_ids)
+        removing = (
+            self._on_deleting_conversations(owner_id, conversation_ids)
+            if self._on_deleting_conversations is not None
+            else nullcontext()
+        )
+        async with removing:  # their replies stop first, and none starts meanwhile
+            await self._db.messages.delete_for_conversations(owner_id, conversation_ids)
+            await self._db.conversations.delete_many(owner_id, conversation_ids)
         for level in reversed(levels):  # leaves first, the folder itself last
             await self._folders.delete_many(owner_id, level)
         await self._renumber(owner_id, folder.parent_id)
@@ -117,34 +196,111 @@ class FolderService:
         if parent_id is None:
             return None
         parent = await self.get(owner_id, parent_id)
-        ancestry = await self._ancestry(owner_id, parent)
+        ancestry, broken = await self._ancestry(owner_id, parent)
         if folder.id in ancestry:
-            raise BadUserInput("parentId", "A folder cannot move into itself or its subfolders.")
-        height = len(await self._subtree_levels(owner_id, folder.id))
+            raise BadUserInput("parentId", INTO_ITSELF)
+        if broken:
+            raise BadUserInput("parentId", BROKEN_CHAIN)
+        height = len(await self._subtree_levels(owner_id, folder.id, self._max_depth + 1))
         if len(ancestry) + height > self._max_depth:
             raise BadUserInput("parentId", f"Folders nest at most {self._max_depth} deep.")
         return parent.id
 
-    async def _ancestry(self, owner_id: ObjectId, folder: FolderRecord) -> list[ObjectId]:
-        """The folder and its ancestors, bottom up."""
+    async def _move(
+        self, owner_id: ObjectId, folder: FolderRecord, new_parent: ObjectId | None
+    ) -> None:
+        """Write the checked move, then check it again: under the tree lock the second check
+        always passes; should the lease have run out under a stalled request and another move
+        have closed a cycle meanwhile, the move is undone (to the old parent, or the top level
+        when that loops too) and refused. Never leaves a cycle through this folder."""
+        if not await self._folders.move(owner_id, folder.id, folder.parent_id, new_parent):
+            raise Conflict("The folder was moved meanwhile; try again.")
+        moved = await self._folders.get(owner_id, folder.id)
+        if moved is None:
+            raise NotFound(FOLDER_NOT_FOUND)
+        _, broken = await self._ancestry(owner_id, moved)
+        if not broken:
+            return
+        await self._folders.move(owner_id, folder.id, new_parent, folder.parent_id)
+        restored = await self._folders.get(owner_id, folder.id)
+        if restored is not None and (await self._ancestry(owner_id, restored))[1]:
+            await self._folders.move(owner_id, folder.id, restored.parent_id, None)
+        raise BadUserInput("parentId", INTO_ITSELF)
+
+    async def _ancestry(
+        self, owner_id: ObjectId, folder: FolderRecord
+    ) -> tuple[list[ObjectId], bool]:
+        """The folder and its ancestors, bottom up (at most `max_depth` + 1 of them), and whether
+        the chain is broken: it loops back on itself (a cycle, which only corrupt data holds) or
+        goes on past that bound. A parent that does not exist ends the chain."""
         chain = [folder.id]
+        seen = {folder.id}
         current = folder
-        while current.parent_id is not None and len(chain) <= self._max_depth:
+        while current.parent_id is not None:
+            if current.parent_id in seen or len(chain) > self._max_depth:
+                return chain, True
             parent = await self._folders.get(owner_id, current.parent_id)
             if parent is None:
                 break
             chain.append(parent.id)
+            seen.add(parent.id)
             current = parent
-        return chain
+        return chain, False
 
-    async def _subtree_levels(self, owner_id: ObjectId, root: ObjectId) -> list[list[ObjectId]]:
-        """Folder ids by depth, the root first: one query per level."""
+    async def _subtree_levels(
+        self, owner_id: ObjectId, root: ObjectId, limit: int
+    ) -> list[list[ObjectId]]:
+        """Folder ids by depth, the root first, at most `limit` levels: one query per level.
+        Each folder is listed once: a child already seen (a cycle back to the root, which only
+        corrupt data holds) is left out, so the walk ends whatever is stored."""
         levels = [[root]]
-        while True:
+        seen = {root}
+        while len(levels) < limit:
             children = await self._folders.children_of(owner_id, list(levels[-1]))
-            if not children:
-                return levels
-            levels.append([child.id for child in children])
+            level = [child.id for child in children if child.id not in seen]
+            if not level:
+                break
+            seen.update(level)
+            levels.append(level)
+        return levels
+
+    @asynccontextmanager
+    async def _tree_locked(self, owner_id: ObjectId) -> AsyncIterator[None]:
+        """Hold the owner's tree lock: first among this process's requests (no polling), then
+        across instances through the lease in the database."""
+        local = self._local_locks.get(owner_id)
+        if local is None:
+            local = self._local_locks[owner_id] = _LocalLock()
+        local.users += 1
+        try:
+            async with local.lock:
+                holder = uuid.uuid4().hex
+                await self._acquire_lease(owner_id, holder)
+                try:
+                    yield
+                finally:
+                    await self._release_lease(owner_id, holder)
+        finally:
+            local.users -= 1
+            if local.users == 0:
+                del self._local_locks[owner_id]
+
+    async def _release_lease(self, owner_id: ObjectId, holder: str) -> None:
+        """A failed release must not hide the request's own outcome: the lease runs out."""
+        try:
+            await self._folders.unlock(owner_id, holder)
+        except Exception:
+            logger.warning("releasing a folder tree lease failed", exc_info=True)
+
+    async def _acquire_lease(self, owner_id: ObjectId, holder: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_wait
+        delay = 0.005
+        while not await self._folders.try_lock(owner_id, holder, self._lock_lease):
+            if loop.time() >= deadline:
+                raise Conflict("Your folders are being changed elsewhere; try again.")
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
+            delay = min(delay * 2, 0.1)
 
     async def _place(
         self, owner_id: ObjectId, folder_id: ObjectId, parent: ObjectId | None, position: int | None

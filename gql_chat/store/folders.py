@@ -1,14 +1,18 @@
-"""The `folders` collection: a per-user tree through `parent_id`, siblings ordered by `position`."""
+"""The `folders` collection: a per-user tree through `parent_id`, siblings ordered by `position`.
+
+`folder_locks` holds one short-lived document per user whose folder tree is being changed: the
+lease that serializes tree changes across app instances (see `FolderStore.try_lock`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from gql_chat.store.clock import as_utc, utc_now
 from gql_chat.store.indexes import ensure_indexes
@@ -50,6 +54,7 @@ class FolderStore:
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         self._folders = collection
+        self._locks = collection.database["folder_locks"]
 
     async def create_indexes(self) -> None:
         await ensure_indexes(self._folders, self.INDEXES)
@@ -100,6 +105,43 @@ class FolderStore:
             {"_id": folder_id, "owner_id": owner_id},
             {"$set": {**fields, "updated_at": utc_now()}},
         )
+
+    async def move(
+        self,
+        owner_id: ObjectId,
+        folder_id: ObjectId,
+        expected_parent: ObjectId | None,
+        new_parent: ObjectId | None,
+    ) -> bool:
+        """Compare-and-set of the parent: False (nothing written) when the folder no longer hangs
+        from `expected_parent`."""
+        result = await self._folders.update_one(
+            {"_id": folder_id, "owner_id": owner_id, "parent_id": expected_parent},
+            {"$set": {"parent_id": new_parent, "updated_at": utc_now()}},
+        )
+        return result.matched_count == 1
+
+    async def try_lock(self, owner_id: ObjectId, holder: str, lease: timedelta) -> bool:
+        """Take the owner's tree lease for `holder`, atomically: insert the lease document (the
+        unique `_id` makes a second insert fail), or take over one whose lease ran out (its
+        holder crashed or stalled). False when someone else holds it."""
+        now = utc_now()
+        try:
+            await self._locks.insert_one(
+                {"_id": owner_id, "holder": holder, "expires_at": now + lease}
+            )
+            return True
+        except DuplicateKeyError:
+            pass
+        taken = await self._locks.update_one(
+            {"_id": owner_id, "expires_at": {"$lt": now}},
+            {"$set": {"holder": holder, "expires_at": now + lease}},
+        )
+        return taken.modified_count == 1
+
+    async def unlock(self, owner_id: ObjectId, holder: str) -> None:
+        """Conditional on `holder`: never releases a lease someone else took over."""
+        await self._locks.delete_one({"_id": owner_id, "holder": holder})
 
     async def set_positions(self, owner_id: ObjectId, ordered_ids: list[ObjectId]) -> None:
         """Number the given siblings 0..n-1 in the given order."""
