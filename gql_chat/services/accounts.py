@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from bson import ObjectId
 
@@ -19,7 +23,12 @@ from gql_chat.store.users import Role, UserRecord
 
 logger = logging.getLogger(__name__)
 
-UserHook = Callable[[ObjectId], Awaitable[None]]
+UserHook = Callable[[ObjectId], AbstractAsyncContextManager[None]]
+"""Around removing a user: no reply of theirs starts or writes meanwhile, and the running ones
+are stopped first (the runner's `removing_owner`)."""
+ResultT = TypeVar("ResultT")
+WRITES_TIMEOUT = 30.0
+"""The longest the writes of one account change may take once started."""
 LOGIN_FAILED = "Invalid email or password."
 SESSION_ENDED = "The session has ended; sign in again."
 
@@ -50,6 +59,26 @@ class AccountService:
         self._refresh_tokens = database.refresh_tokens
         self._passwords = passwords
         self._tokens = tokens
+        self._writing: set[asyncio.Task[Any]] = set()
+
+    async def _to_completion(self, work: Coroutine[Any, Any, ResultT]) -> ResultT:
+        """Writes that belong together run in a task of their own: a caller that goes away
+        (a cancelled websocket operation) cannot cut them halfway. Bounded by `WRITES_TIMEOUT`."""
+
+        async def bounded() -> ResultT:
+            async with asyncio.timeout(WRITES_TIMEOUT):
+                return await work
+
+        task = asyncio.create_task(bounded())
+        self._writing.add(task)
+
+        def done(finished: asyncio.Task[ResultT]) -> None:
+            self._writing.discard(finished)
+            if not finished.cancelled():
+                finished.exception()  # retrieved: the caller may have gone
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
 
     async def register(
         self, email: str, password: str, display_name: str | None, client_ip: str
@@ -146,18 +175,34 @@ class AccountService:
         if not await self._passwords.verify(user.password_hash, current_password):
             raise BadUserInput("currentPassword", "The current password is wrong.")
         check_password(new_password, field="newPassword")
-        await self._users.update(user.id, password_hash=await self._passwords.hash(new_password))
-        await self._refresh_tokens.revoke_all(user.id, except_family=keep_family)
+        password_hash = await self._passwords.hash(new_password)
+        # Both writes or neither: a new password with the old sessions still alive is the
+        # state an attacker holding a session wants.
+        await self._to_completion(self._set_password(user.id, password_hash, keep_family))
+
+    async def _set_password(
+        self, user_id: ObjectId, password_hash: str, keep_family: str | None
+    ) -> None:
+        await self._users.update(user_id, password_hash=password_hash)
+        await self._refresh_tokens.revoke_all(user_id, except_family=keep_family)
 
     async def delete_account(self, user: UserRecord, password: str) -> None:
         if not await self._passwords.verify(user.password_hash, password):
             raise BadUserInput("password", "The password is wrong.")
-        if self._on_user_removed is not None:
-            await self._on_user_removed(user.id)
-        if self._on_user_removed is not None:
-            await self._on_user_removed(user.id)
-        await self._db.delete_user_and_owned_data(user.id)
+        await self._to_completion(self._delete(user.id))
         logger.info("account deleted", extra={"user_id": str(user.id)})
+
+    async def _delete(self, user_id: ObjectId) -> None:
+        """Replies stopped first; no new one starts meanwhile. The deletes run again once the
+        sends that were in flight have ended, so nothing they wrote is left."""
+        removing = (
+            self._on_user_removed(user_id)
+            if self._on_user_removed is not None
+            else contextlib.nullcontext()
+        )
+        async with removing:
+            await self._db.delete_user_and_owned_data(user_id)
+        await self._db.delete_user_and_owned_data(user_id)
 
     async def create_admin(self, email: str, password: str) -> tuple[UserRecord, bool]:
         """Create an admin, or promote an existing account (its password is left as it was)."""

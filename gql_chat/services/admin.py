@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from bson import ObjectId
 
@@ -21,8 +22,12 @@ def require_admin(user: UserRecord) -> None:
 
 class AdminService:
     def __init__(
-        self, database: Database, on_user_disabled: Callable[[ObjectId], Awaitable[None]]
+        self,
+        database: Database,
+        on_user_disabled: Callable[[ObjectId], AbstractAsyncContextManager[None]],
     ) -> None:
+        """`on_user_disabled(user_id)` is entered around disabling: no reply of the user starts
+        or writes meanwhile, and the running ones are stopped (the runner's `removing_owner`)."""
         self._db = database
         self._on_user_disabled = on_user_disabled
 
@@ -38,10 +43,15 @@ class AdminService:
         oid = parse_object_id(user_id)
         if oid == admin.id:
             raise BadUserInput("userId", "Administrators cannot disable themselves.")
-        target = await self._db.users.update(oid, disabled=disabled) if oid else None
+        if oid is None:
+            raise NotFound("User not found.")
+        if not disabled:
+            target = await self._db.users.update(oid, disabled=False)
+        else:
+            async with self._on_user_disabled(oid):
+                target = await self._db.users.update(oid, disabled=True)
+                if target is not None:
+                    await self._db.refresh_tokens.revoke_all(target.id)
         if target is None:
             raise NotFound("User not found.")
-        if disabled:
-            await self._db.refresh_tokens.revoke_all(target.id)
-            await self._on_user_disabled(target.id)
         return target

@@ -76,9 +76,13 @@ def build_services(
     runner = GenerationRunner(settings, database.messages, provider, registry)
     rate_limits = RateLimits(settings, open_storage(settings))
     events = UserEventBus()
-    folders = FolderService(database, events)
+    folders = FolderService(
+        database, events, on_deleting_conversations=runner.removing_conversations
+    )
     presets = LlmConfigService(database, events)
-    conversations = ConversationService(database, folders, presets, events)
+    conversations = ConversationService(
+        database, folders, presets, events, on_deleting=runner.removing_conversations
+    )
     titles = TitleService(settings, database, provider, conversations)
 
     async def announce_completion(reply: MessageRecord) -> None:
@@ -95,12 +99,12 @@ def build_services(
             PasswordService(settings),
             TokenService(settings, jwt_secret_for(settings)),
             rate_limits,
-            on_user_removed=runner.stop_owner,
+            on_user_removed=runner.removing_owner,
         ),
         folders=folders,
         conversations=conversations,
         presets=presets,
-        admin=AdminService(database, on_user_disabled=runner.stop_owner),
+        admin=AdminService(database, on_user_disabled=runner.removing_owner),
         chat=ChatService(
             settings, database, conversations, presets, provider, runner, registry, rate_limits
         ),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from bson import ObjectId
 
 from gql_chat.errors import NotFound
-from gql_chat.services.folders import FolderService
+from gql_chat.services.folders import ConversationsHook, FolderService
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.validation import check_search, check_text
 from gql_chat.store.conversations import ConversationFilter, ConversationRecord
@@ -32,8 +33,10 @@ class ConversationService:
         folders: FolderService,
         presets: LlmConfigService,
         events: UserEventBus,
+        on_deleting: ConversationsHook | None = None,
     ) -> None:
         self._db = database
+        self._on_deleting = on_deleting
         self._events = events
         self._conversations = database.conversations
         self._folders = folders
@@ -103,10 +106,17 @@ class ConversationService:
         return updated
 
     async def delete(self, owner_id: ObjectId, conversation_id: str | ObjectId) -> None:
-        """Messages first: a failure halfway leaves the conversation, and a retry finishes."""
+        """Its streaming replies are stopped first (their upstream requests closed, their slots
+        freed). Messages next: a failure halfway leaves the conversation, and a retry finishes."""
         conversation = await self.get(owner_id, conversation_id)
-        await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
-        await self._conversations.delete_many(owner_id, [conversation.id])
+        removing = (
+            self._on_deleting(owner_id, [conversation.id])
+            if self._on_deleting is not None
+            else contextlib.nullcontext()
+        )
+        async with removing:
+            await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
+            await self._conversations.delete_many(owner_id, [conversation.id])
         self.publish(owner_id, UserEventKind.CONVERSATION_DELETED, conversation.id)
 
     def publish(

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from bson import ObjectId
 
 from gql_chat.config import Settings
-from gql_chat.errors import DomainError, UpstreamError, UpstreamTimeout
+from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
 from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, TextDelta
 from gql_chat.store.messages import MessageRecord, MessageStatus, MessageStore, UsageRecord
 from gql_chat.streams.replies import LiveReply, ReplyRegistry
@@ -48,6 +49,22 @@ SHUTDOWN_MARGIN = 3.0
 """After the grace period: how long stopped replies get to store their final state."""
 HOOK_TIMEOUT = 60.0
 """The longest a reply-finished hook (automatic titles ask the model) may run."""
+SEND_TIMEOUT = 30.0
+"""The longest a send's own work (reads, its writes, the conversation's bookkeeping) may take;
+an owner's removal waits at most this long for the sends it let finish."""
+OWNER_REMOVED = "The session has ended; sign in again."
+CONVERSATION_GONE = "Conversation not found."
+
+
+@dataclass(eq=False)
+class SendSlot:
+    """One send's claim on its owner's concurrency limit. Taken synchronously when the send is
+    admitted (so no other send can pass the check in between), turned into a running reply by
+    `GenerationRunner.start`, and closed when the send ends, however it ends."""
+
+    owner_id: ObjectId
+    started: bool = False
+    ended: asyncio.Future[None] = field(default_factory=lambda: _new_future())
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +168,111 @@ class GenerationRunner:
         self._provider = provider
         self._registry = registry
         self._generations: dict[ObjectId, Generation] = {}
+        self._slots: dict[ObjectId, set[SendSlot]] = {}
+        self._blocked_owners: Counter[ObjectId] = Counter()
+        self._blocked_conversations: Counter[ObjectId] = Counter()
         self.on_finished: list[FinishedHook] = []
 
     def active_count(self, owner_id: ObjectId) -> int:
+        """Replies of the owner running here, plus sends admitted but not yet started."""
+        pending = sum(1 for slot in self._slots.get(owner_id, ()) if not slot.started)
+        return len(self._registry.active_for(owner_id)) + pending
+
+    def replies_running(self, owner_id: ObjectId) -> int:
+        """Replies of the owner generating here now (not counting sends not yet started)."""
         return len(self._registry.active_for(owner_id))
+
+    def reserve(self, owner_id: ObjectId, limit: int) -> SendSlot | None:
+        """A slot for one more reply of the owner, or None at `limit`. Check and claim happen
+        in one step of the event loop: concurrent sends cannot all pass the check."""
+        if self.active_count(owner_id) >= limit:
+            return None
+        slot = SendSlot(owner_id)
+        self._slots.setdefault(owner_id, set()).add(slot)
+        return slot
+
+    def release(self, slot: SendSlot) -> None:
+        """The send is over (idempotent): an unstarted slot is free again."""
+        slots = self._slots.get(slot.owner_id)
+        if slots is not None:
+            slots.discard(slot)
+            if not slots:
+                del self._slots[slot.owner_id]
+        if not slot.ended.done():
+            slot.ended.set_result(None)
+
+    def refusal(self, owner_id: ObjectId, conversation_id: ObjectId) -> DomainError | None:
+        """Why no reply may start (or be kept) for this owner and conversation now: the owner is
+        being removed or disabled, or the conversation deleted. None when it may."""
+        if self._blocked_owners[owner_id]:
+            return Unauthenticated(OWNER_REMOVED)
+        if self._blocked_conversations[conversation_id]:
+            return NotFound(CONVERSATION_GONE)
+        return None
+
+    @contextlib.contextmanager
+    def _blocking(
+        self, owners: Collection[ObjectId] = (), conversations: Collection[ObjectId] = ()
+    ) -> Iterator[None]:
+        self._blocked_owners.update(owners)
+        self._blocked_conversations.update(conversations)
+        try:
+            yield
+        finally:
+            self._blocked_owners.subtract(owners)
+            self._blocked_conversations.subtract(conversations)
+            for key in owners:
+                if self._blocked_owners[key] <= 0:
+                    del self._blocked_owners[key]
+            for key in conversations:
+                if self._blocked_conversations[key] <= 0:
+                    del self._blocked_conversations[key]
+
+    @contextlib.asynccontextmanager
+    async def removing_owner(self, owner_id: ObjectId) -> AsyncIterator[None]:
+        """Around deleting or disabling a user: no reply of theirs starts meanwhile (a send in
+        flight is refused and undoes its writes), the running ones are stopped first, and on
+        the way out their sends in flight have ended (bounded by `SEND_TIMEOUT`)."""
+        with self._blocking(owners=[owner_id]):
+            await self.stop_owner(owner_id)
+            yield
+            await self._sends_ended(owner_id)
+            await self.stop_owner(owner_id)
+
+    @contextlib.asynccontextmanager
+    async def removing_conversations(
+        self, owner_id: ObjectId, conversation_ids: Collection[ObjectId]
+    ) -> AsyncIterator[None]:
+        """Around deleting conversations: their running replies are stopped first (closing
+        the upstream requests, freeing the slots), and none starts in them meanwhile."""
+        ids = set(conversation_ids)
+        with self._blocking(conversations=ids):
+            await asyncio.gather(
+                *(
+                    self.stop(g.job.message_id)
+                    for g in list(self._generations.values())
+                    if g.job.owner_id == owner_id and g.job.conversation_id in ids
+                )
+            )
+            yield
+
+    async def _sends_ended(self, owner_id: ObjectId) -> None:
+        pending = {slot.ended for slot in self._slots.get(owner_id, ())}
+        if pending:
+            await asyncio.wait(pending, timeout=SEND_TIMEOUT)
 
     @property
     def running(self) -> int:
         """Reply tasks of this process not yet ended (hooks included)."""
         return len(self._generations)
 
-    def start(self, job: GenerationJob) -> Generation:
-        """Start generating; the caller then calls `confirm`, or `abandon`."""
+    def start(self, job: GenerationJob, slot: SendSlot | None = None) -> Generation:
+        """Start generating (taking `slot`); the caller then calls `confirm`, or `abandon`.
+        Raises the `refusal` when the owner or the conversation is being removed."""
+        if (refused := self.refusal(job.owner_id, job.conversation_id)) is not None:
+            raise refused
+        if slot is not None:
+            slot.started = True
         generation = Generation(job, self._registry.start(job.message_id, job.owner_id))
         generation.task = asyncio.create_task(
             self._run(generation), name=f"generation-{job.message_id}"
@@ -194,8 +304,8 @@ class GenerationRunner:
         return True
 
     async def stop_owner(self, owner_id: ObjectId) -> None:
-        replies = self._registry.active_for(owner_id)
-        await asyncio.gather(*(self.stop(reply.message_id) for reply in replies))
+        replies = [g for g in self._generations.values() if g.job.owner_id == owner_id]
+        await asyncio.gather(*(self.stop(g.job.message_id) for g in replies))
 
     async def shutdown(self, grace: float) -> None:
         """Let in-flight replies (and their hooks) finish for `grace` seconds; store the rest as
@@ -371,14 +481,20 @@ class GenerationRunner:
             await self._save(generation.job.message_id, progress)
 
     async def _save(self, message_id: ObjectId, progress: _Progress) -> None:
+        """Append what is new since the last save: the cost follows the new deltas, not the
+        whole reply. `save_progress` appends only onto the saved count it is given, so a write
+        that timed out yet landed (or lands later) is never applied twice: the next one then
+        matches nothing, and the stored count tells where the store really is."""
         count = len(progress.ends)
         if count == progress.saved:
             return
         progress.unsaved_chars = 0
+        saved = progress.saved
+        text = "".join(progress.parts[saved:count])
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
-                await self._messages.save_progress(
-                    message_id, "".join(progress.parts[:count]), progress.ends[:count]
+                stored = await self._messages.save_progress(
+                    message_id, saved, text, progress.ends[saved:count]
                 )
         except Exception:
             logger.warning(
@@ -387,7 +503,9 @@ class GenerationRunner:
                 exc_info=True,
             )
             return
-        progress.saved = count
+        if stored is None:  # finished meanwhile (the final write covers everything)
+            return
+        progress.saved = stored
 
     async def _run_hooks(self, final: MessageRecord) -> None:
         for hook in self.on_finished:

@@ -6,6 +6,7 @@ is where delta `i + 1` ends in it, so any suffix after a given `seq` can be repl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -139,13 +140,17 @@ class MessageRecord:
             doc["client_message_id"] = self.client_message_id
         return doc
 
-    def deltas_after(self, after_seq: int) -> list[tuple[int, str]]:
-        """(seq, text) of every stored delta after `after_seq`."""
-        result = []
-        for index in range(max(after_seq, 0), len(self.seq_ends)):
-            start = self.seq_ends[index - 1] if index > 0 else 0
-            result.append((index + 1, self.content[start : self.seq_ends[index]]))
-        return result
+    def deltas_after(self, after_seq: int) -> Iterator[tuple[int, str]]:
+        """(seq, text) of every stored delta after `after_seq`, lazily: constant work per
+        delta, so a replay costs what it sends."""
+        ends = self.seq_ends
+        content = self.content
+        first = max(after_seq, 0)
+        start = ends[first - 1] if 0 < first <= len(ends) else 0
+        for index in range(first, len(ends)):
+            end = ends[index]
+            yield index + 1, content[start:end]
+            start = end
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,21 +308,41 @@ class MessageStore:
             async for d in cursor
         ]
 
-    async def save_progress(self, message_id: ObjectId, content: str, seq_ends: list[int]) -> None:
-        """Persist the text so far; only while the reply is still unfinished. Idempotent (the
-        whole state, not an append), so a write that timed out yet landed can be repeated."""
-        await self._messages.update_one(
-            {"_id": message_id, "status": {"$in": UNFINISHED}},
-            {
-                "$set": {
-                    "content": content,
-                    "seq": len(seq_ends),
-                    "seq_ends": seq_ends,
-                    "status": MessageStatus.STREAMING.value,
-                    "updated_at": utc_now(),
-                },
-            },
+    async def save_progress(
+        self, message_id: ObjectId, saved: int, text: str, new_ends: list[int]
+    ) -> int | None:
+        """Append deltas `saved + 1 ...` (their `text` and where each ends) to the text saved
+        so far, only while the reply is unfinished and only onto exactly `saved` stored deltas:
+        the write costs what is new, not the whole reply, and is never applied twice (a write
+        that timed out yet landed, or lands late, makes the next one match nothing rather than
+        append again). Returns the number of deltas now stored, or None once finished."""
+        count = saved + len(new_ends)
+        result = await self._messages.update_one(
+            {"_id": message_id, "status": {"$in": UNFINISHED}, "seq": saved},
+            [
+                {
+                    "$set": {
+                        # $literal: text starting with "$" is text, not a field path.
+                        "content": {"$concat": [{"$ifNull": ["$content", ""]}, {"$literal": text}]},
+                        "seq_ends": {
+                            "$concatArrays": [
+                                {"$ifNull": ["$seq_ends", []]},
+                                {"$literal": new_ends},
+                            ]
+                        },
+                        "seq": count,
+                        "status": MessageStatus.STREAMING.value,
+                        "updated_at": utc_now(),
+                    }
+                }
+            ],
         )
+        if result.matched_count:
+            return count
+        doc = await self._messages.find_one({"_id": message_id}, {"seq": 1, "status": 1})
+        if doc is None or doc["status"] not in UNFINISHED:
+            return None
+        return int(doc.get("seq") or 0)
 
     async def finish(self, message_id: ObjectId, fields: dict[str, Any]) -> bool:
         """The one final write: False when someone else already finished the message."""
@@ -428,6 +453,9 @@ class MessageStore:
         await self._messages.delete_many(
             {"owner_id": owner_id, "conversation_id": {"$in": conversation_ids}}
         )
+
+    async def delete_ids(self, owner_id: ObjectId, ids: list[ObjectId]) -> None:
+        await self._messages.delete_many({"owner_id": owner_id, "_id": {"$in": ids}})
 
     async def delete_for_owner(self, owner_id: ObjectId) -> None:
         await self._messages.delete_many({"owner_id": owner_id})

@@ -6,6 +6,7 @@ so a cross-instance implementation (e.g. Redis streams) can replace this in-proc
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -13,6 +14,30 @@ from typing import Generic, TypeVar
 from bson import ObjectId
 
 FinalT = TypeVar("FinalT")
+
+YIELD_EVERY = 0.005
+"""The most a follower runs (its own work plus its consumer's, e.g. sending each event) before
+it lets the event loop serve others: a websocket send does not await while the transport is
+writable, so a replay of many deltas would otherwise hold the loop until it ends."""
+
+
+class Pacer:
+    """Lets the event loop run other work at least every `YIELD_EVERY` seconds of a loop that
+    may otherwise never await (a long replay): call `await pace()` once per item."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def pace(self) -> None:
+        if time.monotonic() - self._since >= YIELD_EVERY:
+            await asyncio.sleep(0)
+            self.reset()
+
+    def reset(self) -> None:
+        """After the loop awaited anyway (e.g. for the next delta)."""
+        self._since = time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +83,17 @@ class LiveReply(Generic[FinalT]):
     async def follow(self, after_seq: int) -> AsyncIterator[Delta]:
         """Deltas after `after_seq`, live, until the reply is done (then check `final`)."""
         position = max(after_seq, 0)
+        pacer = Pacer()
         while True:
             changed = self._changed  # taken before reading, so no notification is lost
             while position < len(self.deltas):
                 position += 1
                 yield Delta(seq=position, text=self.deltas[position - 1])
+                await pacer.pace()
             if self.done:
                 return
             await changed.wait()
+            pacer.reset()
 
 
 class ReplyRegistry(Generic[FinalT]):

@@ -63,10 +63,12 @@ class StallingStore(MessageStore):
         self.stall_progress = False
         self.stall_finish = False
 
-    async def save_progress(self, message_id: ObjectId, content: str, seq_ends: list[int]) -> None:
+    async def save_progress(
+        self, message_id: ObjectId, saved: int, text: str, new_ends: list[int]
+    ) -> int | None:
         if self.stall_progress:
             await asyncio.sleep(3600)
-        await super().save_progress(message_id, content, seq_ends)
+        return await super().save_progress(message_id, saved, text, new_ends)
 
     async def finish(self, message_id: ObjectId, fields: dict[str, Any]) -> bool:
         if self.stall_finish:
@@ -259,3 +261,44 @@ async def test_an_abandoned_reply_writes_nothing(store: StallingStore) -> None:
     assert await store.get(owner, draft.id) is None
     assert registry.get(draft.id) is None
     assert not started.confirm()  # too late: the sender learns it was abandoned
+
+
+class LateLandingStore(MessageStore):
+    """Every other progress save lands, then answers too late (the caller's timeout fires)."""
+
+    def __init__(self, inner: MessageStore) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.calls = 0
+        self.seen: list[dict[str, Any]] = []
+
+    async def save_progress(
+        self, message_id: ObjectId, saved: int, text: str, new_ends: list[int]
+    ) -> int | None:
+        self.calls += 1
+        stored = await super().save_progress(message_id, saved, text, new_ends)
+        doc = await self._messages.find_one({"_id": message_id})
+        assert doc is not None
+        self.seen.append(doc)
+        if self.calls % 2:
+            await asyncio.sleep(1.0)  # past WRITE_TIMEOUT: counted as failed, yet it landed
+        return stored
+
+
+async def test_progress_saves_append_once_even_when_a_write_lands_after_its_timeout(
+    store: StallingStore,
+) -> None:
+    late = LateLandingStore(store)
+    deltas = [f"d{i}," for i in range(60)]
+    runner, _ = make_runner(late, ScriptedProvider(deltas, gap=0.01))
+    started, draft = await start(runner, late, ObjectId())
+    await asyncio.wait({started.finished}, timeout=10)
+    assert late.calls >= 4
+    text = "".join(deltas)
+    for doc in late.seen:  # every saved state is an exact prefix, never a doubled append
+        assert doc["seq"] == len(doc["seq_ends"])
+        assert doc["content"] == text[: len(doc["content"])]
+        assert doc["seq_ends"] == [len("".join(deltas[: i + 1])) for i in range(doc["seq"])]
+    final = await late.get(draft.owner_id, draft.id)
+    assert final is not None
+    assert final.status is MessageStatus.COMPLETE
+    assert final.content == text
