@@ -98,10 +98,17 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=0)
     max_fragment_spreads: int = Field(default=100, ge=0)
     max_tokens: int = Field(default=5000, ge=10)
+    max_selections: int = Field(default=1000, ge=1)
+    max_repeated_fields: int = Field(default=150, ge=1)
+    max_document_bytes: int = Field(default=65_536, ge=1024)
+    max_response_bytes: int = Field(default=32 * 1_048_576, ge=1024)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_ws_operations: int = Field(default=20, ge=1)
     connection_init_timeout: float = Field(default=10.0, gt=0)
     max_websockets_per_ip: int = Field(default=50, ge=1)
+    header_timeout: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=65_536, ge=4096)
+    max_connections: int = Field(default=1000, ge=1)
 
     redis_url: SecretStr | None = None
     rate_login_per_email: str = "10/minute"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from bson import ObjectId
 from starlette.requests import Request
@@ -12,7 +16,7 @@ from starlette.websockets import WebSocket
 
 from gql_chat.api.client_ip import client_ip
 from gql_chat.api.loaders import Loaders
-from gql_chat.errors import Unauthenticated
+from gql_chat.errors import DomainError, Unauthenticated
 from gql_chat.services.container import Services
 from gql_chat.store.users import UserRecord
 
@@ -27,6 +31,70 @@ def bearer_token(value: object) -> str | None:
         raise Unauthenticated("Invalid or expired token.")
     token = value[len(BEARER_PREFIX) - 1 :].strip()
     return token or None  # "Bearer " with nothing after it: the explorer's empty template
+
+
+class ResponseTooLarge(DomainError):
+    """The response would carry more text than `GQL_CHAT_MAX_RESPONSE_BYTES` allows."""
+
+    code: ClassVar[str] = "RESPONSE_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The response would carry more than {limit} characters of text. Ask for fewer "
+            "messages, fields or aliases at once, and page through the rest.",
+            limit=limit,
+        )
+
+
+class ResponseBudget:
+    """How much text one operation's response (or one subscription event) may carry.
+
+    The large text fields (message content, exports) are charged as they are resolved; once
+    the total is over the limit every further charge fails too, so nothing more is built, and
+    the HTTP view answers the request with only the `RESPONSE_TOO_LARGE` error."""
+
+    __slots__ = ("_lock", "exceeded", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.exceeded = False
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while one large text (an export) is read and built: aliases of it then run
+        one at a time, so once the budget is spent the rest fail before reading anything."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def charge(self, size: int) -> None:
+        self.used += size
+        if self.exceeded or self.used > self.limit:
+            self.exceeded = True
+            raise ResponseTooLarge(self.limit)
+
+    def check(self) -> None:
+        """Fail at once if the budget is already spent (before expensive work)."""
+        if self.exceeded:
+            raise ResponseTooLarge(self.limit)
+
+    def reset(self) -> None:
+        """A new subscription event: a budget of its own."""
+        self.used = 0
+        self.exceeded = False
+
+
+# Set when an operation starts (its document is parsed: see `api/documents.py`), in the task
+# that runs it; its resolvers' tasks inherit it. Per HTTP request, per websocket operation.
+response_budget: ContextVar[ResponseBudget | None] = ContextVar("response_budget", default=None)
+
+
+def start_response_budget(limit: int) -> ResponseBudget:
+    budget = ResponseBudget(limit)
+    response_budget.set(budget)
+    return budget
 
 
 @dataclass
@@ -53,6 +121,25 @@ class Context:
     @property
     def client_ip(self) -> str:
         return client_ip(self.request, self.services.settings.trusted_proxies)
+
+    def charge_text(self, text: str | int) -> None:
+        """Count a large text field (or a size) against the operation's response budget;
+        raises `ResponseTooLarge` once over it."""
+        budget = response_budget.get()
+        if budget is None:  # outside an operation (a service called directly)
+            budget = start_response_budget(self.services.settings.max_response_bytes)
+        budget.charge(text if isinstance(text, int) else len(text))
+
+    @asynccontextmanager
+    async def large_text(self) -> AsyncIterator[None]:
+        """Around reading and building one large text (an export): one at a time per
+        operation, and not at all once the budget is spent."""
+        budget = response_budget.get()
+        if budget is None:
+            budget = start_response_budget(self.services.settings.max_response_bytes)
+        async with budget.lock:
+            budget.check()
+            yield
 
     async def authenticate_connection(self) -> None:
         """Websocket: check the `connection_init` token once, at connect; raises when bad."""

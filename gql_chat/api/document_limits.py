@@ -47,15 +47,18 @@ class Limits(NamedTuple):
     max_depth: int
     max_aliases: int
     max_fragment_spreads: int
+    max_selections: int = 1000
+    max_repeated_fields: int = 150
 
 
 class Cost(NamedTuple):
     spreads: int
     aliases: int
     depth: int
+    selections: int = 0
 
 
-EMPTY = Cost(0, 0, 0)
+EMPTY = Cost(0, 0, 0, 0)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class _Part:
     spreads: int = 0
     aliases: int = 0
     depth: int = 0
+    selections: int = 0  # fields and inline fragments
     spread_refs: Counter[str] = field(default_factory=Counter)  # every spread
     alias_refs: Counter[str] = field(default_factory=Counter)  # once per selection set
     depth_refs: dict[str, int] = field(default_factory=dict)  # deepest spread of each
@@ -75,6 +79,7 @@ class DocumentCost:
     operations: tuple[tuple[OperationDefinitionNode, Cost], ...]
     spreads: int
     aliases: int
+    selections: int
     visits: int  # selections and fragment references looked at: linear in the document
 
 
@@ -99,6 +104,8 @@ def _part(selection_set: SelectionSetNode) -> tuple[_Part, int]:
             visits += 1
             if counted and offset > part.depth:
                 part.depth = offset
+            if not isinstance(selection, FragmentSpreadNode):
+                part.selections += 1
             if isinstance(selection, FieldNode):
                 if selection.alias:
                     part.aliases += 1
@@ -126,13 +133,21 @@ def _total(part: _Part, costs: dict[str, Cost]) -> Cost:
     """A definition's totals from its part and the totals of the fragments it spreads (a
     fragment without totals, unknown or on a cycle, counts as empty)."""
     spreads, aliases, depth = part.spreads, part.aliases, part.depth
+    selections = part.selections
     for name, count in part.spread_refs.items():
-        spreads += count * costs.get(name, EMPTY).spreads
+        cost = costs.get(name, EMPTY)
+        spreads += count * cost.spreads
+        selections += count * cost.selections
     for name, count in part.alias_refs.items():
         aliases += count * costs.get(name, EMPTY).aliases
     for name, offset in part.depth_refs.items():
         depth = max(depth, offset + costs.get(name, EMPTY).depth)
-    return Cost(min(spreads, SATURATED), min(aliases, SATURATED), depth)
+    return Cost(
+        min(spreads, SATURATED),
+        min(aliases, SATURATED),
+        depth,
+        min(selections, SATURATED),
+    )
 
 
 def _fragment_costs(parts: dict[str, _Part]) -> tuple[dict[str, Cost], int]:
@@ -195,12 +210,86 @@ def analyse(document: DocumentNode) -> DocumentCost:
     spreads = sum(cost.spreads for _, cost in operations)
     spreads += sum(cost.spreads for name, cost in costs.items() if name not in used)
     aliases = sum(cost.aliases for _, cost in operations)
+    selections = sum(cost.selections for _, cost in operations)
+    selections += sum(cost.selections for name, cost in costs.items() if name not in used)
     return DocumentCost(
         operations=operations,
         spreads=min(spreads, SATURATED),
         aliases=min(aliases, SATURATED),
+        selections=min(selections, SATURATED),
         visits=visits,
     )
+
+
+def most_repeated(document: DocumentNode, budget: int) -> int:
+    """The most field selections sharing one response path (response keys from the root, e.g.
+    `conversation.messages.edges`) with every fragment written out in place, in any operation
+    or unused fragment: graphql-core's OverlappingFieldsCanBeMerged compares every pair of them
+    (1,240 `me{id}` at the root: 1.1 s). Fields under different types count together (an
+    over-count). At most `budget` selections are looked at: more answers SATURATED (call this
+    only for a document whose expanded selections and spreads are within their limits; a
+    fragment cycle can still expand past them, and a fragment is never entered again below
+    itself)."""
+    fragments: dict[str, FragmentDefinitionNode] = {}
+    roots: list[SelectionSetNode] = []
+    for definition in document.definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            fragments[definition.name.value] = definition
+        elif isinstance(definition, OperationDefinitionNode):
+            roots.append(definition.selection_set)
+    spread = {
+        selection.name.value for root in roots for selection in _spreads_below(root, fragments)
+    }
+    roots += [f.selection_set for name, f in fragments.items() if name not in spread]
+    most = 0
+    visits = 0
+    for root in roots:
+        paths: dict[tuple[int, str], int] = {}  # (parent path, response key) -> path
+        counts = [0]
+        stack: list[tuple[SelectionSetNode, int, tuple[str, ...]]] = [(root, 0, ())]
+        while stack:
+            selections, path, chain = stack.pop()
+            for selection in selections.selections:
+                visits += 1
+                if visits > budget:
+                    return SATURATED
+                if isinstance(selection, FieldNode):
+                    key = (path, (selection.alias or selection.name).value)
+                    below = paths.get(key)
+                    if below is None:
+                        below = paths[key] = len(counts)
+                        counts.append(0)
+                    counts[below] += 1
+                    most = max(most, counts[below])
+                    if selection.selection_set:
+                        stack.append((selection.selection_set, below, chain))
+                elif isinstance(selection, InlineFragmentNode):
+                    stack.append((selection.selection_set, path, chain))
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = fragments.get(name)
+                    if fragment is not None and name not in chain:
+                        stack.append((fragment.selection_set, path, (*chain, name)))
+    return most
+
+
+def _spreads_below(
+    root: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]
+) -> Iterator[FragmentSpreadNode]:
+    """Every fragment spread reachable from `root`, each fragment entered once."""
+    entered: set[str] = set()
+    pending = [root]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode | InlineFragmentNode):
+                if selection.selection_set:
+                    pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                yield selection
+                name = selection.name.value
+                if name not in entered and name in fragments:
+                    entered.add(name)
+                    pending.append(fragments[name].selection_set)
 
 
 def _shown(count: int) -> str:
@@ -230,5 +319,30 @@ def limit_errors(document: DocumentNode, limits: Limits) -> list[GraphQLError]:
     if cost.aliases > limits.max_aliases:
         errors.append(
             GraphQLError(f"{_shown(cost.aliases)} aliases found. Allowed: {limits.max_aliases}")
+        )
+    if cost.selections > limits.max_selections:
+        errors.append(
+            GraphQLError(
+                f"{_shown(cost.selections)} field selections after expanding fragments."
+                f" Allowed: {limits.max_selections}"
+            )
+        )
+    if errors:
+        return errors
+    budget = limits.max_selections + limits.max_fragment_spreads
+    repeated = most_repeated(document, budget)
+    if repeated >= SATURATED:
+        errors.append(
+            GraphQLError(
+                f"more than {limits.max_selections} field selections after expanding"
+                f" fragments. Allowed: {limits.max_selections}"
+            )
+        )
+    elif repeated > limits.max_repeated_fields:
+        errors.append(
+            GraphQLError(
+                f"{repeated} selections of one field (the same response key at the same"
+                f" place) after expanding fragments. Allowed: {limits.max_repeated_fields}"
+            )
         )
     return errors

@@ -1,30 +1,55 @@
-"""Parsing and validating a GraphQL document: the token limit, the depth, alias and
-fragment-spread limits, the introspection rule, and an LRU cache for each step, all in one
-schema extension.
+"""Parsing and validating a GraphQL document: the size and token limits, the depth, alias,
+fragment-spread and selection limits, the introspection rule, and one bounded cache of parsed and
+validated documents, all in one schema extension.
 
 Why one extension: Strawberry instantiates every extension per operation and wraps each of its
 hooks in a fresh context manager, a fixed cost per extension per request (six small ones were
 about a fifth of a `me` request's server time). Why the limits are not validation rules: they
 must run before graphql-core's rules and cost time linear in the document whatever its
 fragments do (see `api/document_limits.py`); Strawberry's depth and alias rules walked a
-fragment again at every spread (2^n for fragments spreading the next one twice)."""
+fragment again at every spread (2^n for fragments spreading the next one twice).
+
+Why the cache is weighed: a parsed document costs far more memory than its text (about 560
+bytes per token: a 10 KB document of 5,000 tokens is 2.8 MB of AST), and a document of one long
+comment or string literal is one token of any size. Two LRU caches of 512 entries each could
+therefore be made to pin gigabytes by unauthenticated requests varying a comment. The cache
+now holds a document's AST and its validation result in one entry, weighs each entry by its
+text and its token count, and keeps the total weight under `CACHE_BYTES`; documents of more
+than `CACHEABLE_CHARS` characters are parsed and validated every time, never cached. A
+document larger than the document size limit is refused before it is parsed."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
-from functools import lru_cache
+from dataclasses import dataclass
+from typing import Any
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+)
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from gql_chat.api.context import start_response_budget
 from gql_chat.api.document_limits import Limits, limit_errors
+from gql_chat.config import Settings
 
-CACHE_SIZE = 512
+CACHE_SIZE = 512  # entries
+CACHE_BYTES = 32 * 1024 * 1024  # estimated memory of the cached ASTs and texts together
+CACHEABLE_CHARS = 16 * 1024  # larger documents are never cached
+BYTES_PER_TOKEN = 600  # measured: 554-560 bytes of AST (nodes, locations, tokens) per token
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
-
-cached_parse = lru_cache(maxsize=CACHE_SIZE)(parse)
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+# Apollo Server's code for an operation that cannot be chosen (GraphQL spec, GetOperation: a
+# document of several operations needs `operationName`; Strawberry would run the first).
+OPERATION_RESOLUTION_FAILURE = "OPERATION_RESOLUTION_FAILURE"
 
 
 def coded(error: GraphQLError) -> GraphQLError:
@@ -53,6 +78,89 @@ def validated(
     return [coded(error) for error in errors]
 
 
+def document_size(query: str, limit: int) -> int | None:
+    """The document's size in UTF-8 bytes when it is over `limit`, else None. Cheap for the
+    usual document: its characters are counted, and encoded only when they could be over."""
+    if len(query) * 4 <= limit:
+        return None
+    if len(query) > limit:
+        return len(query.encode("utf-8", "surrogatepass"))
+    size = len(query.encode("utf-8", "surrogatepass"))
+    return size if size > limit else None
+
+
+def too_large(size: int, limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"The GraphQL document is {size} bytes; at most {limit} are accepted. Send large values"
+        " (such as message text) as variables.",
+        extensions={"code": PARSE_FAILED},
+    )
+
+
+def _weight(query: str, document: DocumentNode) -> int:
+    """Estimated memory of a parsed document: its text, and its AST by its token count."""
+    tokens = 0
+    token = document.loc.start_token if document.loc else None
+    while token is not None:
+        tokens += 1
+        token = token.next
+    return len(query) + BYTES_PER_TOKEN * tokens
+
+
+@dataclass(slots=True)
+class Entry:
+    document: DocumentNode
+    weight: int
+    operations: int
+    rules: tuple[type[ASTValidationRule], ...] | None = None
+    errors: list[GraphQLError] | None = None
+
+
+class DocumentCache:
+    """An LRU cache of parsed (and validated) documents by their text, bounded in entries and
+    in estimated bytes."""
+
+    def __init__(self, max_entries: int = CACHE_SIZE, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.weight = 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, query: str) -> Entry | None:
+        entry = self._entries.get(query)
+        if entry is not None:
+            self._entries.move_to_end(query)
+        return entry
+
+    def add(self, query: str, entry: Entry) -> None:
+        if len(query) > CACHEABLE_CHARS or entry.weight > self.max_bytes // 16:
+            return
+        previous = self._entries.pop(query, None)
+        if previous is not None:
+            self.weight -= previous.weight
+        self._entries[query] = entry
+        self.weight += entry.weight
+        while len(self._entries) > self.max_entries or self.weight > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.weight -= evicted.weight
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.weight = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """The limits read from the app's settings (bound on first use)."""
+
+    limits: Limits
+    max_document_bytes: int
+    max_response_bytes: int
+
+
 def document_checks(
     *,
     max_tokens: int,
@@ -60,35 +168,83 @@ def document_checks(
     max_aliases: int,
     max_fragment_spreads: int,
     forbid_introspection: bool,
+    max_selections: int | None = None,
+    max_repeated_fields: int | None = None,
+    max_document_bytes: int | None = None,
 ) -> type[SchemaExtension]:
-    """An extension class, instantiated per operation, sharing the limits and the caches.
-    The validation cache is this schema's, keyed as before (the limits are bound, not part of
-    the key): a repeated document costs what it did; a varied one costs linear time."""
-    limits = Limits(max_depth, max_aliases, max_fragment_spreads)
+    """An extension class, instantiated per operation, sharing the limits and the cache. The
+    cache is this schema's, keyed by the document's text: a repeated document costs a lookup; a
+    varied one costs linear time. A limit left None is the app's setting, read from the
+    request context on first use (the schema and its app share one `Settings`)."""
     extra_rules: tuple[type[ASTValidationRule], ...] = (
         (NoSchemaIntrospectionCustomRule,) if forbid_introspection else ()
     )
+    cache = DocumentCache()
+    bound: list[RequestLimits] = []
 
-    @lru_cache(maxsize=CACHE_SIZE)
-    def cached_validate(
-        schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
-    ) -> list[GraphQLError]:
-        return validated(schema, document, rules, limits)
+    def bind(context: Any) -> RequestLimits:
+        settings = getattr(getattr(context, "services", None), "settings", None)
+        if not isinstance(settings, Settings):
+            settings = Settings.model_construct()
+        request_limits = RequestLimits(
+            Limits(
+                max_depth,
+                max_aliases,
+                max_fragment_spreads,
+                max_selections if max_selections is not None else settings.max_selections,
+                max_repeated_fields
+                if max_repeated_fields is not None
+                else settings.max_repeated_fields,
+            ),
+            max_document_bytes if max_document_bytes is not None else settings.max_document_bytes,
+            settings.max_response_bytes,
+        )
+        bound.append(request_limits)
+        return request_limits
 
     class DocumentChecks(SchemaExtension):
+        _entry: Entry | None = None
+
         def on_parse(self) -> Iterator[None]:
             context = self.execution_context
-            context.graphql_document = cached_parse(context.query, max_tokens=max_tokens)
+            query = context.query
+            assert query is not None
+            request_limits = bound[0] if bound else bind(context.context)
+            start_response_budget(request_limits.max_response_bytes)
+            entry = cache.get(query)
+            if entry is None:
+                size = document_size(query, request_limits.max_document_bytes)
+                if size is not None:
+                    raise too_large(size, request_limits.max_document_bytes)
+                document = parse(query, max_tokens=max_tokens)
+                operations = sum(
+                    isinstance(d, OperationDefinitionNode) for d in document.definitions
+                )
+                entry = Entry(document, _weight(query, document), operations)
+                cache.add(query, entry)
+            if entry.operations > 1 and context.operation_name is None:
+                raise GraphQLError(
+                    "Must provide operation name if query contains multiple operations.",
+                    extensions={"code": OPERATION_RESOLUTION_FAILURE},
+                )
+            self._entry = entry
+            context.graphql_document = entry.document
             yield
 
         def on_validate(self) -> Iterator[None]:
             context = self.execution_context
-            assert context.graphql_document is not None
-            context.pre_execution_errors = cached_validate(
-                context.schema._schema,
-                context.graphql_document,
-                (*context.validation_rules, *extra_rules),
-            )
+            entry = self._entry
+            assert entry is not None
+            assert context.graphql_document is entry.document
+            rules = (*context.validation_rules, *extra_rules)
+            if entry.rules != rules or entry.errors is None:
+                request_limits = bound[0] if bound else bind(context.context)
+                entry.errors = validated(
+                    context.schema._schema, entry.document, rules, request_limits.limits
+                )
+                entry.rules = rules
+            context.pre_execution_errors = entry.errors
             yield
 
+    DocumentChecks.cache = cache  # type: ignore[attr-defined]  # for the tests
     return DocumentChecks

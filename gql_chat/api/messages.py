@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 from bson import ObjectId
 
+from gql_chat.api.context import response_budget
 from gql_chat.api.conversations import ConversationType
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
@@ -52,12 +53,21 @@ class MessageError:
     message: str
 
 
+def _content(root: MessageType, info: strawberry.Info) -> str:
+    """Counted against the response budget (`GQL_CHAT_MAX_RESPONSE_BYTES`) each time it is
+    resolved: aliases of it, or of the fields above it, would otherwise multiply up to 100 KB
+    (a reply up to 500 KB) into responses of hundreds of MB."""
+    text = root.record.content
+    info.context.charge_text(text)
+    return text
+
+
 @strawberry.type(name="Message")
 class MessageType:
     id: strawberry.ID
     conversation_id: strawberry.ID
     role: MessageRole  # type: ignore[valid-type]
-    content: str
+    content: str = strawberry.field(resolver=_content)
     status: MessageStatus  # type: ignore[valid-type]
     model: str | None = strawberry.field(description="Model that produced an assistant message.")
     parent_id: strawberry.ID | None = strawberry.field(
@@ -75,7 +85,6 @@ class MessageType:
             id=strawberry.ID(str(message.id)),
             conversation_id=strawberry.ID(str(message.conversation_id)),
             role=message.role,
-            content=message.content,
             status=message.status,
             model=message.model,
             parent_id=strawberry.ID(str(message.parent_id)) if message.parent_id else None,
@@ -279,5 +288,8 @@ class MessageSubscription:
         if after_seq is not None and after_seq < 0:
             raise BadUserInput("afterSeq", "afterSeq must be 0 or more.")
         owner_id: ObjectId = await info.context.owner_id()
+        budget = response_budget.get()
         async for event in info.context.services.chat.stream(owner_id, message_id, after_seq or 0):
+            if budget is not None:
+                budget.reset()  # each event is a response of its own
             yield MessageStreamEvent.of(event)

@@ -63,7 +63,8 @@ class ReportQuery:
         id: strawberry.ID,
         format: ExportFormat,  # type: ignore[valid-type]
     ) -> str:
-        exported: str = await info.context.services.reports.export(
-            await info.context.owner_id(), id, format
-        )
+        async with info.context.large_text():
+            exported: str = await info.context.services.reports.export(
+                await info.context.owner_id(), id, format, charge=info.context.charge_text
+            )
         return exported

@@ -9,19 +9,21 @@ from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.execution import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from gql_chat.api.client_ip import client_ip
-from gql_chat.api.context import Context
+from gql_chat.api.context import Context, ResponseTooLarge, response_budget
 from gql_chat.api.graphiql import render_graphiql
 from gql_chat.api.http_rules import (
     CSRF_MESSAGE,
@@ -39,6 +41,10 @@ from gql_chat.errors import DomainError
 from gql_chat.services.container import Services
 
 TOO_MANY_WEBSOCKETS = "Too many open websockets from this address."
+SUBSCRIPTION_OVER_HTTP = (
+    "Subscriptions are served over a websocket: connect to /graphql with the "
+    "graphql-transport-ws protocol."
+)
 
 
 def is_request_error(result: ExecutionResult) -> bool:
@@ -90,6 +96,7 @@ class GraphQLView(GraphQL[Context, None]):
         if request.method == "POST" and not is_supported_post(request.headers.get("content-type")):
             return PlainTextResponse(UNSUPPORTED_MEDIA_TYPE_MESSAGE, status_code=415)
         request.state.media_type = media
+        response_budget.set(None)  # set again when the operation starts
         response = await super().run(request)
         if media == GRAPHQL_RESPONSE_JSON and response.media_type != "text/html":
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
@@ -109,14 +116,43 @@ class GraphQLView(GraphQL[Context, None]):
         finally:
             self.websockets.release(ip)
 
-    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        """A mutation over GET is 405 Method Not Allowed (GraphQL over HTTP), not 400."""
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, without subscriptions: it would run one over HTTP as a query and fail
+        with "Cannot return null for non-nullable field". A subscription is a request error
+        (`BAD_REQUEST`) saying where subscriptions are served. A mutation over GET is 405
+        Method Not Allowed (GraphQL over HTTP), not 400."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
         try:
-            return await super().execute_single(*args, **kwargs)
-        except HTTPException as exc:
-            if isinstance(exc.__cause__, InvalidOperationTypeError):
-                raise HTTPException(405, exc.reason) from exc
-            raise
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                return ExecutionResult(
+                    data=None,
+                    errors=[
+                        GraphQLError(SUBSCRIPTION_OVER_HTTP, extensions={"code": "BAD_REQUEST"})
+                    ],
+                )
+            raise HTTPException(405, exc.as_http_error_reason(request_adapter.method)) from exc
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
@@ -152,8 +188,18 @@ class GraphQLView(GraphQL[Context, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
+        request_error = is_request_error(result)
+        budget = response_budget.get()
+        if budget is not None and budget.exceeded and not request_error:
+            # Over the response budget: only that error, none of the text built so far.
+            error = ResponseTooLarge(budget.limit)
+            result = ExecutionResult(
+                data=None,
+                errors=[GraphQLError(error.message, extensions=error.extensions)],
+                extensions=result.extensions,
+            )
         processed = await super().process_result(request, result)
-        if is_request_error(result):
+        if request_error:
             request.state.request_error = True
             if getattr(request.state, "media_type", None) == GRAPHQL_RESPONSE_JSON:
                 processed.pop("data", None)  # the spec: no `data` entry when nothing executed
@@ -166,6 +212,20 @@ class GraphQLView(GraphQL[Context, None]):
         """orjson for speed; its JSONDecodeError subclasses the stdlib's, which Strawberry maps
         to a 400."""
         return orjson.loads(data)
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        """Strawberry's, with the body encoded once: orjson's bytes go out as they are (its
+        `encode_json` gives text, which Starlette encodes again: two extra copies of a
+        response that may be tens of MB)."""
+        response = Response(orjson.dumps(response_data), media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def encode_json(self, data: object) -> str:
         """orjson for speed; text, because graphql-transport-ws frames must be text frames."""

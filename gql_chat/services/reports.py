@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -12,6 +13,7 @@ from bson import ObjectId
 from gql_chat.errors import BadUserInput
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.threads import messages_on_path
+from gql_chat.store.conversations import ConversationRecord
 from gql_chat.store.database import Database
 from gql_chat.store.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
 
@@ -33,16 +35,38 @@ class ReportService:
         start: datetime | None,
         end: datetime | None,
     ) -> list[UsageRow]:
+        start = _utc(start, "from")
+        end = _utc(end, "to")
         if start is not None and end is not None and end <= start:
             raise BadUserInput("to", "`to` must be after `from`.")
         return await self._db.messages.usage_summary(owner_id, group_by, start, end)
 
-    async def export(self, owner_id: ObjectId, conversation_id: str, fmt: ExportFormat) -> str:
-        """The active branch with roles, timestamps, models and usage."""
+    async def export(
+        self,
+        owner_id: ObjectId,
+        conversation_id: str,
+        fmt: ExportFormat,
+        charge: Callable[[int], None] | None = None,
+    ) -> str:
+        """The active branch with roles, timestamps, models and usage. `charge` is called with
+        the size of the text before the export is built (so a request over its response budget
+        builds nothing), and with the rest of the export's size once it is built."""
         conversation = await self._conversations.get(owner_id, conversation_id)
         messages = await messages_on_path(
             self._db.messages, owner_id, conversation.id, conversation.active_leaf_id
         )
+        estimate = len(conversation.title) + sum(len(m.content) for m in messages)
+        if charge is not None:
+            charge(estimate)
+        exported = self._render(conversation, messages, fmt)
+        if charge is not None and len(exported) > estimate:
+            charge(len(exported) - estimate)
+        return exported
+
+    @staticmethod
+    def _render(
+        conversation: ConversationRecord, messages: list[MessageRecord], fmt: ExportFormat
+    ) -> str:
         if fmt is ExportFormat.JSON:
             return json.dumps(
                 {
@@ -62,6 +86,19 @@ class ReportService:
                 lines.append(f"_{details}_")
             lines += ["", message.content]
         return "\n".join(lines) + "\n"
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """An aware UTC time; a time without an offset is taken as UTC (as stored times are). A
+    time whose UTC value is outside years 1-9999 is bad input."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise BadUserInput(field, f"`{field}` is out of range.") from exc
 
 
 def _message_json(message: MessageRecord) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -150,9 +151,10 @@ class ConversationStore:
         if after is not None:
             key = decode_cursor(after, "after")
             try:
-                activity = datetime.fromisoformat(key["a"])
+                activity = as_utc(datetime.fromisoformat(key["a"]))
                 last_id = ObjectId(key["i"])
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError, InvalidId) as exc:
+                # InvalidId is not a ValueError; a far offset overflows on conversion to UTC
                 raise BadUserInput("after", "Invalid cursor.") from exc
             page_query = {
                 "$and": [
