@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import socket
 import sys
 from contextlib import suppress
@@ -18,6 +19,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from gql_chat.config import Settings, describe_settings_error
 from gql_chat.errors import DomainError
 from gql_chat.logs import configure_logging
+from gql_chat.platform.uvicorn_limits import limited_http_protocol, websocket_protocol
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -40,22 +42,52 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
-WEBSOCKETS = "websockets-sansio"
-"""uvicorn's websocket implementation: its maintained one (the legacy `websockets` one is
-deprecated), which under 50 streamed replies left half the cyclic garbage per connection."""
-
-
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How `gql-chat serve` runs uvicorn; the tests' live server runs it the same way."""
     return {
-        "ws": WEBSOCKETS,
+        # uvicorn's websockets-sansio protocol (its maintained one: the legacy `websockets`
+        # one is deprecated, and under 50 streamed replies left half the cyclic garbage per
+        # connection), with its error log for a refused handshake fixed.
+        "ws": websocket_protocol(),
         "ws_per_message_deflate": False,
         # uvicorn's default is 16 MiB, read before anyone signs in: a websocket message may be
         # as large as a request body and no larger (a larger one closes the socket with 1009).
         "ws_max_size": settings.max_body_bytes,
         "access_log": False,  # RequestContextMiddleware logs requests, without query strings
         "proxy_headers": False,  # the app believes X-Forwarded-For from trusted proxies only
+        # uvicorn has no deadline for a request head, no limit on its size with httptools, and
+        # no cap on connections (`limit_concurrency` answers 503 only after a complete head,
+        # keeping the connection): see gql_chat/platform/uvicorn_limits.py.
+        "http": limited_http_protocol(
+            head_timeout=settings.header_timeout,
+            max_head_bytes=settings.max_header_bytes,
+            max_connections=settings.max_connections,
+        ),
     }
+
+
+FILE_DESCRIPTOR_MARGIN = 100
+"""File descriptors beyond the connections: the MongoDB pool, the model provider's
+connections, logs."""
+
+
+def check_file_limit(settings: Settings) -> None:
+    """Raise the process's open-file limit to fit `GQL_CHAT_MAX_CONNECTIONS`, or warn: at the
+    limit the server can accept no connection at all, not even a health check."""
+    needed = settings.max_connections + FILE_DESCRIPTOR_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    logger.warning(
+        "the open-file limit (%d) is too low for GQL_CHAT_MAX_CONNECTIONS=%d: lower the "
+        "setting below %d or raise the limit",
+        hard,
+        settings.max_connections,
+        hard - FILE_DESCRIPTOR_MARGIN,
+    )
 
 
 async def drain(app: Starlette) -> None:
@@ -128,6 +160,7 @@ def database_problem(settings: Settings) -> str | None:
 def serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings)
+    check_file_limit(settings)
     if settings.mongodb_url is not None:
         try:
             problem = database_problem(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -15,6 +16,10 @@ from pymongo_async_mock import AsyncMongoMockClient
 from starlette.applications import Starlette
 
 from gql_chat import cli
+from gql_chat.platform.uvicorn_limits import (
+    DenialCompletingWebSocketsProtocol,
+    LimitedHttpToolsProtocol,
+)
 from gql_chat.store.database import open_database
 from gql_chat.store.embedded import open_embedded_client
 
@@ -63,18 +68,23 @@ def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(servers[0].app, Starlette)
     assert config.app is servers[0].app
     assert (config.host, config.port) == ("0.0.0.0", 9001)
-    assert config.ws == "websockets-sansio"
+    assert config.ws is DenialCompletingWebSocketsProtocol  # websockets-sansio, fixed
     assert config.ws_per_message_deflate is False
     assert config.ws_max_size == 65536  # the body limit, not uvicorn's 16 MiB
     assert config.proxy_headers is False
     assert config.access_log is False
+    http = config.http  # the request head's deadline and size limit, the connection cap
+    assert isinstance(http, functools.partial)
+    assert http.func is LimitedHttpToolsProtocol
+    assert http.keywords == {"head_timeout": 10.0, "max_head_bytes": 65536, "max_connections": 1000}
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
     assert cli.main(["serve", "--reload"]) == 0
     assert calls[0]["app"] == "gql_chat.app:create_app"
     assert calls[0]["reload"] is True
-    assert calls[0]["ws"] == "websockets-sansio"
+    assert calls[0]["ws"] is DenialCompletingWebSocketsProtocol
+    assert calls[0]["http"].func is LimitedHttpToolsProtocol
     assert calls[0]["ws_max_size"] == 65536
 
 

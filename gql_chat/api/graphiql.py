@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +128,24 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "'self'"
 
 
+CSP_HOST = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?(?::[0-9]{1,5})?")
+"""A host and optional port as a CSP source expression may spell them (letters, digits and
+hyphens in dot-separated labels): the Host header is the client's, and anything else in it
+(a space, a `;`, a quote) would add to or end the directive."""
+
+
+def websocket_source(host: str, secure: bool) -> str:
+    """The page's own websocket origin for `connect-src`, or nothing when the Host header is
+    not a plain host[:port] (an IPv6 literal, or an injection attempt): CSP Level 3 browsers
+    match same-origin ws:/wss: with 'self' anyway; the explicit source is for older ones."""
+    if not CSP_HOST.fullmatch(host):
+        return ""
+    return f" {'wss' if secure else 'ws'}://{host}"
+
+
 def content_security_policy(assets_url: str, nonce: str, host: str, secure: bool) -> str:
     assets = _origin(assets_url)
-    websocket = f"{'wss' if secure else 'ws'}://{host}"
+    websocket = websocket_source(host, secure)
     return "; ".join(
         [
             "default-src 'none'",
@@ -138,7 +154,7 @@ def content_security_policy(assets_url: str, nonce: str, host: str, secure: bool
             f"style-src {assets} 'unsafe-inline'",
             f"font-src {assets} data:",
             "img-src 'self' data:",
-            f"connect-src 'self' {websocket}",
+            f"connect-src 'self'{websocket}",
             "base-uri 'none'",
             "form-action 'none'",
             "frame-ancestors 'none'",

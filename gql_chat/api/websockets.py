@@ -10,18 +10,25 @@ Going Away. Only then does uvicorn close what is left."""
 from __future__ import annotations
 
 import asyncio
+import copy
+from collections.abc import Iterator
 from contextlib import suppress
-from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
-from graphql import FieldNode, GraphQLError, OperationType, parse
+from graphql import DocumentNode, FieldNode, OperationType
 from graphql.utilities import get_operation_ast
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from starlette.websockets import WebSocketDisconnected as SendAfterClose
+from strawberry.extensions import SchemaExtension
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.schema.base import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
 from gql_chat.api.context import Context
 
@@ -38,13 +45,9 @@ SELF_ENDING_SUBSCRIPTIONS = frozenset({"messageStream"})
 """Subscriptions that end on their own (with `done`); any other (`userEvents`) never does."""
 
 
-@lru_cache(maxsize=32)  # at shutdown, most sockets run the same few documents
-def ends_by_itself(query: str, operation_name: str | None) -> bool:
+def ends_by_itself(document: DocumentNode, operation_name: str | None) -> bool:
     """A query or mutation, or a subscription to a reply: it ends once the reply has ended."""
-    try:
-        operation = get_operation_ast(parse(query), operation_name)
-    except GraphQLError:
-        return True  # refused before it ran
+    operation = get_operation_ast(document, operation_name)
     if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
         return True
     fields = {
@@ -57,6 +60,62 @@ def ends_by_itself(query: str, operation_name: str | None) -> bool:
     )
 
 
+@dataclass(slots=True)
+class OperationKind:
+    """Whether a websocket operation ends by itself; recorded once, when the operation is
+    about to execute, from its already parsed document (never parsed again at shutdown: a
+    socket's operations may carry long documents). Until then (or when it never executes:
+    a parse or validation error) it counts as ending by itself."""
+
+    ends_by_itself: bool = True
+
+
+_operation_kind: ContextVar[OperationKind | None] = ContextVar("operation_kind", default=None)
+"""Set in the task that runs a websocket operation; read by `RecordOperationKind`."""
+
+
+class RecordOperationKind(SchemaExtension):
+    """Records a websocket operation's kind (see `OperationKind`). Only the websockets' copy
+    of the schema has it (`websocket_schema`), so HTTP requests do not pay for it."""
+
+    def on_execute(self) -> Iterator[None]:
+        kind = _operation_kind.get()
+        document = self.execution_context.graphql_document
+        if kind is not None and document is not None:
+            kind.ends_by_itself = ends_by_itself(document, self.execution_context.operation_name)
+        yield
+
+
+def websocket_schema(schema: BaseSchema) -> BaseSchema:
+    """The schema with `RecordOperationKind` as its last extension: a shallow copy sharing
+    everything else (types, resolvers, the document cache)."""
+    copied = copy.copy(schema)
+    copied.extensions = [*getattr(schema, "extensions", ()), RecordOperationKind]  # type: ignore[attr-defined]
+    return copied
+
+
+OPTIONAL_PAYLOAD_FIELDS = (("operationName", str), ("variables", dict), ("extensions", dict))
+
+
+def malformed(message: object) -> str | None:
+    """Why a graphql-transport-ws frame is not a well-formed message, or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "Invalid message: an object with a string `type` is expected"
+    if message["type"] in {"subscribe", "complete"} and not isinstance(message.get("id"), str):
+        return "Invalid message: `id` must be a string"
+    if message["type"] != "subscribe":
+        return None
+    payload = message.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "Invalid subscribe message: `payload.query` must be a string"
+    for name, kind in OPTIONAL_PAYLOAD_FIELDS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, kind):
+            expected = "a string" if kind is str else "an object"
+            return f"Invalid subscribe message: `payload.{name}` must be {expected} or null"
+    return None
+
+
 class OpenWebsockets:
     """Counts open websockets per client IP, and knows their protocol handlers."""
 
@@ -64,6 +123,13 @@ class OpenWebsockets:
         self.per_ip = per_ip
         self._counts: dict[str, int] = {}
         self._handlers: set[TransportWsHandler] = set()
+        self._schema: tuple[BaseSchema, BaseSchema] | None = None
+
+    def schema_for(self, schema: BaseSchema) -> BaseSchema:
+        """The websockets' copy of the view's schema (see `websocket_schema`), made once."""
+        if self._schema is None or self._schema[0] is not schema:
+            self._schema = (schema, websocket_schema(schema))
+        return self._schema[1]
 
     def admit(self, ip: str) -> bool:
         """Count a new websocket from `ip`, unless it already has `per_ip` open."""
@@ -97,6 +163,11 @@ class OpenWebsockets:
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, known to `OpenWebsockets` while it runs."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = self.open_websockets.schema_for(self.schema)
+        self._kinds: dict[Operation[Context, None], OperationKind] = {}
+
     @property
     def open_websockets(self) -> OpenWebsockets:
         return cast("GraphQLView", self.view).websockets
@@ -107,6 +178,25 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle()
         finally:
             self.open_websockets.discard(self)
+
+    async def handle_message(self, message: Message) -> None:
+        """A frame that is not a well-formed message closes the socket with 4400, as the
+        protocol says. (Strawberry checks only that the fields exist: a frame that is not an
+        object, or a field of the wrong type, raised in the ASGI application or in the
+        operation's task, with a traceback in the log, and dropped the socket.)"""
+        problem = malformed(cast("object", message))
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        kind = self._kinds[operation] = OperationKind()
+        _operation_kind.set(kind)  # this task's context: the operation's alone
+        try:
+            await super().run_operation(operation)
+        finally:
+            del self._kinds[operation]
 
     async def handle_task_exception(self, error: Exception) -> None:
         """A send to a socket that has closed ends the operation with the connection; it is
@@ -120,7 +210,7 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
             operation.task
             for operation in list(self.operations.values())
             if operation.task is not None
-            and ends_by_itself(operation.query, operation.operation_name)
+            and self._kinds.get(operation, OperationKind()).ends_by_itself
         ]
         if finishing:
             await asyncio.wait(finishing, timeout=settle)

@@ -24,7 +24,7 @@ from gql_chat.llm.errors import (
     error_for_status,
 )
 from gql_chat.llm.network import use_asyncio_streams
-from gql_chat.llm.sse import SSEDecoder
+from gql_chat.llm.sse import EventTooLarge, SSEDecoder
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
@@ -40,6 +40,21 @@ logger = logging.getLogger(__name__)
 EVENT_STREAM = "text/event-stream"
 DRAIN_TIMEOUT = 1.0
 """How long a finished reply may take to end its body before its connection is dropped."""
+MAX_ERROR_BODY_BYTES = 65_536
+"""An error answer is read this far (its JSON `error` is a few hundred bytes); the rest is
+never read into memory."""
+MAX_MODEL_LIST_BYTES = 16 * 1_048_576
+"""The model list is read this far (OpenRouter's is about 1 MB); a longer one is refused."""
+
+
+async def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of a streamed response's body, and whether there was more."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), True
+    return bytes(body), False
 
 
 class _RetryableFailure(Exception):
@@ -201,8 +216,8 @@ class OpenRouterProvider:
             return
         try:
             async with asyncio.timeout(self._settings.upstream_chunk_timeout):
-                raw = await response.aread()
-            body: Any = json.loads(raw) if raw else None
+                raw, cut = await read_at_most(response, MAX_ERROR_BODY_BYTES)
+            body: Any = json.loads(raw) if raw and not cut else None
         except (TimeoutError, ValueError, httpx.HTTPError):
             body = None
         error = error_for_status(response.status_code, body)
@@ -238,6 +253,8 @@ class OpenRouterProvider:
                     error = UpstreamError("The model provider connection broke.")
                     raise (error if delivered else _RetryableFailure(error)) from exc
                 except httpx.DecodingError as exc:  # a body its content encoding cannot decode
+                    raise MalformedStream() from exc
+                except EventTooLarge as exc:
                     raise MalformedStream() from exc
                 if events:
                     deadline = loop.time() + self._settings.upstream_chunk_timeout
@@ -303,15 +320,20 @@ class OpenRouterProvider:
             if time.monotonic() < self._models_expire_at:
                 return self._models
             try:
-                response = await self._client.get(f"{self._base_url}/models", headers=self._headers)
+                async with self._client.stream(
+                    "GET", f"{self._base_url}/models", headers=self._headers
+                ) as response:
+                    if response.status_code >= 400:
+                        raise error_for_status(response.status_code, None)
+                    raw, cut = await read_at_most(response, MAX_MODEL_LIST_BYTES)
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeout() from exc
             except httpx.TransportError as exc:
                 raise UpstreamError("Could not reach the model provider.") from exc
-            if response.status_code >= 400:
-                raise error_for_status(response.status_code, None)
+            if cut:
+                raise UpstreamError("The model provider sent a model list that is too large.")
             try:
-                entries = response.json().get("data") or []
+                entries = orjson.loads(raw).get("data") or []
                 models = [self._parse_model(entry) for entry in entries]
             except (ValueError, AttributeError, TypeError, KeyError) as exc:
                 raise UpstreamError("The model provider sent a malformed model list.") from exc

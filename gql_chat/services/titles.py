@@ -21,6 +21,9 @@ TITLE_PROMPT = (
     "without quotes or a final period."
 )
 MAX_TITLE_CHARS = 80
+MAX_COLLECTED_CHARS = 1000
+"""How much of the title model's answer is read: `max_tokens` asks for 24 tokens, but a
+provider need not honour it."""
 # Quotes (straight and typographic) and markdown marks that models like to wrap titles in.
 TITLE_DECORATIONS = "\"'`*#\u201c\u201d\u2018\u2019"
 TITLE_WORDS = 8
@@ -102,5 +105,18 @@ class TitleService:
             ],
             max_tokens=24,
         )
-        parts = [e.text async for e in self._provider.stream(request) if isinstance(e, TextDelta)]
-        return clean_title("".join(parts))
+        parts: list[str] = []
+        collected = 0
+        events = self._provider.stream(request)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    collected += len(event.text)
+                    if collected >= MAX_COLLECTED_CHARS:
+                        break  # a title is 80 characters: a model that rambles is cut short
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+        return clean_title("".join(parts)[:MAX_COLLECTED_CHARS])

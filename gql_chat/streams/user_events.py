@@ -48,6 +48,8 @@ class UserEvent:
 class UserEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[ObjectId, set[asyncio.Queue[UserEvent]]] = defaultdict(set)
+        self._lagging: set[asyncio.Queue[UserEvent]] = set()
+        """Subscribers that dropped events since they last caught up (logged once)."""
 
     def subscriber_count(self, owner_id: ObjectId) -> int:
         return len(self._subscribers.get(owner_id, ()))
@@ -56,7 +58,14 @@ class UserEventBus:
         for queue in self._subscribers.get(owner_id, ()):
             if queue.full():
                 queue.get_nowait()
-                logger.warning("a userEvents subscriber fell behind; dropped its oldest event")
+                if queue not in self._lagging:
+                    # Once per subscriber until it catches up: a subscriber that stopped
+                    # reading would otherwise log a line per event, per subscriber.
+                    self._lagging.add(queue)
+                    logger.warning(
+                        "a userEvents subscriber fell behind; dropping its oldest events "
+                        "until it catches up"
+                    )
             queue.put_nowait(event)
 
     async def subscribe(self, owner_id: ObjectId) -> AsyncIterator[UserEvent]:
@@ -64,8 +73,12 @@ class UserEventBus:
         self._subscribers[owner_id].add(queue)
         try:
             while True:
-                yield await queue.get()
+                event = await queue.get()
+                if queue.empty():
+                    self._lagging.discard(queue)
+                yield event
         finally:
+            self._lagging.discard(queue)
             subscribers = self._subscribers.get(owner_id)
             if subscribers is not None:
                 subscribers.discard(queue)

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from bson import ObjectId
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from gql_chat.config import Settings
+from gql_chat.streams.user_events import (
+    SUBSCRIBER_BUFFER,
+    UserEvent,
+    UserEventBus,
+    UserEventKind,
+)
 from tests.conftest import LiveServer
 from tests.support import GraphQLClient, TransportWsClient, sign_up, ws_client
 
@@ -188,3 +196,44 @@ async def test_the_cap_counts_the_client_behind_a_trusted_proxy(
             assert await refused_status(live_server, "203.0.113.8") == 429
         async with sockets(live_server, MAX_PER_IP):  # the proxy's own address
             pass
+
+
+async def test_a_refused_handshake_logs_no_error(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's websockets-sansio protocol logged "ASGI callable returned without completing
+    handshake." at ERROR for every 429 (no sign-in needed): one line per refused attempt."""
+    for name in ("uvicorn", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    async with sockets(live_server, MAX_PER_IP):
+        for _ in range(5):
+            assert await refused_status(live_server) == 429
+    await asyncio.sleep(0.05)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+async def test_a_subscriber_that_falls_behind_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A `userEvents` subscriber whose socket stopped reading: one warning when it starts
+    dropping events, not one per event (95 such subscribers logged 95 lines per mutation)."""
+    bus = UserEventBus()
+    owner = ObjectId()
+    events = bus.subscribe(owner)
+    first = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0)  # subscribed, waiting for the first event
+    for _ in range(SUBSCRIBER_BUFFER + 500):
+        bus.publish(owner, UserEvent(UserEventKind.FOLDER_CREATED))
+    await first
+    lagging = [r for r in caplog.records if "fell behind" in r.getMessage()]
+    assert len(lagging) == 1
+    # Once it has caught up, falling behind again is worth one more line.
+    for _ in range(SUBSCRIBER_BUFFER - 1):
+        await anext(events)
+    for _ in range(SUBSCRIBER_BUFFER + 10):
+        bus.publish(owner, UserEvent(UserEventKind.FOLDER_CREATED))
+    lagging = [r for r in caplog.records if "fell behind" in r.getMessage()]
+    assert len(lagging) == 2
+    await cast("AsyncGenerator[UserEvent, None]", events).aclose()
+    assert bus.subscriber_count(owner) == 0

@@ -3,15 +3,17 @@ that allows exactly what the page needs."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from gql_chat.api.graphiql import SCRIPTS
 from gql_chat.app import create_app
 from gql_chat.config import Settings
-from tests.conftest import serve
+from tests.conftest import LiveServer, serve
 
 
 async def explorer(settings: Settings) -> httpx.Response:
@@ -45,3 +47,55 @@ async def test_self_hosted_assets(settings_factory: Callable[..., Settings]) -> 
     assert 'src="https://assets.internal/npm/graphiql/graphiql.min.js"' in page.text
     assert "unpkg" not in page.text
     assert "script-src https://assets.internal 'nonce-" in page.headers["content-security-policy"]
+
+
+async def policy_for_host(server: LiveServer, host: bytes) -> str:
+    """The explorer's CSP when the request's Host header is `host` (raw: clients refuse
+    to send most of these)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            b"GET /graphql HTTP/1.1\r\nHost: " + host + b"\r\nAccept: text/html\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+    finally:
+        writer.close()
+    assert head.startswith("HTTP/1.1 200 "), head
+    policies = [
+        line.partition(":")[2].strip()
+        for line in head.split("\r\n")
+        if line.lower().startswith("content-security-policy:")
+    ]
+    assert len(policies) == 1
+    return policies[0]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"a b; script-src *",
+        b"chat.example; script-src *",
+        b"chat.example 'unsafe-inline'",
+        b"chat.example,evil.example",
+        b"chat.example/path",
+        b"'self'",
+        b"[::1]:8000",
+        b"",
+    ],
+)
+async def test_a_host_header_cannot_inject_into_the_policy(
+    live_server: LiveServer, host: bytes
+) -> None:
+    policy = await policy_for_host(live_server, host)
+    directives = [directive.strip() for directive in policy.split(";")]
+    names = [directive.split(" ")[0] for directive in directives]
+    assert len(names) == len(set(names)), policy  # no directive added or repeated
+    assert "connect-src 'self'" in directives  # and nothing else: no websocket source
+    assert "*" not in policy
+
+
+@pytest.mark.parametrize("host", [b"chat.example", b"chat.example:8443", b"127.0.0.1:8000"])
+async def test_a_plain_host_is_the_websocket_source(live_server: LiveServer, host: bytes) -> None:
+    policy = await policy_for_host(live_server, host)
+    assert f"connect-src 'self' ws://{host.decode()};" in policy

@@ -1,0 +1,1 @@
+"""Adjustments to the libraries the app runs on, each version-guarded in its own module."""
