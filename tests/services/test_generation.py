@@ -96,9 +96,10 @@ def settings(**overrides: Any) -> Settings:
     return Settings.model_construct(**values)
 
 
-async def start(
+def begin(
     runner: GenerationRunner, store: MessageStore, owner: ObjectId
 ) -> tuple[generation.Generation, MessageRecord]:
+    """A reply started for a drafted (not yet stored) assistant message."""
     draft = store.draft(
         owner,
         ObjectId(),
@@ -107,7 +108,13 @@ async def start(
         status=MessageStatus.PENDING,
         parent_id=None,
     )
-    started = runner.start(GenerationJob(draft.id, owner, draft.conversation_id, REQUEST))
+    return runner.start(GenerationJob(draft.id, owner, draft.conversation_id, REQUEST)), draft
+
+
+async def start(
+    runner: GenerationRunner, store: MessageStore, owner: ObjectId
+) -> tuple[generation.Generation, MessageRecord]:
+    started, draft = begin(runner, store, owner)
     await store.add(draft)
     started.confirm()
     return started, draft
@@ -156,15 +163,7 @@ async def test_a_stop_before_the_task_first_runs_ends_it_without_a_stream(
     provider = ScriptedProvider(["never"])
     runner, _ = make_runner(store, provider)
     owner = ObjectId()
-    draft = store.draft(
-        owner,
-        ObjectId(),
-        role=MessageRole.ASSISTANT,
-        content="",
-        status=MessageStatus.PENDING,
-        parent_id=None,
-    )
-    started = runner.start(GenerationJob(draft.id, owner, draft.conversation_id, REQUEST))
+    started, draft = begin(runner, store, owner)
     await store.add(draft)
     started.confirm()
     assert await runner.stop(draft.id)  # before the task's first step
@@ -246,15 +245,7 @@ async def test_an_abandoned_reply_writes_nothing(store: StallingStore) -> None:
     provider = ScriptedProvider(["a"] * 100, gap=0.01)
     runner, registry = make_runner(store, provider)
     owner = ObjectId()
-    draft = store.draft(
-        owner,
-        ObjectId(),
-        role=MessageRole.ASSISTANT,
-        content="",
-        status=MessageStatus.PENDING,
-        parent_id=None,
-    )
-    started = runner.start(GenerationJob(draft.id, owner, draft.conversation_id, REQUEST))
+    started, draft = begin(runner, store, owner)
     await asyncio.sleep(0.03)
     runner.abandon(draft.id)
     await asyncio.wait_for(asyncio.shield(started.task), timeout=5)
