@@ -171,7 +171,10 @@ async def test_long_documents_do_not_slow_the_shutdown(
     a 100 KB comment each took about 4 s of event loop to re-parse, past the grace period)."""
     sockets, per_socket, grace = 12, 20, 0.5
     settings = openrouter_settings(
-        fake_openrouter, shutdown_grace=grace, max_document_bytes=200_000
+        fake_openrouter,
+        shutdown_grace=grace,
+        max_document_bytes=200_000,
+        connection_init_timeout=120,  # a loaded CI machine opens 12 sockets slowly
     )
     server = LiveServer(create_app(settings), settings)
     await server.start()
@@ -182,10 +185,10 @@ async def test_long_documents_do_not_slow_the_shutdown(
             user = await signed_in(server, http)
         auth = {"Authorization": f"Bearer {user.token}"}
         async with AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(ws_client(server.ws_url)) for _ in range(sockets)
-            ]
-            for number, ws in enumerate(clients):
+            clients = []
+            for number in range(sockets):  # each signs in as soon as it is open
+                ws = await stack.enter_async_context(ws_client(server.ws_url))
+                clients.append(ws)
                 assert (await ws.init(auth))["type"] == "connection_ack"
                 for operation in range(per_socket):
                     comment = f"# {number}-{operation} " + "x" * 100_000
