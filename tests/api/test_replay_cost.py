@@ -19,7 +19,9 @@ from tests.support import GraphQLClient, SignedIn, follow_reply, send_message, s
 
 DELTAS = 20_000
 HOLD = 3.0  # the pause before the last delta: the reply is live while the first replay runs
-MAX_STALL = 0.5
+MAX_STALL = 1.0
+"""Seconds /healthz may wait. Before the fix it waited 2.5-3.4 s; with the replay yielding, a
+2-core machine busy with other test runs has shown 0.55 s."""
 MESSAGE = "query($id: ID!) { message(id: $id) { status content } }"
 
 
