@@ -17,10 +17,10 @@ from starlette.routing import Route
 from gql_chat.api.context import bearer_token
 from gql_chat.app import create_app
 from gql_chat.config import Settings
+from gql_chat.domain.conversations import ConversationFilter
+from gql_chat.domain.ids import parse_object_id
 from gql_chat.services.container import Services
 from gql_chat.services.threads import path_to
-from gql_chat.store.conversations import ConversationFilter
-from gql_chat.store.ids import parse_object_id
 
 
 def _json(payload: Any) -> Response:

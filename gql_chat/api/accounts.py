@@ -9,9 +9,9 @@ from bson import ObjectId
 
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.domain.users import Role as RoleValue
+from gql_chat.domain.users import UserRecord
 from gql_chat.services.accounts import Session
-from gql_chat.store.users import Role as RoleValue
-from gql_chat.store.users import UserRecord
 
 Role = strawberry.enum(RoleValue, name="Role")
 

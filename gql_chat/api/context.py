@@ -16,9 +16,9 @@ from starlette.websockets import WebSocket
 
 from gql_chat.api.client_ip import client_ip
 from gql_chat.api.loaders import Loaders
+from gql_chat.domain.users import UserRecord
 from gql_chat.errors import DomainError, Unauthenticated
 from gql_chat.services.container import Services
-from gql_chat.store.users import UserRecord
 
 BEARER_PREFIX = "bearer "
 

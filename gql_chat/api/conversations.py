@@ -16,11 +16,11 @@ from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.lookahead import selected_names
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.domain.conversations import ConversationRecord
+from gql_chat.domain.folders import FolderRecord
+from gql_chat.domain.pages import Page
+from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.services.threads import path_to
-from gql_chat.store.conversations import ConversationRecord
-from gql_chat.store.folders import FolderRecord
-from gql_chat.store.llm_configs import LlmConfigRecord
-from gql_chat.store.pagination import Page
 
 if TYPE_CHECKING:
     from gql_chat.api.messages import MessageConnection, Usage

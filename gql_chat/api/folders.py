@@ -9,7 +9,7 @@ import strawberry
 from bson import ObjectId
 
 from gql_chat.api.permissions import IsAuthenticated
-from gql_chat.store.folders import FolderRecord
+from gql_chat.domain.folders import FolderRecord
 
 if TYPE_CHECKING:
     from gql_chat.api.conversations import ConversationConnection

@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.services.llm_configs import PresetChanges, validate_preset_fields
-from gql_chat.store.llm_configs import LlmConfigRecord
 
 
 @strawberry.type(name="LlmConfig")

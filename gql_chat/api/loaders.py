@@ -9,10 +9,10 @@ from functools import cached_property
 from bson import ObjectId
 from strawberry.dataloader import DataLoader
 
+from gql_chat.domain.folders import FolderRecord
+from gql_chat.domain.messages import MessageNode, UsageRecord
+from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.services.container import Services
-from gql_chat.store.folders import FolderRecord
-from gql_chat.store.llm_configs import LlmConfigRecord
-from gql_chat.store.messages import MessageNode, UsageRecord
 
 
 class Loaders:

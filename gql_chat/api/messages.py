@@ -12,13 +12,13 @@ from gql_chat.api.context import response_budget
 from gql_chat.api.conversations import ConversationType
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.domain.messages import MessageRecord, UsageRecord
+from gql_chat.domain.messages import MessageRole as MessageRoleValue
+from gql_chat.domain.messages import MessageStatus as MessageStatusValue
+from gql_chat.domain.pages import Page
 from gql_chat.errors import BadUserInput
 from gql_chat.llm.types import ModelInfo
 from gql_chat.services.chat import SendResult, StreamEvent
-from gql_chat.store.messages import MessageRecord, UsageRecord
-from gql_chat.store.messages import MessageRole as MessageRoleValue
-from gql_chat.store.messages import MessageStatus as MessageStatusValue
-from gql_chat.store.pagination import Page
 
 MessageRole = strawberry.enum(MessageRoleValue, name="MessageRole")
 MessageStatus = strawberry.enum(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from gql_chat.store.pagination import Page
+from gql_chat.domain.pages import Page
 
 
 @strawberry.type

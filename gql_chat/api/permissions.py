@@ -7,8 +7,8 @@ from typing import Any
 import strawberry
 from strawberry.permission import BasePermission
 
+from gql_chat.domain.users import Role
 from gql_chat.errors import Forbidden
-from gql_chat.store.users import Role
 
 
 class IsAuthenticated(BasePermission):

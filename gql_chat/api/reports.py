@@ -8,8 +8,8 @@ from typing import Annotated
 import strawberry
 
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.domain.messages import UsageGroup as UsageGroupValue
 from gql_chat.services.reports import ExportFormat as ExportFormatValue
-from gql_chat.store.messages import UsageGroup as UsageGroupValue
 
 UsageGroup = strawberry.enum(UsageGroupValue, name="UsageGroup")
 ExportFormat = strawberry.enum(ExportFormatValue, name="ExportFormat")

@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 from bson import ObjectId
 
+from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Unauthenticated
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
 from gql_chat.services.validation import check_display_name, check_password, normalize_email
 from gql_chat.store.database import Database
-from gql_chat.store.users import Role, UserRecord
 
 logger = logging.getLogger(__name__)
 

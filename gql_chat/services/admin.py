@@ -7,12 +7,13 @@ from contextlib import AbstractAsyncContextManager
 
 from bson import ObjectId
 
+from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.pages import Page
+from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Forbidden, NotFound
+from gql_chat.services.pagination import page_size
 from gql_chat.services.validation import check_search
 from gql_chat.store.database import Database
-from gql_chat.store.ids import parse_object_id
-from gql_chat.store.pagination import Page, page_size
-from gql_chat.store.users import Role, UserRecord
 
 
 def require_admin(user: UserRecord) -> None:

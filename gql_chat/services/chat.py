@@ -14,6 +14,12 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from gql_chat.config import Settings
+from gql_chat.domain.clock import utc_now
+from gql_chat.domain.conversations import ConversationRecord
+from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.domain.pages import Page
+from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import BadUserInput, DomainError, NotFound, RateLimited, Unauthenticated
 from gql_chat.llm.offline import OFFLINE_MODEL_ID
 from gql_chat.llm.tokens import trim_to_budget
@@ -30,17 +36,13 @@ from gql_chat.services.generation import (
     SendSlot,
 )
 from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.pagination import page_size
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.threads import newest_leaf_under, path_to
 from gql_chat.services.titles import title_from
 from gql_chat.services.validation import check_prose, check_text, forbidden_character
-from gql_chat.store.clock import utc_now
-from gql_chat.store.conversations import ConversationRecord
+from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.database import Database
-from gql_chat.store.ids import parse_object_id
-from gql_chat.store.llm_configs import LlmConfigRecord
-from gql_chat.store.messages import MessageRecord, MessageRole, MessageStatus
-from gql_chat.store.pagination import Page, decode_cursor, encode_cursor, page_size
 from gql_chat.streams.replies import Pacer, ReplyRegistry
 from gql_chat.streams.user_events import UserEventKind
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from gql_chat.config import Settings
+from gql_chat.domain.messages import MessageRecord
 from gql_chat.llm.offline import OfflineProvider
 from gql_chat.llm.openrouter import OpenRouterProvider
 from gql_chat.llm.types import ChatProvider
@@ -25,7 +26,6 @@ from gql_chat.services.reports import ReportService
 from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
-from gql_chat.store.messages import MessageRecord
 from gql_chat.streams.replies import ReplyRegistry
 from gql_chat.streams.user_events import UserEventBus, UserEventKind
 

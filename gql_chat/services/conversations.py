@@ -7,14 +7,15 @@ from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.conversations import ConversationFilter, ConversationRecord
+from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.pages import Page
 from gql_chat.errors import NotFound
 from gql_chat.services.folders import ConversationsHook, FolderService
 from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.pagination import page_size
 from gql_chat.services.validation import check_search, check_text
-from gql_chat.store.conversations import ConversationFilter, ConversationRecord
 from gql_chat.store.database import Database
-from gql_chat.store.ids import parse_object_id
-from gql_chat.store.pagination import Page, page_size
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 DEFAULT_TITLE = "New conversation"

@@ -26,11 +26,11 @@ from datetime import timedelta
 
 from bson import ObjectId
 
+from gql_chat.domain.folders import FolderRecord
+from gql_chat.domain.ids import parse_object_id
 from gql_chat.errors import BadUserInput, Conflict, NotFound
 from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
-from gql_chat.store.folders import FolderRecord
-from gql_chat.store.ids import parse_object_id
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 logger = logging.getLogger(__name__)

@@ -27,9 +27,10 @@ from typing import Any
 from bson import ObjectId
 
 from gql_chat.config import Settings
+from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageRecord
 from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
 from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, TextDelta
-from gql_chat.store.messages import MessageRecord, MessageStatus, MessageStore, UsageRecord
+from gql_chat.store.messages import MessageStore, usage_to_document
 from gql_chat.streams.replies import LiveReply, ReplyRegistry
 
 logger = logging.getLogger(__name__)
@@ -527,7 +528,9 @@ class GenerationRunner:
             "seq_ends": progress.ends,
             "error": outcome.error,
             "usage": (
-                UsageRecord(usage.prompt_tokens, usage.completion_tokens, usage.cost).to_document()
+                usage_to_document(
+                    UsageRecord(usage.prompt_tokens, usage.completion_tokens, usage.cost)
+                )
                 if usage
                 else None
             ),

@@ -8,11 +8,11 @@ from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import BadUserInput, NotFound
 from gql_chat.services.validation import check_prose, check_text
 from gql_chat.store.database import Database
-from gql_chat.store.ids import parse_object_id
-from gql_chat.store.llm_configs import LlmConfigRecord
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 PRESET_NOT_FOUND = "Preset not found."

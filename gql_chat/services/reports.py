@@ -10,12 +10,12 @@ from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.conversations import ConversationRecord
+from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
 from gql_chat.errors import BadUserInput
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.threads import messages_on_path
-from gql_chat.store.conversations import ConversationRecord
 from gql_chat.store.database import Database
-from gql_chat.store.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
 
 
 class ExportFormat(StrEnum):

@@ -7,7 +7,8 @@ from typing import Protocol
 
 from bson import ObjectId
 
-from gql_chat.store.messages import MessageRecord, MessageStore
+from gql_chat.domain.messages import MessageRecord
+from gql_chat.store.messages import MessageStore
 
 
 class Node(Protocol):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 
 from gql_chat.config import Settings
+from gql_chat.domain.messages import MessageRecord, MessageStatus
 from gql_chat.llm.types import ChatProvider, ChatRequest, PromptMessage, TextDelta
 from gql_chat.services.conversations import ConversationService
 from gql_chat.store.database import Database
-from gql_chat.store.messages import MessageRecord, MessageStatus
 from gql_chat.streams.user_events import UserEventKind
 
 logger = logging.getLogger(__name__)

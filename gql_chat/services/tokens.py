@@ -13,8 +13,8 @@ import jwt
 from bson import ObjectId
 
 from gql_chat.config import Settings
+from gql_chat.domain.clock import utc_now
 from gql_chat.errors import Unauthenticated
-from gql_chat.store.clock import utc_now
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "typ"]

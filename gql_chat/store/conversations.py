@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,56 +11,32 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
+from gql_chat.domain.clock import as_utc, utc_now
+from gql_chat.domain.conversations import ConversationFilter, ConversationRecord
+from gql_chat.domain.pages import Page
 from gql_chat.errors import BadUserInput
-from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.indexes import ensure_indexes
-from gql_chat.store.pagination import Page, decode_cursor, encode_cursor
 
 ACTIVITY_ORDER = [("activity_at", DESCENDING), ("_id", DESCENDING)]
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationRecord:
-    id: ObjectId
-    owner_id: ObjectId
-    title: str
-    title_source: str
-    folder_id: ObjectId | None
-    llm_config_id: ObjectId | None
-    pinned: bool
-    archived: bool
-    created_at: datetime
-    updated_at: datetime
-    last_message_at: datetime | None
-    active_leaf_id: ObjectId | None
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> ConversationRecord:
-        last = doc.get("last_message_at")
-        return cls(
-            id=doc["_id"],
-            owner_id=doc["owner_id"],
-            title=doc["title"],
-            title_source=doc.get("title_source", "default"),
-            folder_id=doc.get("folder_id"),
-            llm_config_id=doc.get("llm_config_id"),
-            pinned=bool(doc.get("pinned", False)),
-            archived=bool(doc.get("archived", False)),
-            created_at=as_utc(doc["created_at"]),
-            updated_at=as_utc(doc["updated_at"]),
-            last_message_at=as_utc(last) if last else None,
-            active_leaf_id=doc.get("active_leaf_id"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationFilter:
-    folder_id: ObjectId | None = None
-    pinned: bool | None = None
-    archived: bool | None = False
-    search: str | None = None
-    # Conversations whose messages match `search` (found in the messages collection).
-    matching_ids: tuple[ObjectId, ...] = ()
+def conversation_from_document(doc: dict[str, Any]) -> ConversationRecord:
+    last = doc.get("last_message_at")
+    return ConversationRecord(
+        id=doc["_id"],
+        owner_id=doc["owner_id"],
+        title=doc["title"],
+        title_source=doc.get("title_source", "default"),
+        folder_id=doc.get("folder_id"),
+        llm_config_id=doc.get("llm_config_id"),
+        pinned=bool(doc.get("pinned", False)),
+        archived=bool(doc.get("archived", False)),
+        created_at=as_utc(doc["created_at"]),
+        updated_at=as_utc(doc["updated_at"]),
+        last_message_at=as_utc(last) if last else None,
+        active_leaf_id=doc.get("active_leaf_id"),
+    )
 
 
 class ConversationStore:
@@ -109,11 +84,11 @@ class ConversationStore:
             "active_leaf_id": None,
         }
         await self._conversations.insert_one(doc)
-        return ConversationRecord.from_document(doc)
+        return conversation_from_document(doc)
 
     async def get(self, owner_id: ObjectId, conversation_id: ObjectId) -> ConversationRecord | None:
         doc = await self._conversations.find_one({"_id": conversation_id, "owner_id": owner_id})
-        return ConversationRecord.from_document(doc) if doc else None
+        return conversation_from_document(doc) if doc else None
 
     async def update(
         self, owner_id: ObjectId, conversation_id: ObjectId, fields: dict[str, Any]
@@ -123,7 +98,7 @@ class ConversationStore:
             {"$set": {**fields, "updated_at": utc_now()}},
             return_document=ReturnDocument.AFTER,
         )
-        return ConversationRecord.from_document(doc) if doc else None
+        return conversation_from_document(doc) if doc else None
 
     async def set_auto_title(
         self,
@@ -173,7 +148,7 @@ class ConversationStore:
         items = [
             (
                 encode_cursor({"a": as_utc(doc["activity_at"]).isoformat(), "i": str(doc["_id"])}),
-                ConversationRecord.from_document(doc),
+                conversation_from_document(doc),
             )
             for doc in docs[:first]
         ]

@@ -5,8 +5,7 @@ lease that serializes tree changes across app instances (see `FolderStore.try_lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -14,31 +13,21 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.domain.clock import as_utc, utc_now
+from gql_chat.domain.folders import FolderRecord
 from gql_chat.store.indexes import ensure_indexes
 
 
-@dataclass(frozen=True, slots=True)
-class FolderRecord:
-    id: ObjectId
-    owner_id: ObjectId
-    name: str
-    parent_id: ObjectId | None
-    position: int
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> FolderRecord:
-        return cls(
-            id=doc["_id"],
-            owner_id=doc["owner_id"],
-            name=doc["name"],
-            parent_id=doc.get("parent_id"),
-            position=int(doc.get("position", 0)),
-            created_at=as_utc(doc["created_at"]),
-            updated_at=as_utc(doc["updated_at"]),
-        )
+def folder_from_document(doc: dict[str, Any]) -> FolderRecord:
+    return FolderRecord(
+        id=doc["_id"],
+        owner_id=doc["owner_id"],
+        name=doc["name"],
+        parent_id=doc.get("parent_id"),
+        position=int(doc.get("position", 0)),
+        created_at=as_utc(doc["created_at"]),
+        updated_at=as_utc(doc["updated_at"]),
+    )
 
 
 SIBLING_ORDER = [("position", ASCENDING), ("_id", ASCENDING)]
@@ -73,21 +62,21 @@ class FolderStore:
             "updated_at": now,
         }
         await self._folders.insert_one(doc)
-        return FolderRecord.from_document(doc)
+        return folder_from_document(doc)
 
     async def get(self, owner_id: ObjectId, folder_id: ObjectId) -> FolderRecord | None:
         doc = await self._folders.find_one({"_id": folder_id, "owner_id": owner_id})
-        return FolderRecord.from_document(doc) if doc else None
+        return folder_from_document(doc) if doc else None
 
     async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[FolderRecord]:
         cursor = self._folders.find({"_id": {"$in": ids}, "owner_id": owner_id})
-        return [FolderRecord.from_document(doc) async for doc in cursor]
+        return [folder_from_document(doc) async for doc in cursor]
 
     async def list_all(self, owner_id: ObjectId) -> list[FolderRecord]:
         cursor = self._folders.find({"owner_id": owner_id}).sort(
             [("parent_id", ASCENDING), *SIBLING_ORDER]
         )
-        return [FolderRecord.from_document(doc) async for doc in cursor]
+        return [folder_from_document(doc) async for doc in cursor]
 
     async def children_of(
         self, owner_id: ObjectId, parent_ids: list[ObjectId | None]
@@ -95,7 +84,7 @@ class FolderStore:
         cursor = self._folders.find({"owner_id": owner_id, "parent_id": {"$in": parent_ids}}).sort(
             SIBLING_ORDER
         )
-        return [FolderRecord.from_document(doc) async for doc in cursor]
+        return [folder_from_document(doc) async for doc in cursor]
 
     async def count_children(self, owner_id: ObjectId, parent_id: ObjectId | None) -> int:
         return await self._folders.count_documents({"owner_id": owner_id, "parent_id": parent_id})

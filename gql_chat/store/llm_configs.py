@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -11,41 +9,27 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.domain.clock import as_utc, utc_now
+from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.store.indexes import ensure_indexes
 
 SET_DEFAULT_ATTEMPTS = 5
 
 
-@dataclass(frozen=True, slots=True)
-class LlmConfigRecord:
-    id: ObjectId
-    owner_id: ObjectId
-    name: str
-    model: str
-    system_prompt: str | None
-    temperature: float | None
-    top_p: float | None
-    max_tokens: int | None
-    is_default: bool
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> LlmConfigRecord:
-        return cls(
-            id=doc["_id"],
-            owner_id=doc["owner_id"],
-            name=doc["name"],
-            model=doc["model"],
-            system_prompt=doc.get("system_prompt"),
-            temperature=doc.get("temperature"),
-            top_p=doc.get("top_p"),
-            max_tokens=doc.get("max_tokens"),
-            is_default=bool(doc.get("is_default", False)),
-            created_at=as_utc(doc["created_at"]),
-            updated_at=as_utc(doc["updated_at"]),
-        )
+def llm_config_from_document(doc: dict[str, Any]) -> LlmConfigRecord:
+    return LlmConfigRecord(
+        id=doc["_id"],
+        owner_id=doc["owner_id"],
+        name=doc["name"],
+        model=doc["model"],
+        system_prompt=doc.get("system_prompt"),
+        temperature=doc.get("temperature"),
+        top_p=doc.get("top_p"),
+        max_tokens=doc.get("max_tokens"),
+        is_default=bool(doc.get("is_default", False)),
+        created_at=as_utc(doc["created_at"]),
+        updated_at=as_utc(doc["updated_at"]),
+    )
 
 
 class LlmConfigStore:
@@ -77,25 +61,25 @@ class LlmConfigStore:
             "updated_at": now,
         }
         await self._configs.insert_one(doc)
-        return LlmConfigRecord.from_document(doc)
+        return llm_config_from_document(doc)
 
     async def get(self, owner_id: ObjectId, config_id: ObjectId) -> LlmConfigRecord | None:
         doc = await self._configs.find_one({"_id": config_id, "owner_id": owner_id})
-        return LlmConfigRecord.from_document(doc) if doc else None
+        return llm_config_from_document(doc) if doc else None
 
     async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[LlmConfigRecord]:
         cursor = self._configs.find({"_id": {"$in": ids}, "owner_id": owner_id})
-        return [LlmConfigRecord.from_document(doc) async for doc in cursor]
+        return [llm_config_from_document(doc) async for doc in cursor]
 
     async def list_all(self, owner_id: ObjectId) -> list[LlmConfigRecord]:
         cursor = self._configs.find({"owner_id": owner_id}).sort(
             [("created_at", ASCENDING), ("_id", ASCENDING)]
         )
-        return [LlmConfigRecord.from_document(doc) async for doc in cursor]
+        return [llm_config_from_document(doc) async for doc in cursor]
 
     async def get_defaults(self, owner_ids: list[ObjectId]) -> list[LlmConfigRecord]:
         cursor = self._configs.find({"owner_id": {"$in": owner_ids}, "is_default": True})
-        return [LlmConfigRecord.from_document(doc) async for doc in cursor]
+        return [llm_config_from_document(doc) async for doc in cursor]
 
     async def update(
         self, owner_id: ObjectId, config_id: ObjectId, fields: dict[str, Any]
@@ -105,7 +89,7 @@ class LlmConfigStore:
             {"$set": {**fields, "updated_at": utc_now()}},
             return_document=ReturnDocument.AFTER,
         )
-        return LlmConfigRecord.from_document(doc) if doc else None
+        return llm_config_from_document(doc) if doc else None
 
     async def make_default(self, owner_id: ObjectId, config_id: ObjectId) -> bool:
         """Clear the owner's other default, then claim it; a racing claim that wins the unique

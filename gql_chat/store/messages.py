@@ -6,185 +6,97 @@ is where delta `i + 1` ends in it, so any suffix after a given `seq` can be repl
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.domain.clock import as_utc, utc_now
+from gql_chat.domain.messages import (
+    MessageNode,
+    MessageRecord,
+    MessageRole,
+    MessageStatus,
+    ThreadTurn,
+    UsageGroup,
+    UsageRecord,
+    UsageRow,
+)
 from gql_chat.store.indexes import ensure_indexes
-
-
-class MessageRole(StrEnum):
-    USER = "USER"
-    ASSISTANT = "ASSISTANT"
-    SYSTEM = "SYSTEM"
-
-
-class MessageStatus(StrEnum):
-    PENDING = "PENDING"
-    STREAMING = "STREAMING"
-    COMPLETE = "COMPLETE"
-    STOPPED = "STOPPED"
-    ERROR = "ERROR"
-    INTERRUPTED = "INTERRUPTED"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in (MessageStatus.PENDING, MessageStatus.STREAMING)
-
 
 UNFINISHED = [MessageStatus.PENDING.value, MessageStatus.STREAMING.value]
 # Lists never need the replay offsets.
 LIST_PROJECTION = {"seq_ends": 0}
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float | None = None
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_document(self) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-            "cost": self.cost,
-        }
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any] | None) -> UsageRecord | None:
-        if not doc:
-            return None
-        cost = doc.get("cost")
-        return cls(
-            prompt_tokens=int(doc.get("prompt_tokens") or 0),
-            completion_tokens=int(doc.get("completion_tokens") or 0),
-            cost=float(cost) if cost is not None else None,
-        )
+def usage_to_document(usage: UsageRecord) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost": usage.cost,
+    }
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
-    id: ObjectId
-    owner_id: ObjectId
-    conversation_id: ObjectId
-    role: MessageRole
-    content: str
-    status: MessageStatus
-    model: str | None
-    parent_id: ObjectId | None
-    seq: int
-    seq_ends: tuple[int, ...]
-    usage: UsageRecord | None
-    error_code: str | None
-    error_message: str | None
-    client_message_id: str | None
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> MessageRecord:
-        error = doc.get("error") or {}
-        return cls(
-            id=doc["_id"],
-            owner_id=doc["owner_id"],
-            conversation_id=doc["conversation_id"],
-            role=MessageRole(doc["role"]),
-            content=doc.get("content") or "",
-            status=MessageStatus(doc["status"]),
-            model=doc.get("model"),
-            parent_id=doc.get("parent_id"),
-            seq=int(doc.get("seq") or 0),
-            seq_ends=tuple(doc.get("seq_ends") or ()),
-            usage=UsageRecord.from_document(doc.get("usage")),
-            error_code=error.get("code"),
-            error_message=error.get("message"),
-            client_message_id=doc.get("client_message_id"),
-            created_at=as_utc(doc["created_at"]),
-            updated_at=as_utc(doc["updated_at"]),
-        )
-
-    def to_document(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "_id": self.id,
-            "owner_id": self.owner_id,
-            "conversation_id": self.conversation_id,
-            "role": self.role.value,
-            "content": self.content,
-            "status": self.status.value,
-            "model": self.model,
-            "parent_id": self.parent_id,
-            "seq": self.seq,
-            "seq_ends": list(self.seq_ends),
-            "usage": self.usage.to_document() if self.usage else None,
-            "error": (
-                {"code": self.error_code, "message": self.error_message}
-                if self.error_code is not None
-                else None
-            ),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-        if self.client_message_id is not None:
-            doc["client_message_id"] = self.client_message_id
-        return doc
-
-    def deltas_after(self, after_seq: int) -> Iterator[tuple[int, str]]:
-        """(seq, text) of every stored delta after `after_seq`, lazily: constant work per
-        delta, so a replay costs what it sends."""
-        ends = self.seq_ends
-        content = self.content
-        first = max(after_seq, 0)
-        start = ends[first - 1] if 0 < first <= len(ends) else 0
-        for index in range(first, len(ends)):
-            end = ends[index]
-            yield index + 1, content[start:end]
-            start = end
+def usage_from_document(doc: dict[str, Any] | None) -> UsageRecord | None:
+    if not doc:
+        return None
+    cost = doc.get("cost")
+    return UsageRecord(
+        prompt_tokens=int(doc.get("prompt_tokens") or 0),
+        completion_tokens=int(doc.get("completion_tokens") or 0),
+        cost=float(cost) if cost is not None else None,
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class MessageNode:
-    """The shape of the tree without the text: enough for paths, counts and siblings."""
-
-    id: ObjectId
-    conversation_id: ObjectId
-    parent_id: ObjectId | None
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadTurn:
-    """A message as a prompt needs it, with its place in the tree."""
-
-    id: ObjectId
-    parent_id: ObjectId | None
-    role: MessageRole
-    content: str
-
-
-class UsageGroup(StrEnum):
-    MODEL = "MODEL"
-    DAY = "DAY"
-    CONVERSATION = "CONVERSATION"
+def message_from_document(doc: dict[str, Any]) -> MessageRecord:
+    error = doc.get("error") or {}
+    return MessageRecord(
+        id=doc["_id"],
+        owner_id=doc["owner_id"],
+        conversation_id=doc["conversation_id"],
+        role=MessageRole(doc["role"]),
+        content=doc.get("content") or "",
+        status=MessageStatus(doc["status"]),
+        model=doc.get("model"),
+        parent_id=doc.get("parent_id"),
+        seq=int(doc.get("seq") or 0),
+        seq_ends=tuple(doc.get("seq_ends") or ()),
+        usage=usage_from_document(doc.get("usage")),
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        client_message_id=doc.get("client_message_id"),
+        created_at=as_utc(doc["created_at"]),
+        updated_at=as_utc(doc["updated_at"]),
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    key: str
-    messages: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
+def message_to_document(message: MessageRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "_id": message.id,
+        "owner_id": message.owner_id,
+        "conversation_id": message.conversation_id,
+        "role": message.role.value,
+        "content": message.content,
+        "status": message.status.value,
+        "model": message.model,
+        "parent_id": message.parent_id,
+        "seq": message.seq,
+        "seq_ends": list(message.seq_ends),
+        "usage": usage_to_document(message.usage) if message.usage else None,
+        "error": (
+            {"code": message.error_code, "message": message.error_message}
+            if message.error_code is not None
+            else None
+        ),
+        "created_at": message.created_at,
+        "updated_at": message.updated_at,
+    }
+    if message.client_message_id is not None:
+        doc["client_message_id"] = message.client_message_id
+    return doc
 
 
 GROUP_KEYS: dict[UsageGroup, Any] = {
@@ -229,7 +141,7 @@ class MessageStore:
     ) -> MessageRecord:
         """A new message with its id, not yet stored: a reply can start before it is written."""
         now = utc_now()
-        return MessageRecord.from_document(
+        return message_from_document(
             {
                 "_id": ObjectId(),
                 "owner_id": owner_id,
@@ -247,16 +159,16 @@ class MessageStore:
 
     async def add(self, message: MessageRecord) -> None:
         """Raises `DuplicateKeyError` when its `client_message_id` was used before."""
-        await self._messages.insert_one(message.to_document())
+        await self._messages.insert_one(message_to_document(message))
 
     async def get(self, owner_id: ObjectId, message_id: ObjectId) -> MessageRecord | None:
         doc = await self._messages.find_one({"_id": message_id, "owner_id": owner_id})
-        return MessageRecord.from_document(doc) if doc else None
+        return message_from_document(doc) if doc else None
 
     async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[MessageRecord]:
         """The messages of `ids` that exist, in the order of `ids` (a path, a page window)."""
         cursor = self._messages.find({"_id": {"$in": ids}, "owner_id": owner_id}, LIST_PROJECTION)
-        found = {doc["_id"]: MessageRecord.from_document(doc) async for doc in cursor}
+        found = {doc["_id"]: message_from_document(doc) async for doc in cursor}
         return [found[i] for i in ids if i in found]
 
     async def thread(self, owner_id: ObjectId, conversation_id: ObjectId) -> list[ThreadTurn]:
@@ -282,7 +194,7 @@ class MessageStore:
         doc = await self._messages.find_one(
             {"owner_id": owner_id, "client_message_id": client_message_id}
         )
-        return MessageRecord.from_document(doc) if doc else None
+        return message_from_document(doc) if doc else None
 
     async def first_child(self, owner_id: ObjectId, parent_id: ObjectId) -> MessageRecord | None:
         cursor = (
@@ -291,7 +203,7 @@ class MessageStore:
             .limit(1)
         )
         docs = [doc async for doc in cursor]
-        return MessageRecord.from_document(docs[0]) if docs else None
+        return message_from_document(docs[0]) if docs else None
 
     async def nodes(
         self, owner_id: ObjectId, conversation_ids: list[ObjectId]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,31 +9,21 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from gql_chat.store.clock import as_utc, utc_now
+from gql_chat.domain.clock import as_utc, utc_now
+from gql_chat.domain.refresh_tokens import RefreshTokenRecord
 from gql_chat.store.indexes import ensure_indexes
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshTokenRecord:
-    jti: str
-    user_id: ObjectId
-    family_id: str
-    token_hash: str
-    expires_at: datetime
-    used_at: datetime | None
-    revoked_at: datetime | None
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> RefreshTokenRecord:
-        return cls(
-            jti=doc["_id"],
-            user_id=doc["user_id"],
-            family_id=doc["family_id"],
-            token_hash=doc["token_hash"],
-            expires_at=as_utc(doc["expires_at"]),
-            used_at=as_utc(doc["used_at"]) if doc.get("used_at") else None,
-            revoked_at=as_utc(doc["revoked_at"]) if doc.get("revoked_at") else None,
-        )
+def refresh_token_from_document(doc: dict[str, Any]) -> RefreshTokenRecord:
+    return RefreshTokenRecord(
+        jti=doc["_id"],
+        user_id=doc["user_id"],
+        family_id=doc["family_id"],
+        token_hash=doc["token_hash"],
+        expires_at=as_utc(doc["expires_at"]),
+        used_at=as_utc(doc["used_at"]) if doc.get("used_at") else None,
+        revoked_at=as_utc(doc["revoked_at"]) if doc.get("revoked_at") else None,
+    )
 
 
 class RefreshTokenStore:
@@ -70,7 +59,7 @@ class RefreshTokenStore:
 
     async def get(self, jti: str) -> RefreshTokenRecord | None:
         doc = await self._tokens.find_one({"_id": jti})
-        return RefreshTokenRecord.from_document(doc) if doc else None
+        return refresh_token_from_document(doc) if doc else None
 
     async def mark_used(self, jti: str, token_hash: str) -> bool:
         """Retire a live token atomically; False when it was already used or revoked (a reuse)."""

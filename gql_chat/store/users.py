@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
@@ -13,39 +10,25 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from gql_chat.domain.clock import as_utc, utc_now
+from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.pages import Page
+from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Conflict
-from gql_chat.store.clock import as_utc, utc_now
-from gql_chat.store.ids import parse_object_id
+from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.indexes import ensure_indexes
-from gql_chat.store.pagination import Page, decode_cursor, encode_cursor
 
 
-class Role(StrEnum):
-    USER = "USER"
-    ADMIN = "ADMIN"
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    id: ObjectId
-    email: str
-    display_name: str
-    role: Role
-    disabled: bool
-    password_hash: str
-    created_at: datetime
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> UserRecord:
-        return cls(
-            id=doc["_id"],
-            email=doc["email"],
-            display_name=doc["display_name"],
-            role=Role(doc.get("role", Role.USER)),
-            disabled=bool(doc.get("disabled", False)),
-            password_hash=doc["password_hash"],
-            created_at=as_utc(doc["created_at"]),
-        )
+def user_from_document(doc: dict[str, Any]) -> UserRecord:
+    return UserRecord(
+        id=doc["_id"],
+        email=doc["email"],
+        display_name=doc["display_name"],
+        role=Role(doc.get("role", Role.USER)),
+        disabled=bool(doc.get("disabled", False)),
+        password_hash=doc["password_hash"],
+        created_at=as_utc(doc["created_at"]),
+    )
 
 
 class UserStore:
@@ -75,15 +58,15 @@ class UserStore:
             await self._users.insert_one(doc)
         except DuplicateKeyError as exc:
             raise Conflict("An account with this email already exists.", field="email") from exc
-        return UserRecord.from_document(doc)
+        return user_from_document(doc)
 
     async def get(self, user_id: ObjectId) -> UserRecord | None:
         doc = await self._users.find_one({"_id": user_id})
-        return UserRecord.from_document(doc) if doc else None
+        return user_from_document(doc) if doc else None
 
     async def get_by_email(self, email: str) -> UserRecord | None:
         doc = await self._users.find_one({"email": email})
-        return UserRecord.from_document(doc) if doc else None
+        return user_from_document(doc) if doc else None
 
     async def update(self, user_id: ObjectId, **fields: Any) -> UserRecord | None:
         """Set the given document fields; None when the user no longer exists."""
@@ -110,7 +93,7 @@ class UserStore:
         docs = [doc async for doc in cursor] if first > 0 else []
         return Page(
             items=[
-                (encode_cursor({"i": str(doc["_id"])}), UserRecord.from_document(doc))
+                (encode_cursor({"i": str(doc["_id"])}), user_from_document(doc))
                 for doc in docs[:first]
             ],
             has_next_page=len(docs) > first,

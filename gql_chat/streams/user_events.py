@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from bson import ObjectId
 
-from gql_chat.store.clock import utc_now
+from gql_chat.domain.clock import utc_now
 
 logger = logging.getLogger(__name__)
 

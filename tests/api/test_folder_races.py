@@ -21,7 +21,7 @@ from bson import ObjectId
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
-from gql_chat.store.clock import utc_now
+from gql_chat.domain.clock import utc_now
 from gql_chat.store.database import Database
 from tests.conftest import serve
 from tests.support import GraphQLClient, GraphQLResult, SignedIn, create_conversation, create_folder

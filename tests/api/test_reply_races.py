@@ -14,7 +14,7 @@ import pytest
 from bson import ObjectId
 
 from gql_chat.config import Settings
-from gql_chat.store.messages import MessageRole, MessageStatus
+from gql_chat.domain.messages import MessageRole, MessageStatus
 from tests.conftest import LiveServer, openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import (

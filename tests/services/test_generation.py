@@ -12,12 +12,13 @@ import pytest
 from bson import ObjectId
 
 from gql_chat.config import Settings
+from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
 from gql_chat.llm.types import ChatRequest, Completion, PromptMessage, ProviderEvent, TextDelta
 from gql_chat.services import generation
 from gql_chat.services.generation import GenerationJob, GenerationRunner
 from gql_chat.store.database import Database
 from gql_chat.store.embedded import open_embedded_client
-from gql_chat.store.messages import MessageRecord, MessageRole, MessageStatus, MessageStore
+from gql_chat.store.messages import MessageStore
 from gql_chat.streams.replies import ReplyRegistry
 
 REQUEST = ChatRequest(model="m", messages=[PromptMessage(role="user", content="hi")])

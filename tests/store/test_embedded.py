@@ -10,7 +10,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from gql_chat.store.clock import utc_now
+from gql_chat.domain.clock import utc_now
 from gql_chat.store.embedded import candidate_ids, open_embedded_client, wanted_ids
 from gql_chat.store.indexes import ensure_indexes
 

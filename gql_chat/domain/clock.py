@@ -1,4 +1,5 @@
-"""Time as MongoDB stores it: UTC, millisecond precision."""
+"""Time as records hold it: aware UTC at millisecond precision, the precision a BSON date keeps,
+so a value read back from the store equals the value written."""
 
 from __future__ import annotations
 

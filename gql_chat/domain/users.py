@@ -1,0 +1,25 @@
+"""Accounts as the rest of the app sees them: no storage details, the password as its hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bson import ObjectId
+
+
+class Role(StrEnum):
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: ObjectId
+    email: str
+    display_name: str
+    role: Role
+    disabled: bool
+    password_hash: str
+    created_at: datetime
