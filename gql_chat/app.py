@@ -20,13 +20,13 @@ from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
 from gql_chat.logs import hide_driver_documents
-from gql_chat.services.container import build_services
 from gql_chat.store.database import open_database
 from gql_chat.web.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from gql_chat.wiring import build_services
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""DataLoaders: batch the per-row lookups of a list into one query each, scoped to one user."""
+"""DataLoaders: batch the per-row lookups of a list into one service call (one query) each,
+scoped to one user."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from strawberry.dataloader import DataLoader
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.messages import MessageNode, UsageRecord
 from gql_chat.domain.presets import LlmConfigRecord
-from gql_chat.services.container import Services
+from gql_chat.wiring import Services
 
 
 class Loaders:
     """Each loader is built when a request first uses it: most requests use one or none."""
 
     def __init__(self, services: Services, owner_id: ObjectId) -> None:
-        self._db = services.database
+        self._folders = services.folders
+        self._presets = services.presets
+        self._messages = services.messages
         self._owner_id = owner_id
 
     @cached_property
@@ -47,31 +50,31 @@ class Loaders:
         return DataLoader(load_fn=self._load_usage)
 
     async def _load_folders(self, ids: Sequence[ObjectId]) -> list[FolderRecord | None]:
-        found = {f.id: f for f in await self._db.folders.get_many(self._owner_id, list(ids))}
+        found = {f.id: f for f in await self._folders.get_many(self._owner_id, list(ids))}
         return [found.get(i) for i in ids]
 
     async def _load_children(self, ids: Sequence[ObjectId]) -> list[list[FolderRecord]]:
         by_parent: dict[ObjectId | None, list[FolderRecord]] = defaultdict(list)
-        for folder in await self._db.folders.children_of(self._owner_id, list(ids)):
+        for folder in await self._folders.children_of(self._owner_id, list(ids)):
             by_parent[folder.parent_id].append(folder)
         return [by_parent[i] for i in ids]
 
     async def _load_presets(self, ids: Sequence[ObjectId]) -> list[LlmConfigRecord | None]:
-        found = {c.id: c for c in await self._db.llm_configs.get_many(self._owner_id, list(ids))}
+        found = {c.id: c for c in await self._presets.get_many(self._owner_id, list(ids))}
         return [found.get(i) for i in ids]
 
     async def _load_nodes(self, conversation_ids: Sequence[ObjectId]) -> list[list[MessageNode]]:
         by_conversation: dict[ObjectId, list[MessageNode]] = defaultdict(list)
-        for node in await self._db.messages.nodes(self._owner_id, list(conversation_ids)):
+        for node in await self._messages.nodes(self._owner_id, list(conversation_ids)):
             by_conversation[node.conversation_id].append(node)
         return [by_conversation[c] for c in conversation_ids]
 
     async def _load_usage(self, conversation_ids: Sequence[ObjectId]) -> list[UsageRecord]:
-        totals = await self._db.messages.usage_totals(self._owner_id, list(conversation_ids))
+        totals = await self._messages.usage_totals(self._owner_id, list(conversation_ids))
         return [totals.get(c, UsageRecord()) for c in conversation_ids]
 
     async def _load_defaults(self, owner_ids: Sequence[ObjectId]) -> list[LlmConfigRecord | None]:
         # Only the signed-in user's own default is ever asked for; other owners get None.
         allowed = [o for o in owner_ids if o == self._owner_id]
-        found = {c.owner_id: c for c in await self._db.llm_configs.get_defaults(allowed)}
+        found = {c.owner_id: c for c in await self._presets.defaults_for(allowed)}
         return [found.get(o) for o in owner_ids]

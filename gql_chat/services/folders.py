@@ -92,6 +92,16 @@ class FolderService:
     async def list_all(self, owner_id: ObjectId) -> list[FolderRecord]:
         return await self._folders.list_all(owner_id)
 
+    async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[FolderRecord]:
+        """The owner's folders among `ids`, in one read (a page's folders, batched)."""
+        return await self._folders.get_many(owner_id, ids)
+
+    async def children_of(
+        self, owner_id: ObjectId, parent_ids: list[ObjectId | None]
+    ) -> list[FolderRecord]:
+        """The children of every folder in `parent_ids`, siblings in order, in one read."""
+        return await self._folders.children_of(owner_id, parent_ids)
+
     async def create(self, owner_id: ObjectId, name: str, parent_id: str | None) -> FolderRecord:
         clean_name = check_text(name, "name", *NAME_LENGTH, label="Folder name")
         async with self._tree_locked(owner_id):

@@ -84,8 +84,16 @@ class LlmConfigService:
         return await self._configs.list_all(owner_id)
 
     async def default_for(self, owner_id: ObjectId) -> LlmConfigRecord | None:
-        defaults = await self._configs.get_defaults([owner_id])
+        defaults = await self.defaults_for([owner_id])
         return defaults[0] if defaults else None
+
+    async def get_many(self, owner_id: ObjectId, ids: list[ObjectId]) -> list[LlmConfigRecord]:
+        """The owner's presets among `ids`, in one read (a page's presets, batched)."""
+        return await self._configs.get_many(owner_id, ids)
+
+    async def defaults_for(self, owner_ids: list[ObjectId]) -> list[LlmConfigRecord]:
+        """The default preset of each owner that has one, in one read."""
+        return await self._configs.get_defaults(owner_ids)
 
     async def create(self, owner_id: ObjectId, changes: PresetChanges) -> LlmConfigRecord:
         config = await self._configs.insert(owner_id, changes.fields)

@@ -1,4 +1,7 @@
-"""The services one app instance runs, built once in the lifespan."""
+"""The composition root: the services one app instance runs, built once in the lifespan.
+
+The only module that knows every layer (store, llm, streams, services) and how they fit; the
+app hands the result to the api, which sees services only."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.messages import MessageService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits, open_storage
 from gql_chat.services.reports import ReportService
@@ -35,6 +39,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Services:
     settings: Settings
+    # The app's readiness check pings it; the api reads and writes through the services only.
     database: Database
     accounts: AccountService
     folders: FolderService
@@ -42,6 +47,7 @@ class Services:
     presets: LlmConfigService
     admin: AdminService
     chat: ChatService
+    messages: MessageService
     runner: GenerationRunner
     reports: ReportService
     events: UserEventBus
@@ -108,6 +114,7 @@ def build_services(
         chat=ChatService(
             settings, database, conversations, presets, provider, runner, registry, rate_limits
         ),
+        messages=MessageService(database),
         runner=runner,
         reports=ReportService(database, conversations),
         events=events,

@@ -1,0 +1,129 @@
+"""Arrows point down: api → services → store, llm, streams → domain (DESIGN.md, "Layers").
+
+Every module's imports are read with `ast`, wherever they are (inside functions, under
+TYPE_CHECKING), so a lazy or type-only import counts as much as a top-level one."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import gql_chat
+
+PACKAGE_ROOT = Path(gql_chat.__file__).parent
+TOP = ("gql_chat.app", "gql_chat.wiring", "gql_chat.cli")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Modules under `layer` must not import any of `forbidden` (or anything below them)."""
+
+    layer: str
+    forbidden: tuple[str, ...]
+    why: str
+
+
+RULES = [
+    Rule("gql_chat.api", ("gql_chat.store", "pymongo"), "api reaches data through services"),
+    Rule("gql_chat.domain", ("gql_chat",), "domain imports nothing of ours"),
+    *(
+        Rule(layer, ("gql_chat.services", "gql_chat.api", *TOP), "no import points upward")
+        for layer in ("gql_chat.store", "gql_chat.llm", "gql_chat.streams")
+    ),
+    Rule(
+        "gql_chat.services", ("gql_chat.api", *TOP), "services know nothing of GraphQL or the app"
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement, and the modules it may name: `from a import b` names `a`, and
+    `a.b` when b is a module. Relative imports are resolved."""
+
+    modules: tuple[str, ...]
+    line: int
+    statement: str
+
+
+def imports_of(source: str, module: str, *, is_package: bool = False) -> list[Import]:
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = tuple(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            names = (base, *(f"{base}.{alias.name}" for alias in node.names))
+        else:
+            continue
+        found.append(Import(names, node.lineno, ast.unparse(node)))
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(rule: Rule) -> list[str]:
+    found = []
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        module = module_name(path)
+        if not within(module, rule.layer):
+            continue
+        for imported in imports_of(path.read_text(), module, is_package=path.name == "__init__.py"):
+            if any(within(name, banned) for name in imported.modules for banned in rule.forbidden):
+                where = f"{path.relative_to(PACKAGE_ROOT.parent)}:{imported.line}"
+                found.append(f"{module} ({where}): {imported.statement}")
+    return found
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.layer)
+def test_no_module_imports_across_its_layer(rule: Rule) -> None:
+    if found := violations(rule):
+        banned = ", ".join(rule.forbidden)
+        pytest.fail(f"{rule.why}: {rule.layer} must not import {banned}, but\n" + "\n".join(found))
+
+
+def test_every_layer_has_modules() -> None:
+    """A renamed package must not leave its rule checking nothing."""
+    modules = {module_name(path) for path in PACKAGE_ROOT.rglob("*.py")}
+    for rule in RULES:
+        assert any(within(module, rule.layer) for module in modules), rule.layer
+
+
+def test_imports_are_found_wherever_they_are() -> None:
+    source = """
+from typing import TYPE_CHECKING
+import pymongo.errors
+from gql_chat import store
+from . import loaders
+from ..store.users import UserStore
+if TYPE_CHECKING:
+    from gql_chat.services.chat import ChatService
+def later():
+    import gql_chat.store.database
+"""
+    names = {name for i in imports_of(source, "gql_chat.api.context") for name in i.modules}
+    assert {
+        "pymongo.errors",
+        "gql_chat.store",
+        "gql_chat.api.loaders",
+        "gql_chat.store.users",
+        "gql_chat.services.chat",
+        "gql_chat.store.database",
+    } <= names
+    (relative,) = imports_of("from .x import y", "gql_chat.domain", is_package=True)
+    assert relative.modules == ("gql_chat.domain.x", "gql_chat.domain.x.y")
