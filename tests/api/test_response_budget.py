@@ -118,8 +118,8 @@ async def test_aliased_exports_over_the_budget_stop_before_building_more() -> No
         assert len(built) <= 4, built
 
 
-async def test_each_subscription_event_has_its_own_budget(live_server_budget: LiveServer) -> None:
-    async with httpx.AsyncClient(base_url=live_server_budget.http_url) as http:
+async def test_each_subscription_event_has_its_own_budget(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.http_url) as http:
         user = await sign_up(GraphQLClient(http))
         conversation_id = await _conversation_with_messages(user, 1)
         messages = await user.ok(
@@ -131,7 +131,7 @@ async def test_each_subscription_event_has_its_own_budget(live_server_budget: Li
         + " ".join(f"m{i}: message {{ content }}" for i in range(5))
         + " } }"
     )
-    async with ws_client(live_server_budget.ws_url) as ws:
+    async with ws_client(live_server.ws_url) as ws:
         await ws.init({"Authorization": f"Bearer {user.token}"})
         await ws.subscribe(query, {"id": reply_id})
         message = await asyncio.wait_for(ws.receive(), timeout=10)
@@ -140,14 +140,9 @@ async def test_each_subscription_event_has_its_own_budget(live_server_budget: Li
 
 
 @pytest.fixture
-async def live_server_budget() -> Any:
-    settings = _settings()
-    server = LiveServer(create_app(settings), settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def settings() -> Settings:
+    """What the shared `live_server` fixture runs with here (it also drops the database)."""
+    return _settings()
 
 
 def test_the_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,10 +151,10 @@ def test_the_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.model_construct().max_response_bytes == 32 * 1_048_576
 
 
-async def test_a_huge_response_does_not_stall_the_server(live_server_budget: LiveServer) -> None:
+async def test_a_huge_response_does_not_stall_the_server(live_server: LiveServer) -> None:
     """The adversarial case scaled down: 30 aliased exports and 5x5 aliased contents. Before
     the budget both were built in full (300 MB / 250 MB at full scale, a 4.6 s stall)."""
-    async with httpx.AsyncClient(base_url=live_server_budget.http_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=live_server.http_url, timeout=30) as http:
         user = await sign_up(GraphQLClient(http))
         conversation_id = await _conversation_with_messages(user, 5)
         stalls: list[float] = []
