@@ -27,8 +27,6 @@ from typing import Any
 
 import httpx
 
-from gql_chat.cli import WEBSOCKETS
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "gql_chat_bench"
@@ -125,6 +123,9 @@ def server_env(provider_url: str, mongodb_url: str | None) -> dict[str, str]:
         "GQL_CHAT_OPENROUTER_BASE_URL": provider_url,
         "GQL_CHAT_MAX_CONCURRENT_GENERATIONS": "100000",
         "GQL_CHAT_MAX_WS_OPERATIONS": "100",
+        # The capacity scenario holds thousands of websockets, all from 127.0.0.1.
+        "GQL_CHAT_MAX_CONNECTIONS": "20000",
+        "GQL_CHAT_MAX_WEBSOCKETS_PER_IP": "20000",
     }
     for name in (
         "LOGIN_PER_EMAIL",
@@ -650,32 +651,7 @@ def main() -> None:
     with processes() as group:
         group.start([PYTHON, "-m", "bench.fake_provider", str(provider_port)])
         server = group.start(
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "bench.server:create_bench_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--ws",
-                WEBSOCKETS,
-                "--ws-per-message-deflate",
-                "false",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--limit-concurrency",
-                "20000",
-                "--backlog",
-                "8192",
-            ],
+            [PYTHON, "-m", "bench.serve", str(api_port)],
             env=server_env(provider, mongodb_url),
         )
         wait_until_up(f"{api.base}/healthz")
