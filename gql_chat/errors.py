@@ -49,6 +49,13 @@ class Conflict(DomainError):
     code = "CONFLICT"
 
 
+class AlreadyExists(Conflict):
+    """A unique key was used before: the store raises it for the driver's duplicate-key error,
+    so no service sees the driver's exception."""
+
+    default_message = "This was stored before."
+
+
 class RateLimited(DomainError):
     code = "RATE_LIMITED"
     default_message = "Too many requests; try again later."

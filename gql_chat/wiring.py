@@ -18,15 +18,19 @@ from gql_chat.llm.openrouter import OpenRouterProvider
 from gql_chat.llm.types import ChatProvider
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
-from gql_chat.services.chat import ChatService
+from gql_chat.services.branching import BranchService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
+from gql_chat.services.following import ReplyFollower
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.passwords import PasswordService
+from gql_chat.services.prompts import PromptService
 from gql_chat.services.rate_limits import RateLimits, open_storage
+from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
+from gql_chat.services.sending import SendService
 from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
@@ -46,8 +50,11 @@ class Services:
     conversations: ConversationService
     presets: LlmConfigService
     admin: AdminService
-    chat: ChatService
+    prompts: PromptService
+    sending: SendService
+    branching: BranchService
     messages: MessageService
+    following: ReplyFollower
     runner: GenerationRunner
     reports: ReportService
     events: UserEventBus
@@ -97,24 +104,31 @@ def build_services(
         )
 
     runner.on_finished += [announce_completion, titles.after_reply]
+    accounts = AccountService(
+        database,
+        PasswordService(settings),
+        TokenService(settings, jwt_secret_for(settings)),
+        rate_limits,
+        on_user_removed=runner.removing_owner,
+    )
+    prompts = PromptService(settings, presets, provider)
+    messages = MessageService(database, runner)
+    starter = ReplyStarter(
+        settings, database, accounts, conversations, prompts, runner, rate_limits
+    )
     return Services(
         settings=settings,
         database=database,
-        accounts=AccountService(
-            database,
-            PasswordService(settings),
-            TokenService(settings, jwt_secret_for(settings)),
-            rate_limits,
-            on_user_removed=runner.removing_owner,
-        ),
+        accounts=accounts,
         folders=folders,
         conversations=conversations,
         presets=presets,
         admin=AdminService(database, on_user_disabled=runner.removing_owner),
-        chat=ChatService(
-            settings, database, conversations, presets, provider, runner, registry, rate_limits
-        ),
-        messages=MessageService(database),
+        prompts=prompts,
+        sending=SendService(database, conversations, prompts, starter),
+        branching=BranchService(conversations, messages, prompts, starter),
+        messages=messages,
+        following=ReplyFollower(settings, messages, registry),
         runner=runner,
         reports=ReportService(database, conversations),
         events=events,

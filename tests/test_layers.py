@@ -112,7 +112,7 @@ from gql_chat import store
 from . import loaders
 from ..store.users import UserStore
 if TYPE_CHECKING:
-    from gql_chat.services.chat import ChatService
+    from gql_chat.services.sending import SendService
 def later():
     import gql_chat.store.database
 """
@@ -122,7 +122,7 @@ def later():
         "gql_chat.store",
         "gql_chat.api.loaders",
         "gql_chat.store.users",
-        "gql_chat.services.chat",
+        "gql_chat.services.sending",
         "gql_chat.store.database",
     } <= names
     (relative,) = imports_of("from .x import y", "gql_chat.domain", is_package=True)

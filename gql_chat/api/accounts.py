@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from bson import ObjectId
 
+from gql_chat.api.context import Info
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.users import Role as RoleValue
@@ -28,7 +29,7 @@ class UserType:
     user_id: strawberry.Private[ObjectId]
 
     @strawberry.field(description="The preset used when a conversation names none.")
-    async def default_llm_config(self, info: strawberry.Info) -> LlmConfigType | None:
+    async def default_llm_config(self, info: Info) -> LlmConfigType | None:
         config = await (await info.context.loaders()).default_llm_config.load(self.user_id)
         return LlmConfigType.from_record(config) if config else None
 
@@ -93,14 +94,14 @@ class UpdateProfileInput:
 @strawberry.type
 class AccountQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def me(self, info: strawberry.Info) -> UserType:
+    async def me(self, info: Info) -> UserType:
         return UserType.from_record(await info.context.require_user())
 
 
 @strawberry.type
 class AccountMutation:
     @strawberry.mutation
-    async def register(self, info: strawberry.Info, input: RegisterInput) -> AuthPayload:
+    async def register(self, info: Info, input: RegisterInput) -> AuthPayload:
         session = await info.context.services.accounts.register(
             input.email, input.password, input.display_name, info.context.client_ip
         )
@@ -109,7 +110,7 @@ class AccountMutation:
     @strawberry.mutation(
         description="Unknown email and wrong password fail alike: UNAUTHENTICATED."
     )
-    async def login(self, info: strawberry.Info, input: LoginInput) -> AuthPayload:
+    async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         session = await info.context.services.accounts.login(
             input.email, input.password, info.context.client_ip
         )
@@ -120,24 +121,24 @@ class AccountMutation:
             "Reusing a retired refresh token revokes every token of that login (reuse detection)."
         )
     )
-    async def refresh_token(self, info: strawberry.Info, refresh_token: str) -> AuthPayload:
+    async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
         session = await info.context.services.accounts.refresh(refresh_token)
         return AuthPayload.from_session(session)
 
     @strawberry.mutation
-    async def logout(self, info: strawberry.Info, refresh_token: str) -> bool:
+    async def logout(self, info: Info, refresh_token: str) -> bool:
         await info.context.services.accounts.logout(refresh_token)
         return True
 
     @strawberry.mutation(
         description="Revokes every refresh token of the user.", permission_classes=[IsAuthenticated]
     )
-    async def logout_all(self, info: strawberry.Info) -> bool:
+    async def logout_all(self, info: Info) -> bool:
         await info.context.services.accounts.logout_all(await info.context.require_user())
         return True
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def update_profile(self, info: strawberry.Info, input: UpdateProfileInput) -> UserType:
+    async def update_profile(self, info: Info, input: UpdateProfileInput) -> UserType:
         user = await info.context.require_user()
         services = info.context.services
         preset = input.default_llm_config_id
@@ -152,9 +153,7 @@ class AccountMutation:
         description="Revokes every other refresh token of the user.",
         permission_classes=[IsAuthenticated],
     )
-    async def change_password(
-        self, info: strawberry.Info, current_password: str, new_password: str
-    ) -> bool:
+    async def change_password(self, info: Info, current_password: str, new_password: str) -> bool:
         principal = await info.context.require_principal()
         await info.context.services.accounts.change_password(
             principal.user, current_password, new_password, keep_family=principal.family_id
@@ -165,7 +164,7 @@ class AccountMutation:
         description="Deletes the user and everything the user owns.",
         permission_classes=[IsAuthenticated],
     )
-    async def delete_account(self, info: strawberry.Info, password: str) -> bool:
+    async def delete_account(self, info: Info, password: str) -> bool:
         await info.context.services.accounts.delete_account(
             await info.context.require_user(), password
         )

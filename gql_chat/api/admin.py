@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from gql_chat.api.accounts import UserType
+from gql_chat.api.context import Info
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAdmin
 
@@ -29,7 +30,7 @@ class AdminQuery:
     )
     async def users(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: int | None = None,
         after: str | None = None,
         search: str | None = None,
@@ -51,7 +52,7 @@ class AdminMutation:
         permission_classes=[IsAdmin],
     )
     async def set_user_disabled(
-        self, info: strawberry.Info, user_id: strawberry.ID, disabled: bool
+        self, info: Info, user_id: strawberry.ID, disabled: bool
     ) -> UserType:
         user = await info.context.services.admin.set_disabled(
             await info.context.require_user(), user_id, disabled

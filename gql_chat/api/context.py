@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import strawberry
 from bson import ObjectId
 from starlette.requests import Request
 from starlette.responses import Response
@@ -183,3 +184,7 @@ class Context:
             return None
         user, family_id = await self.services.accounts.authenticate(token)
         return Principal(user=user, family_id=family_id)
+
+
+Info = strawberry.Info[Context, None]
+"""What every resolver receives: typed, so mypy checks `info.context` and the service calls."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import strawberry
 from bson import ObjectId
 from strawberry.dataloader import DataLoader
 
+from gql_chat.api.context import Info
 from gql_chat.api.folders import FolderType
+from gql_chat.api.inputs import given, unless_null
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.lookahead import selected_names
 from gql_chat.api.pagination import PageInfo
@@ -20,6 +22,7 @@ from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.pages import Page
 from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.services.conversations import ConversationChanges
 from gql_chat.services.threads import path_to
 
 if TYPE_CHECKING:
@@ -79,11 +82,11 @@ class ConversationType:
         )
 
     @strawberry.field(description="Messages on the active branch.")
-    async def message_count(self, info: strawberry.Info) -> int:
+    async def message_count(self, info: Info) -> int:
         return len(await self._active_path(info))
 
     @strawberry.field(description="Sum over every assistant message of the conversation.")
-    async def usage(self, info: strawberry.Info) -> UsageRef:
+    async def usage(self, info: Info) -> UsageRef:
         from gql_chat.api.messages import Usage
 
         return Usage.of(await (await info.context.loaders()).usage.load(self.record.id))
@@ -95,7 +98,7 @@ class ConversationType:
     )
     async def messages(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: int | None = None,
         after: str | None = None,
         last: int | None = None,
@@ -103,7 +106,7 @@ class ConversationType:
     ) -> MessageConnectionRef:
         from gql_chat.api.messages import MessageConnection
 
-        page = await info.context.services.chat.message_page(
+        page = await info.context.services.messages.page(
             await info.context.owner_id(),
             await self._active_path(info),
             first=first,
@@ -113,14 +116,14 @@ class ConversationType:
         )
         return MessageConnection.of(page)
 
-    async def _active_path(self, info: strawberry.Info) -> list[ObjectId]:
+    async def _active_path(self, info: Info) -> list[ObjectId]:
         nodes = await (await info.context.loaders()).message_nodes.load(self.record.id)
         return path_to(nodes, self.record.active_leaf_id)
 
     # `folder` and `llmConfig` are synchronous when the page prefetched their records: an
     # async resolver costs every row a coroutine and a task, most of a page's GraphQL overhead.
     @strawberry.field(graphql_type=FolderType | None)
-    def folder(self, info: strawberry.Info) -> FolderType | Awaitable[FolderType | None] | None:
+    def folder(self, info: Info) -> FolderType | Awaitable[FolderType | None] | None:
         folder_id = self.record.folder_id
         if folder_id is None:
             return None
@@ -129,9 +132,7 @@ class ConversationType:
         return self._load_folder(info, folder_id)
 
     @strawberry.field(graphql_type=LlmConfigType | None)
-    def llm_config(
-        self, info: strawberry.Info
-    ) -> LlmConfigType | Awaitable[LlmConfigType | None] | None:
+    def llm_config(self, info: Info) -> LlmConfigType | Awaitable[LlmConfigType | None] | None:
         preset_id = self.record.llm_config_id
         if preset_id is None:
             return None
@@ -139,12 +140,10 @@ class ConversationType:
             return _preset_type(self.prefetched.presets.get(preset_id))
         return self._load_preset(info, preset_id)
 
-    async def _load_folder(self, info: strawberry.Info, folder_id: ObjectId) -> FolderType | None:
+    async def _load_folder(self, info: Info, folder_id: ObjectId) -> FolderType | None:
         return _folder_type(await (await info.context.loaders()).folder.load(folder_id))
 
-    async def _load_preset(
-        self, info: strawberry.Info, preset_id: ObjectId
-    ) -> LlmConfigType | None:
+    async def _load_preset(self, info: Info, preset_id: ObjectId) -> LlmConfigType | None:
         return _preset_type(await (await info.context.loaders()).llm_config.load(preset_id))
 
 
@@ -161,9 +160,7 @@ class ConversationConnection:
     total_count: int
 
     @classmethod
-    async def of(
-        cls, info: strawberry.Info, page: Page[ConversationRecord]
-    ) -> ConversationConnection:
+    async def of(cls, info: Info, page: Page[ConversationRecord]) -> ConversationConnection:
         """The page, with its folders and presets read up front when the selection asks."""
         prefetched = await _prefetch(info, [record for _, record in page.items])
         return cls(
@@ -173,12 +170,12 @@ class ConversationConnection:
                 )
                 for cursor, record in page.items
             ],
-            page_info=PageInfo.of(page),  # type: ignore[arg-type]
+            page_info=PageInfo.of(page),
             total_count=page.total_count,
         )
 
 
-async def _prefetch(info: strawberry.Info, records: list[ConversationRecord]) -> Prefetched:
+async def _prefetch(info: Info, records: list[ConversationRecord]) -> Prefetched:
     if not records:
         return NOTHING_PREFETCHED
     loaders = await info.context.loaders()
@@ -222,9 +219,7 @@ class UpdateConversationInput:
 @strawberry.type
 class ConversationQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def conversation(
-        self, info: strawberry.Info, id: strawberry.ID
-    ) -> ConversationType | None:
+    async def conversation(self, info: Info, id: strawberry.ID) -> ConversationType | None:
         conversation = await info.context.services.conversations.get(
             await info.context.owner_id(), id
         )
@@ -238,7 +233,7 @@ class ConversationQuery:
     )
     async def conversations(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: int | None = None,
         after: str | None = None,
         folder_id: strawberry.ID | None = None,
@@ -262,7 +257,7 @@ class ConversationQuery:
 class ConversationMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def create_conversation(
-        self, info: strawberry.Info, input: CreateConversationInput
+        self, info: Info, input: CreateConversationInput
     ) -> ConversationType:
         conversation = await info.context.services.conversations.create(
             await info.context.owner_id(),
@@ -274,17 +269,15 @@ class ConversationMutation:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_conversation(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateConversationInput
+        self, info: Info, id: strawberry.ID, input: UpdateConversationInput
     ) -> ConversationType:
-        changes: dict[str, Any] = {
-            "title": input.title,
-            "pinned": input.pinned,
-            "archived": input.archived,
-        }
-        if input.folder_id is not None:
-            changes["folderId"] = input.folder_id.value
-        if input.llm_config_id is not None:
-            changes["llmConfigId"] = input.llm_config_id.value
+        changes = ConversationChanges(
+            title=unless_null(input.title),
+            folder_id=given(input.folder_id),
+            llm_config_id=given(input.llm_config_id),
+            pinned=unless_null(input.pinned),
+            archived=unless_null(input.archived),
+        )
         conversation = await info.context.services.conversations.update(
             await info.context.owner_id(), id, changes
         )
@@ -294,6 +287,6 @@ class ConversationMutation:
         description="Deletes the conversation and all its messages.",
         permission_classes=[IsAuthenticated],
     )
-    async def delete_conversation(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_conversation(self, info: Info, id: strawberry.ID) -> bool:
         await info.context.services.conversations.delete(await info.context.owner_id(), id)
         return True

@@ -1,5 +1,6 @@
-"""Error mapping: coded (domain) errors reach clients; anything else becomes a generic
-INTERNAL_SERVER_ERROR after its traceback is logged."""
+"""Error mapping: coded (domain) errors reach clients; a step that timed out becomes a retryable
+INTERNAL_SERVER_ERROR after one log line; anything else becomes a generic INTERNAL_SERVER_ERROR
+after its traceback is logged."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from strawberry.types import ExecutionContext
 logger = logging.getLogger("gql_chat.api")
 
 INTERNAL_MESSAGE = "Internal server error."
+TIMED_OUT_MESSAGE = "The server did not finish in time; try again."
+RETRY_AFTER_TIMEOUT = 1
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -24,15 +27,15 @@ def is_expected(error: GraphQLError) -> bool:
     )
 
 
-def masked(error: GraphQLError) -> GraphQLError:
+def masked(error: GraphQLError, message: str = INTERNAL_MESSAGE, **extensions: Any) -> GraphQLError:
     """Where it happened, but nothing of what happened."""
     return GraphQLError(
-        message=INTERNAL_MESSAGE,
+        message=message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": "INTERNAL_SERVER_ERROR"},
+        extensions={"code": "INTERNAL_SERVER_ERROR", **extensions},
     )
 
 
@@ -49,11 +52,19 @@ class GqlChatSchema(Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for index, error in enumerate(errors):
-            if not is_expected(error):
-                original: Any = error.original_error
-                logger.error(
-                    "unexpected error in %s",
-                    ".".join(str(p) for p in error.path or ()) or "operation",
-                    exc_info=(type(original), original, original.__traceback__),
-                )
-                errors[index] = masked(error)
+            if is_expected(error):
+                continue
+            original: Any = error.original_error
+            where = ".".join(str(p) for p in error.path or ()) or "operation"
+            if isinstance(original, TimeoutError):
+                # A bounded step ran out of time (an overloaded database, a stalled connection):
+                # expected under load, so one line each, and the client may retry.
+                logger.warning("%s timed out", where)
+                errors[index] = masked(error, TIMED_OUT_MESSAGE, retryAfter=RETRY_AFTER_TIMEOUT)
+                continue
+            logger.error(
+                "unexpected error in %s",
+                where,
+                exc_info=(type(original), original, original.__traceback__),
+            )
+            errors[index] = masked(error)

@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 from bson import ObjectId
 
+from gql_chat.api.context import Info
 from gql_chat.streams.user_events import UserEvent as UserEventRecord
 from gql_chat.streams.user_events import UserEventKind as UserEventKindValue
 
@@ -44,7 +45,7 @@ class EventSubscription:
     @strawberry.subscription(
         description="Changes to anything the user owns, from any device or session."
     )
-    async def user_events(self, info: strawberry.Info) -> AsyncGenerator[UserEvent, None]:
+    async def user_events(self, info: Info) -> AsyncGenerator[UserEvent, None]:
         owner_id = await info.context.owner_id()
         async for event in info.context.services.events.subscribe(owner_id):
             yield UserEvent.of(event)

@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from bson import ObjectId
 
+from gql_chat.api.context import Info
+from gql_chat.api.inputs import given, unless_null
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.folders import FolderRecord
+from gql_chat.services.folders import FolderChanges
 
 if TYPE_CHECKING:
     from gql_chat.api.conversations import ConversationConnection
@@ -42,20 +45,20 @@ class FolderType:
         )
 
     @strawberry.field(description="Null for a top-level folder.")
-    async def parent(self, info: strawberry.Info) -> FolderType | None:
+    async def parent(self, info: Info) -> FolderType | None:
         if self.parent_id is None:
             return None
         parent = await (await info.context.loaders()).folder.load(self.parent_id)
         return FolderType.from_record(parent) if parent else None
 
     @strawberry.field
-    async def children(self, info: strawberry.Info) -> list[FolderType]:
+    async def children(self, info: Info) -> list[FolderType]:
         children = await (await info.context.loaders()).children.load(self.folder_id)
         return [FolderType.from_record(child) for child in children]
 
     @strawberry.field
     async def conversations(
-        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: int | None = None, after: str | None = None
     ) -> ConversationConnectionRef:
         from gql_chat.api.conversations import ConversationConnection
 
@@ -89,12 +92,12 @@ class FolderQuery:
         description="Every folder of the user, flat; rebuild the tree from `parent`.",
         permission_classes=[IsAuthenticated],
     )
-    async def folders(self, info: strawberry.Info) -> list[FolderType]:
+    async def folders(self, info: Info) -> list[FolderType]:
         folders = await info.context.services.folders.list_all(await info.context.owner_id())
         return [FolderType.from_record(f) for f in folders]
 
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def folder(self, info: strawberry.Info, id: strawberry.ID) -> FolderType | None:
+    async def folder(self, info: Info, id: strawberry.ID) -> FolderType | None:
         folder = await info.context.services.folders.get(await info.context.owner_id(), id)
         return FolderType.from_record(folder)
 
@@ -102,7 +105,7 @@ class FolderQuery:
 @strawberry.type
 class FolderMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def create_folder(self, info: strawberry.Info, input: CreateFolderInput) -> FolderType:
+    async def create_folder(self, info: Info, input: CreateFolderInput) -> FolderType:
         folder = await info.context.services.folders.create(
             await info.context.owner_id(), input.name, input.parent_id
         )
@@ -110,15 +113,15 @@ class FolderMutation:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_folder(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateFolderInput
+        self, info: Info, id: strawberry.ID, input: UpdateFolderInput
     ) -> FolderType:
+        changes = FolderChanges(
+            name=unless_null(input.name),
+            parent_id=given(input.parent_id),
+            position=unless_null(input.position),
+        )
         folder = await info.context.services.folders.update(
-            await info.context.owner_id(),
-            id,
-            name=input.name,
-            move=input.parent_id is not None,
-            parent_id=input.parent_id.value if input.parent_id is not None else None,
-            position=input.position,
+            await info.context.owner_id(), id, changes
         )
         return FolderType.from_record(folder)
 
@@ -130,7 +133,7 @@ class FolderMutation:
         permission_classes=[IsAuthenticated],
     )
     async def delete_folder(
-        self, info: strawberry.Info, id: strawberry.ID, delete_contents: bool | None = False
+        self, info: Info, id: strawberry.ID, delete_contents: bool | None = False
     ) -> bool:
         await info.context.services.folders.delete(
             await info.context.owner_id(), id, bool(delete_contents)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import strawberry
 
+from gql_chat.api.context import Info
+from gql_chat.api.inputs import given, unless_null
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.presets import LlmConfigRecord
-from gql_chat.services.llm_configs import PresetChanges, validate_preset_fields
+from gql_chat.services.llm_configs import NewPreset, PresetChanges
 
 
 @strawberry.type(name="LlmConfig")
@@ -63,45 +64,40 @@ class UpdateLlmConfigInput:
     is_default: bool | None = None
 
 
-def _create_changes(data: CreateLlmConfigInput) -> PresetChanges:
-    raw = {
-        "name": data.name,
-        "model": data.model,
-        "systemPrompt": data.system_prompt,
-        "temperature": data.temperature,
-        "topP": data.top_p,
-        "maxTokens": data.max_tokens,
-    }
-    return PresetChanges(fields=validate_preset_fields(raw), is_default=data.is_default)
+def _new_preset(data: CreateLlmConfigInput) -> NewPreset:
+    return NewPreset(
+        name=data.name,
+        model=data.model,
+        system_prompt=data.system_prompt,
+        temperature=data.temperature,
+        top_p=data.top_p,
+        max_tokens=data.max_tokens,
+        is_default=bool(data.is_default),
+    )
 
 
-def _update_changes(data: UpdateLlmConfigInput) -> PresetChanges:
+def _changes(data: UpdateLlmConfigInput) -> PresetChanges:
     """Only what the client sent; an explicit null clears an optional field."""
-    raw: dict[str, Any] = {}
-    if data.name is not None:
-        raw["name"] = data.name
-    if data.model is not None:
-        raw["model"] = data.model
-    for key, maybe in (
-        ("systemPrompt", data.system_prompt),
-        ("temperature", data.temperature),
-        ("topP", data.top_p),
-        ("maxTokens", data.max_tokens),
-    ):
-        if maybe is not None:
-            raw[key] = maybe.value
-    return PresetChanges(fields=validate_preset_fields(raw), is_default=data.is_default)
+    return PresetChanges(
+        name=unless_null(data.name),
+        model=unless_null(data.model),
+        system_prompt=given(data.system_prompt),
+        temperature=given(data.temperature),
+        top_p=given(data.top_p),
+        max_tokens=given(data.max_tokens),
+        is_default=unless_null(data.is_default),
+    )
 
 
 @strawberry.type
 class LlmConfigQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def llm_configs(self, info: strawberry.Info) -> list[LlmConfigType]:
+    async def llm_configs(self, info: Info) -> list[LlmConfigType]:
         configs = await info.context.services.presets.list_all(await info.context.owner_id())
         return [LlmConfigType.from_record(c) for c in configs]
 
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def llm_config(self, info: strawberry.Info, id: strawberry.ID) -> LlmConfigType | None:
+    async def llm_config(self, info: Info, id: strawberry.ID) -> LlmConfigType | None:
         config = await info.context.services.presets.get(await info.context.owner_id(), id)
         return LlmConfigType.from_record(config)
 
@@ -109,24 +105,22 @@ class LlmConfigQuery:
 @strawberry.type
 class LlmConfigMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def create_llm_config(
-        self, info: strawberry.Info, input: CreateLlmConfigInput
-    ) -> LlmConfigType:
+    async def create_llm_config(self, info: Info, input: CreateLlmConfigInput) -> LlmConfigType:
         config = await info.context.services.presets.create(
-            await info.context.owner_id(), _create_changes(input)
+            await info.context.owner_id(), _new_preset(input)
         )
         return LlmConfigType.from_record(config)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_llm_config(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateLlmConfigInput
+        self, info: Info, id: strawberry.ID, input: UpdateLlmConfigInput
     ) -> LlmConfigType:
         config = await info.context.services.presets.update(
-            await info.context.owner_id(), id, _update_changes(input)
+            await info.context.owner_id(), id, _changes(input)
         )
         return LlmConfigType.from_record(config)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def delete_llm_config(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_llm_config(self, info: Info, id: strawberry.ID) -> bool:
         await info.context.services.presets.delete(await info.context.owner_id(), id)
         return True

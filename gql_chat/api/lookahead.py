@@ -4,9 +4,12 @@ query up front instead of leaving each row an async resolver of its own."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import strawberry
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+
+if TYPE_CHECKING:
+    from gql_chat.api.context import Info
 
 
 def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
@@ -18,7 +21,7 @@ def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
             yield from _fields(selection.selections)
 
 
-def selected_names(info: strawberry.Info, *path: str) -> set[str]:
+def selected_names(info: Info, *path: str) -> set[str]:
     """The field names selected under `path` of the current field, e.g. `("edges", "node")`.
 
     `@skip`/`@include` are not evaluated: a conditional field counts as selected, so a caller

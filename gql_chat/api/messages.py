@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 from bson import ObjectId
 
-from gql_chat.api.context import response_budget
+from gql_chat.api.context import Info, response_budget
 from gql_chat.api.conversations import ConversationType
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
@@ -18,7 +18,8 @@ from gql_chat.domain.messages import MessageStatus as MessageStatusValue
 from gql_chat.domain.pages import Page
 from gql_chat.errors import BadUserInput
 from gql_chat.llm.types import ModelInfo
-from gql_chat.services.chat import SendResult, StreamEvent
+from gql_chat.services.following import StreamEvent
+from gql_chat.services.reply_start import SendResult
 
 MessageRole = strawberry.enum(MessageRoleValue, name="MessageRole")
 MessageStatus = strawberry.enum(
@@ -53,7 +54,7 @@ class MessageError:
     message: str
 
 
-def _content(root: MessageType, info: strawberry.Info) -> str:
+def _content(root: MessageType, info: Info) -> str:
     """Counted against the response budget (`GQL_CHAT_MAX_RESPONSE_BYTES`) each time it is
     resolved: aliases of it, or of the fields above it, would otherwise multiply up to 100 KB
     (a reply up to 500 KB) into responses of hundreds of MB."""
@@ -105,7 +106,7 @@ class MessageType:
             "oldest first."
         )
     )
-    async def sibling_ids(self, info: strawberry.Info) -> list[strawberry.ID]:
+    async def sibling_ids(self, info: Info) -> list[strawberry.ID]:
         nodes = await (await info.context.loaders()).message_nodes.load(self.record.conversation_id)
         return [
             strawberry.ID(str(node.id)) for node in nodes if node.parent_id == self.record.parent_id
@@ -128,7 +129,7 @@ class MessageConnection:
     def of(cls, page: Page[MessageRecord]) -> MessageConnection:
         return cls(
             edges=[MessageEdge(cursor=c, node=MessageType.from_record(m)) for c, m in page.items],
-            page_info=PageInfo.of(page),  # type: ignore[arg-type]
+            page_info=PageInfo.of(page),
             total_count=page.total_count,
         )
 
@@ -234,24 +235,22 @@ class MessageStreamEvent:
 @strawberry.type
 class MessageQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def message(self, info: strawberry.Info, id: strawberry.ID) -> MessageType | None:
-        message = await info.context.services.chat.get_message(await info.context.owner_id(), id)
+    async def message(self, info: Info, id: strawberry.ID) -> MessageType | None:
+        message = await info.context.services.messages.get(await info.context.owner_id(), id)
         return MessageType.from_record(message)
 
     @strawberry.field(
         description="Models the configured provider offers.", permission_classes=[IsAuthenticated]
     )
-    async def models(self, info: strawberry.Info) -> list[Model]:
-        return [Model.of(m) for m in await info.context.services.chat.list_models()]
+    async def models(self, info: Info) -> list[Model]:
+        return [Model.of(m) for m in await info.context.services.prompts.list_models()]
 
 
 @strawberry.type
 class MessageMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def send_message(
-        self, info: strawberry.Info, input: SendMessageInput
-    ) -> SendMessagePayload:
-        result = await info.context.services.chat.send_message(
+    async def send_message(self, info: Info, input: SendMessageInput) -> SendMessagePayload:
+        result = await info.context.services.sending.send_message(
             await info.context.owner_id(),
             content=input.content,
             conversation_id=input.conversation_id,
@@ -266,10 +265,10 @@ class MessageMutation:
         description="Stops a PENDING or STREAMING reply; the text so far is kept (status STOPPED).",
         permission_classes=[IsAuthenticated],
     )
-    async def stop_generation(
-        self, info: strawberry.Info, message_id: strawberry.ID
-    ) -> MessageType:
-        message = await info.context.services.chat.stop(await info.context.owner_id(), message_id)
+    async def stop_generation(self, info: Info, message_id: strawberry.ID) -> MessageType:
+        message = await info.context.services.messages.stop(
+            await info.context.owner_id(), message_id
+        )
         return MessageType.from_record(message)
 
 
@@ -283,13 +282,15 @@ class MessageSubscription:
         )
     )
     async def message_stream(
-        self, info: strawberry.Info, message_id: strawberry.ID, after_seq: int | None = 0
+        self, info: Info, message_id: strawberry.ID, after_seq: int | None = 0
     ) -> AsyncGenerator[MessageStreamEvent, None]:
         if after_seq is not None and after_seq < 0:
             raise BadUserInput("afterSeq", "afterSeq must be 0 or more.")
         owner_id: ObjectId = await info.context.owner_id()
         budget = response_budget.get()
-        async for event in info.context.services.chat.stream(owner_id, message_id, after_seq or 0):
+        async for event in info.context.services.following.stream(
+            owner_id, message_id, after_seq or 0
+        ):
             if budget is not None:
                 budget.reset()  # each event is a response of its own
             yield MessageStreamEvent.of(event)

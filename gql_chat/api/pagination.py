@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from gql_chat.domain.pages import Page
@@ -15,7 +17,7 @@ class PageInfo:
     end_cursor: str | None
 
     @classmethod
-    def of(cls, page: Page[object]) -> PageInfo:
+    def of(cls, page: Page[Any]) -> PageInfo:
         cursors = [cursor for cursor, _ in page.items]
         return cls(
             has_next_page=page.has_next_page,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import strawberry
 from strawberry.permission import BasePermission
 
+from gql_chat.api.context import Info
 from gql_chat.domain.users import Role
 from gql_chat.errors import Forbidden
 
@@ -15,7 +15,7 @@ class IsAuthenticated(BasePermission):
     message = "Authentication required."
     error_extensions = {"code": "UNAUTHENTICATED"}
 
-    async def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return await info.context.principal() is not None
 
 
@@ -25,6 +25,6 @@ class IsAdmin(BasePermission):
     message = "Only administrators can do this."
     error_extensions = {"code": Forbidden.code}
 
-    async def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         user = await info.context.require_user()
         return bool(user.role is Role.ADMIN)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import strawberry
 
+from gql_chat.api.context import Info
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.messages import UsageGroup as UsageGroupValue
 from gql_chat.services.reports import ExportFormat as ExportFormatValue
@@ -34,7 +35,7 @@ class ReportQuery:
     )
     async def usage_summary(
         self,
-        info: strawberry.Info,
+        info: Info,
         group_by: UsageGroup,  # type: ignore[valid-type]
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
@@ -59,7 +60,7 @@ class ReportQuery:
     )
     async def export_conversation(
         self,
-        info: strawberry.Info,
+        info: Info,
         id: strawberry.ID,
         format: ExportFormat,  # type: ignore[valid-type]
     ) -> str:

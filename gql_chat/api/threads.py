@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from gql_chat.api.context import Info
 from gql_chat.api.conversations import ConversationType
 from gql_chat.api.messages import SendMessagePayload
 from gql_chat.api.permissions import IsAuthenticated
@@ -19,9 +20,9 @@ class ThreadMutation:
         permission_classes=[IsAuthenticated],
     )
     async def regenerate_message(
-        self, info: strawberry.Info, message_id: strawberry.ID, model: str | None = None
+        self, info: Info, message_id: strawberry.ID, model: str | None = None
     ) -> SendMessagePayload:
-        result = await info.context.services.chat.regenerate(
+        result = await info.context.services.branching.regenerate(
             await info.context.owner_id(), message_id, model
         )
         return SendMessagePayload.of(result)
@@ -34,9 +35,9 @@ class ThreadMutation:
         permission_classes=[IsAuthenticated],
     )
     async def edit_message(
-        self, info: strawberry.Info, message_id: strawberry.ID, content: str
+        self, info: Info, message_id: strawberry.ID, content: str
     ) -> SendMessagePayload:
-        result = await info.context.services.chat.edit(
+        result = await info.context.services.branching.edit(
             await info.context.owner_id(), message_id, content
         )
         return SendMessagePayload.of(result)
@@ -45,10 +46,8 @@ class ThreadMutation:
         description="Makes the branch through this message the active one.",
         permission_classes=[IsAuthenticated],
     )
-    async def switch_branch(
-        self, info: strawberry.Info, message_id: strawberry.ID
-    ) -> ConversationType:
-        conversation = await info.context.services.chat.switch_branch(
+    async def switch_branch(self, info: Info, message_id: strawberry.ID) -> ConversationType:
+        conversation = await info.context.services.branching.switch_branch(
             await info.context.owner_id(), message_id
         )
         return ConversationType.from_record(conversation)

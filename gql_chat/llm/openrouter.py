@@ -1,5 +1,6 @@
 """OpenRouter client: streaming chat completions over SSE, retries before the first delta,
-timeouts, error mapping, and a cached model list. Works with any OpenAI-compatible server."""
+timeouts, error mapping, and a cached model list. Works with any OpenAI-compatible server.
+(About 350 lines: one provider client, whose retry and timeout rules depend on each other.)"""
 
 from __future__ import annotations
 

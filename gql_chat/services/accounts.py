@@ -221,6 +221,11 @@ class AccountService:
         )
         return user, True
 
+    async def is_active(self, user_id: ObjectId) -> bool:
+        """Neither deleted nor disabled."""
+        user = await self._users.get(user_id)
+        return user is not None and not user.disabled
+
     async def _active_user(self, user_id: ObjectId) -> UserRecord:
         user = await self._users.get(user_id)
         if user is None or user.disabled:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.changes import UNSET, Maybe
+from gql_chat.domain.clock import utc_now
 from gql_chat.domain.conversations import ConversationFilter, ConversationRecord
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.pages import Page
@@ -21,6 +24,17 @@ from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 DEFAULT_TITLE = "New conversation"
 TITLE_LENGTH = (1, 200)
 CONVERSATION_NOT_FOUND = "Conversation not found."
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationChanges:
+    """What an update sets; None moves the conversation out of its folder or drops its preset."""
+
+    title: Maybe[str] = UNSET
+    folder_id: Maybe[str | None] = UNSET
+    llm_config_id: Maybe[str | None] = UNSET
+    pinned: Maybe[bool] = UNSET
+    archived: Maybe[bool] = UNSET
 
 
 def check_title(title: str) -> str:
@@ -77,27 +91,30 @@ class ConversationService:
         return conversation
 
     async def update(
-        self, owner_id: ObjectId, conversation_id: str, changes: dict[str, Any]
+        self, owner_id: ObjectId, conversation_id: str, changes: ConversationChanges
     ) -> ConversationRecord:
-        """`changes` holds only the fields the client sent (GraphQL names); None is explicit."""
+        """Every input is checked before the write; nothing given, nothing written."""
         conversation = await self.get(owner_id, conversation_id)
         fields: dict[str, Any] = {}
-        if changes.get("title") is not None:
-            fields["title"] = check_title(changes["title"])
+        if changes.title is not UNSET:
+            fields["title"] = check_title(changes.title)
             fields["title_source"] = "user"
-        if "folderId" in changes:
-            folder_id = changes["folderId"]
+        if changes.folder_id is not UNSET:
             fields["folder_id"] = (
-                (await self._folders.get(owner_id, folder_id)).id if folder_id is not None else None
+                (await self._folders.get(owner_id, changes.folder_id)).id
+                if changes.folder_id is not None
+                else None
             )
-        if "llmConfigId" in changes:
-            config_id = changes["llmConfigId"]
+        if changes.llm_config_id is not UNSET:
             fields["llm_config_id"] = (
-                (await self._presets.get(owner_id, config_id)).id if config_id is not None else None
+                (await self._presets.get(owner_id, changes.llm_config_id)).id
+                if changes.llm_config_id is not None
+                else None
             )
-        for flag in ("pinned", "archived"):
-            if changes.get(flag) is not None:
-                fields[flag] = bool(changes[flag])
+        if changes.pinned is not UNSET:
+            fields["pinned"] = changes.pinned
+        if changes.archived is not UNSET:
+            fields["archived"] = changes.archived
         if not fields:
             return conversation
         updated = await self._conversations.update(owner_id, conversation.id, fields)
@@ -119,6 +136,25 @@ class ConversationService:
             await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
             await self._conversations.delete_many(owner_id, [conversation.id])
         self.publish(owner_id, UserEventKind.CONVERSATION_DELETED, conversation.id)
+
+    async def set_active_leaf(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        leaf_id: ObjectId | None,
+        *,
+        replied: bool = False,
+    ) -> ConversationRecord | None:
+        """Make `leaf_id` the branch shown; `replied` when it is a new reply, which makes the
+        conversation's latest activity now. None when the conversation is gone."""
+        fields: dict[str, Any] = {"active_leaf_id": leaf_id}
+        if replied:
+            now = utc_now()
+            fields |= {"last_message_at": now, "activity_at": now}
+        updated = await self._conversations.update(owner_id, conversation_id, fields)
+        if updated is not None:
+            self.publish(owner_id, UserEventKind.CONVERSATION_UPDATED, conversation_id)
+        return updated
 
     def publish(
         self,

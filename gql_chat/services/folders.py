@@ -15,20 +15,19 @@ cycle already stored (corrupt data) cannot make a request loop: a walk treats it
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import uuid
-from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bson import ObjectId
 
+from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.errors import BadUserInput, Conflict, NotFound
+from gql_chat.services.tree_lock import LOCK_LEASE, LOCK_WAIT, TreeLock
 from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
@@ -42,24 +41,23 @@ INTO_ITSELF = "A folder cannot move into itself or its subfolders."
 BROKEN_CHAIN = (
     "The target folder's ancestors loop or nest too deep; move one of them to the top level first."
 )
-LOCK_LEASE = timedelta(seconds=30)
-"""How long a tree lease lasts: far longer than any tree change takes. A crashed holder's lease
-blocks that user's folder changes (CONFLICT) until it runs out."""
-LOCK_WAIT = 10.0
-"""How long a change waits for the tree lock before it answers CONFLICT."""
 SUBTREE_WALK_LIMIT = 4096
 """Levels walked down when deleting a subtree (valid trees have at most `max_depth`)."""
-
-
-@dataclass
-class _LocalLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
 
 
 ConversationsHook = Callable[[ObjectId, Collection[ObjectId]], AbstractAsyncContextManager[None]]
 """Around deleting conversations: their replies are stopped first and none starts in them
 meanwhile (the runner's `removing_conversations`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FolderChanges:
+    """What an update sets; a `parent_id` of None moves the folder to the top level, and
+    `position` places it among its siblings (0 first)."""
+
+    name: Maybe[str] = UNSET
+    parent_id: Maybe[str | None] = UNSET
+    position: Maybe[int] = UNSET
 
 
 class FolderService:
@@ -78,9 +76,7 @@ class FolderService:
         self._events = events
         self._folders = database.folders
         self._max_depth = max_depth
-        self._lock_lease = lock_lease
-        self._lock_wait = lock_wait
-        self._local_locks: dict[ObjectId, _LocalLock] = {}
+        self._tree_locked = TreeLock(database.folders, lease=lock_lease, wait=lock_wait)
 
     async def get(self, owner_id: ObjectId, folder_id: str | ObjectId | None) -> FolderRecord:
         oid = parse_object_id(folder_id)
@@ -119,23 +115,20 @@ class FolderService:
         return folder
 
     async def update(
-        self,
-        owner_id: ObjectId,
-        folder_id: str,
-        *,
-        name: str | None = None,
-        move: bool = False,
-        parent_id: str | None = None,
-        position: int | None = None,
+        self, owner_id: ObjectId, folder_id: str, changes: FolderChanges
     ) -> FolderRecord:
-        """`move` distinguishes "parentId: null" (to the top level) from an omitted parentId.
-        Every input is checked before the first write: a refused update changes nothing."""
-        clean_name = None if name is None else check_text(name, "name", *NAME_LENGTH, "Folder name")
+        """Every input is checked before the first write: a refused update changes nothing."""
+        clean_name = (
+            None
+            if changes.name is UNSET
+            else check_text(changes.name, "name", *NAME_LENGTH, "Folder name")
+        )
+        position = None if changes.position is UNSET else changes.position
         async with self._tree_locked(owner_id):
             folder = await self.get(owner_id, folder_id)
             new_parent = folder.parent_id
-            if move:
-                new_parent = await self._check_move(owner_id, folder, parent_id)
+            if changes.parent_id is not UNSET:
+                new_parent = await self._check_move(owner_id, folder, changes.parent_id)
             if clean_name is not None:
                 await self._folders.update(owner_id, folder.id, name=clean_name)
             if new_parent != folder.parent_id:
@@ -273,44 +266,6 @@ class FolderService:
             seen.update(level)
             levels.append(level)
         return levels
-
-    @asynccontextmanager
-    async def _tree_locked(self, owner_id: ObjectId) -> AsyncIterator[None]:
-        """Hold the owner's tree lock: first among this process's requests (no polling), then
-        across instances through the lease in the database."""
-        local = self._local_locks.get(owner_id)
-        if local is None:
-            local = self._local_locks[owner_id] = _LocalLock()
-        local.users += 1
-        try:
-            async with local.lock:
-                holder = uuid.uuid4().hex
-                await self._acquire_lease(owner_id, holder)
-                try:
-                    yield
-                finally:
-                    await self._release_lease(owner_id, holder)
-        finally:
-            local.users -= 1
-            if local.users == 0:
-                del self._local_locks[owner_id]
-
-    async def _release_lease(self, owner_id: ObjectId, holder: str) -> None:
-        """A failed release must not hide the request's own outcome: the lease runs out."""
-        try:
-            await self._folders.unlock(owner_id, holder)
-        except Exception:
-            logger.warning("releasing a folder tree lease failed", exc_info=True)
-
-    async def _acquire_lease(self, owner_id: ObjectId, holder: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._lock_wait
-        delay = 0.005
-        while not await self._folders.try_lock(owner_id, holder, self._lock_lease):
-            if loop.time() >= deadline:
-                raise Conflict("Your folders are being changed elsewhere; try again.")
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
-            delay = min(delay * 2, 0.1)
 
     async def _place(
         self, owner_id: ObjectId, folder_id: ObjectId, parent: ObjectId | None, position: int | None

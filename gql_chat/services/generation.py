@@ -10,7 +10,12 @@ Every step has a bound, so a reply always ends and frees its slot: the stream by
 `WRITE_TIMEOUT`, the final write by a few attempts, `stop` by `STOP_TIMEOUT` and shutdown by its
 grace plus `SHUTDOWN_MARGIN`. Nothing is stopped by cancelling a task that might swallow the
 cancellation: the progress saver ends when told, and a reply is cancelled only while it reads
-the provider's stream, where the cancellation is caught once, by the code that expects it."""
+the provider's stream, where the cancellation is caught once, by the code that expects it.
+
+One module on purpose (about 550 lines): these invariants (every reply ends, frees its slot
+once, writes its final state once, and is refused while its owner or conversation goes) span
+admission, the run, stopping and shutdown; split apart, they could no longer be checked in one
+reading."""
 
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageRecord
 from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
 from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, TextDelta
-from gql_chat.store.messages import MessageStore, usage_to_document
+from gql_chat.store.messages import MessageStore
+from gql_chat.store.usage import usage_to_document
 from gql_chat.streams.replies import LiveReply, ReplyRegistry
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import BadUserInput, NotFound
@@ -21,11 +22,28 @@ MAX_TOKENS_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
-class PresetChanges:
-    """Fields to set; a field left out of `fields` is unchanged."""
+class NewPreset:
+    name: str
+    model: str
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    is_default: bool = False
 
-    fields: dict[str, Any]
-    is_default: bool | None = None
+
+@dataclass(frozen=True, slots=True)
+class PresetChanges:
+    """What an update sets; None clears an optional field, and `is_default` False leaves the
+    user without a default."""
+
+    name: Maybe[str] = UNSET
+    model: Maybe[str] = UNSET
+    system_prompt: Maybe[str | None] = UNSET
+    temperature: Maybe[float | None] = UNSET
+    top_p: Maybe[float | None] = UNSET
+    max_tokens: Maybe[int | None] = UNSET
+    is_default: Maybe[bool] = UNSET
 
 
 def _check_number(
@@ -37,15 +55,15 @@ def _check_number(
     return value
 
 
-def validate_preset_fields(raw: dict[str, Any]) -> dict[str, Any]:
-    """Check the given preset fields (GraphQL names) and return them as stored fields."""
+def _checked_fields(values: NewPreset | PresetChanges) -> dict[str, Any]:
+    """The given fields, checked, under their stored names."""
     fields: dict[str, Any] = {}
-    if "name" in raw:
-        fields["name"] = check_text(raw["name"] or "", "name", 1, 100, "Name")
-    if "model" in raw:
-        fields["model"] = check_text(raw["model"] or "", "model", 1, 200, "Model")
-    if "systemPrompt" in raw:
-        prompt = raw["systemPrompt"]
+    if values.name is not UNSET:
+        fields["name"] = check_text(values.name, "name", 1, 100, "Name")
+    if values.model is not UNSET:
+        fields["model"] = check_text(values.model, "model", 1, 200, "Model")
+    if values.system_prompt is not UNSET:
+        prompt = values.system_prompt
         if prompt is not None and len(prompt) > MAX_SYSTEM_PROMPT:
             raise BadUserInput(
                 "systemPrompt", f"systemPrompt must be at most {MAX_SYSTEM_PROMPT} characters."
@@ -53,17 +71,17 @@ def validate_preset_fields(raw: dict[str, Any]) -> dict[str, Any]:
         if prompt is not None:
             check_prose(prompt, "systemPrompt", "systemPrompt")
         fields["system_prompt"] = prompt
-    if "temperature" in raw:
-        value = raw["temperature"]
+    if values.temperature is not UNSET:
+        value = values.temperature
         fields["temperature"] = None if value is None else _check_number(value, "temperature", 0, 2)
-    if "topP" in raw:
-        value = raw["topP"]
+    if values.top_p is not UNSET:
+        value = values.top_p
         fields["top_p"] = None if value is None else _check_number(value, "topP", 0, 1, True)
-    if "maxTokens" in raw:
-        value = raw["maxTokens"]
-        if value is not None and not 1 <= value <= MAX_TOKENS_LIMIT:
+    if values.max_tokens is not UNSET:
+        tokens = values.max_tokens
+        if tokens is not None and not 1 <= tokens <= MAX_TOKENS_LIMIT:
             raise BadUserInput("maxTokens", f"maxTokens must be 1 to {MAX_TOKENS_LIMIT}.")
-        fields["max_tokens"] = value
+        fields["max_tokens"] = tokens
     return fields
 
 
@@ -80,6 +98,10 @@ class LlmConfigService:
             raise NotFound(PRESET_NOT_FOUND)
         return config
 
+    async def find(self, owner_id: ObjectId, config_id: ObjectId) -> LlmConfigRecord | None:
+        """The preset, or None when it is gone (a conversation may name a deleted one)."""
+        return await self._configs.get(owner_id, config_id)
+
     async def list_all(self, owner_id: ObjectId) -> list[LlmConfigRecord]:
         return await self._configs.list_all(owner_id)
 
@@ -95,9 +117,9 @@ class LlmConfigService:
         """The default preset of each owner that has one, in one read."""
         return await self._configs.get_defaults(owner_ids)
 
-    async def create(self, owner_id: ObjectId, changes: PresetChanges) -> LlmConfigRecord:
-        config = await self._configs.insert(owner_id, changes.fields)
-        if changes.is_default:
+    async def create(self, owner_id: ObjectId, preset: NewPreset) -> LlmConfigRecord:
+        config = await self._configs.insert(owner_id, _checked_fields(preset))
+        if preset.is_default:
             await self._configs.make_default(owner_id, config.id)
             config = await self.get(owner_id, config.id)
         self._changed(owner_id, config.id)
@@ -106,9 +128,10 @@ class LlmConfigService:
     async def update(
         self, owner_id: ObjectId, config_id: str, changes: PresetChanges
     ) -> LlmConfigRecord:
+        fields = _checked_fields(changes)
         config = await self.get(owner_id, config_id)
-        if changes.fields:
-            await self._configs.update(owner_id, config.id, changes.fields)
+        if fields:
+            await self._configs.update(owner_id, config.id, fields)
         if changes.is_default is True:
             await self._configs.make_default(owner_id, config.id)
         elif changes.is_default is False:

@@ -39,7 +39,7 @@ class ReportService:
         end = _utc(end, "to")
         if start is not None and end is not None and end <= start:
             raise BadUserInput("to", "`to` must be after `from`.")
-        return await self._db.messages.usage_summary(owner_id, group_by, start, end)
+        return await self._db.usage.summary(owner_id, group_by, start, end)
 
     async def export(
         self,

@@ -18,6 +18,7 @@ from gql_chat.store.folders import FolderStore
 from gql_chat.store.llm_configs import LlmConfigStore
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
+from gql_chat.store.usage import UsageStore
 from gql_chat.store.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Database:
     conversations: ConversationStore
     llm_configs: LlmConfigStore
     messages: MessageStore
+    usage: UsageStore  # over the messages collection
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -57,6 +59,7 @@ class Database:
             conversations=ConversationStore(db["conversations"]),
             llm_configs=LlmConfigStore(db["llm_configs"]),
             messages=MessageStore(db["messages"]),
+            usage=UsageStore(db["messages"]),
         )
 
     async def create_indexes(self) -> None:

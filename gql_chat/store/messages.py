@@ -6,12 +6,12 @@ is where delta `i + 1` ends in it, so any suffix after a given `seq` can be repl
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.domain.messages import (
@@ -20,35 +20,14 @@ from gql_chat.domain.messages import (
     MessageRole,
     MessageStatus,
     ThreadTurn,
-    UsageGroup,
-    UsageRecord,
-    UsageRow,
 )
+from gql_chat.errors import AlreadyExists
 from gql_chat.store.indexes import ensure_indexes
+from gql_chat.store.usage import usage_from_document, usage_to_document
 
 UNFINISHED = [MessageStatus.PENDING.value, MessageStatus.STREAMING.value]
 # Lists never need the replay offsets.
 LIST_PROJECTION = {"seq_ends": 0}
-
-
-def usage_to_document(usage: UsageRecord) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "cost": usage.cost,
-    }
-
-
-def usage_from_document(doc: dict[str, Any] | None) -> UsageRecord | None:
-    if not doc:
-        return None
-    cost = doc.get("cost")
-    return UsageRecord(
-        prompt_tokens=int(doc.get("prompt_tokens") or 0),
-        completion_tokens=int(doc.get("completion_tokens") or 0),
-        cost=float(cost) if cost is not None else None,
-    )
 
 
 def message_from_document(doc: dict[str, Any]) -> MessageRecord:
@@ -97,13 +76,6 @@ def message_to_document(message: MessageRecord) -> dict[str, Any]:
     if message.client_message_id is not None:
         doc["client_message_id"] = message.client_message_id
     return doc
-
-
-GROUP_KEYS: dict[UsageGroup, Any] = {
-    UsageGroup.MODEL: {"$ifNull": ["$model", "unknown"]},
-    UsageGroup.DAY: {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}},
-    UsageGroup.CONVERSATION: "$conversation_id",
-}
 
 
 class MessageStore:
@@ -158,8 +130,13 @@ class MessageStore:
         )
 
     async def add(self, message: MessageRecord) -> None:
-        """Raises `DuplicateKeyError` when its `client_message_id` was used before."""
-        await self._messages.insert_one(message_to_document(message))
+        """Raises `AlreadyExists` when its `client_message_id` was used before."""
+        try:
+            await self._messages.insert_one(message_to_document(message))
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(
+                "A message with this clientMessageId was sent before.", field="clientMessageId"
+            ) from exc
 
     async def get(self, owner_id: ObjectId, message_id: ObjectId) -> MessageRecord | None:
         doc = await self._messages.find_one({"_id": message_id, "owner_id": owner_id})
@@ -271,85 +248,6 @@ class MessageStore:
             {"$set": {"status": MessageStatus.INTERRUPTED.value, "updated_at": utc_now()}},
         )
         return result.modified_count
-
-    async def usage_totals(
-        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
-    ) -> dict[ObjectId, UsageRecord]:
-        """Summed in the database: one aggregation for many conversations."""
-        cursor = await self._messages.aggregate(
-            [
-                {
-                    "$match": {
-                        "owner_id": owner_id,
-                        "conversation_id": {"$in": conversation_ids},
-                        "role": MessageRole.ASSISTANT.value,
-                    }
-                },
-                {
-                    "$group": {
-                        "_id": "$conversation_id",
-                        "prompt_tokens": {"$sum": "$usage.prompt_tokens"},
-                        "completion_tokens": {"$sum": "$usage.completion_tokens"},
-                        "cost": {"$sum": "$usage.cost"},
-                        "priced": {"$sum": {"$cond": [{"$gt": ["$usage.cost", None]}, 1, 0]}},
-                    }
-                },
-            ]
-        )
-        totals = {}
-        async for row in cursor:
-            totals[row["_id"]] = UsageRecord(
-                prompt_tokens=int(row.get("prompt_tokens") or 0),
-                completion_tokens=int(row.get("completion_tokens") or 0),
-                cost=float(row.get("cost") or 0.0) if row.get("priced") else None,
-            )
-        return totals
-
-    async def usage_summary(
-        self,
-        owner_id: ObjectId,
-        group_by: UsageGroup,
-        start: datetime | None,
-        end: datetime | None,
-    ) -> list[UsageRow]:
-        """Assistant replies with usage, grouped and summed by the database (days in UTC)."""
-        match: dict[str, Any] = {
-            "owner_id": owner_id,
-            "role": MessageRole.ASSISTANT.value,
-            "usage": {"$ne": None},
-        }
-        created: dict[str, datetime] = {}
-        if start is not None:
-            created["$gte"] = start
-        if end is not None:
-            created["$lt"] = end
-        if created:
-            match["created_at"] = created
-        cursor = await self._messages.aggregate(
-            [
-                {"$match": match},
-                {
-                    "$group": {
-                        "_id": GROUP_KEYS[group_by],
-                        "messages": {"$sum": 1},
-                        "prompt_tokens": {"$sum": "$usage.prompt_tokens"},
-                        "completion_tokens": {"$sum": "$usage.completion_tokens"},
-                        "cost": {"$sum": {"$ifNull": ["$usage.cost", 0]}},
-                    }
-                },
-                {"$sort": {"_id": 1}},
-            ]
-        )
-        return [
-            UsageRow(
-                key=str(row["_id"]),
-                messages=int(row["messages"]),
-                prompt_tokens=int(row.get("prompt_tokens") or 0),
-                completion_tokens=int(row.get("completion_tokens") or 0),
-                cost=float(row.get("cost") or 0.0),
-            )
-            async for row in cursor
-        ]
 
     async def conversations_matching(self, owner_id: ObjectId, text: str) -> list[ObjectId]:
         """Conversations with a message containing `text` (literally, case-insensitively)."""

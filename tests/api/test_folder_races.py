@@ -264,7 +264,7 @@ async def test_a_held_lease_answers_conflict_after_the_wait(
     alice: SignedIn, app: Starlette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = await create_folder(alice, "F")
-    monkeypatch.setattr(app.state.services.folders, "_lock_wait", 0.2)
+    monkeypatch.setattr(app.state.services.folders._tree_locked, "_wait", 0.2)
     locks = database_of(app).db["folder_locks"]
     expires = utc_now() + timedelta(hours=1)
     await locks.insert_one(

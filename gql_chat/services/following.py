@@ -1,0 +1,85 @@
+"""Following a reply: replay after the client's last `seq`, then live deltas, then one `done`
+event, with no gap and no repeat, whether this process generates the reply or another does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bson import ObjectId
+
+from gql_chat.config import Settings
+from gql_chat.domain.clock import utc_now
+from gql_chat.domain.messages import MessageRecord, MessageStatus
+from gql_chat.services.generation import STOP_TIMEOUT
+from gql_chat.services.messages import MessageService
+from gql_chat.streams.replies import Pacer, ReplyRegistry
+
+STORE_POLL_INTERVAL = 0.5
+"""How often a reply generated elsewhere is re-read while it is unfinished."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    message_id: ObjectId
+    seq: int
+    delta: str
+    status: MessageStatus
+    done: bool = False
+    message: MessageRecord | None = None
+
+
+class ReplyFollower:
+    def __init__(
+        self,
+        settings: Settings,
+        messages: MessageService,
+        registry: ReplyRegistry[MessageRecord],
+    ) -> None:
+        self._settings = settings
+        self._messages = messages
+        self._registry = registry
+
+    async def stream(
+        self, owner_id: ObjectId, message_id: str, after_seq: int
+    ) -> AsyncIterator[StreamEvent]:
+        """A reply generated here is followed from its live buffer, which holds every delta
+        since it started (so replay and follow cannot race). Otherwise the stored message is
+        replayed and, while unfinished (another instance owns it), re-read until it is final."""
+        message = await self._messages.get(owner_id, message_id)
+        last_seq = max(after_seq, 0)
+        live = self._registry.get(message.id)
+        pacer = Pacer()  # `follow` paces itself; the replay from the store does here
+        if live is not None:
+            async for delta in live.follow(last_seq):
+                last_seq = delta.seq
+                yield StreamEvent(message.id, delta.seq, delta.text, MessageStatus.STREAMING)
+            if live.final is not None:
+                yield _done(live.final)
+                return
+            message = await self._messages.get(owner_id, message.id)
+        while True:
+            for seq, text in message.deltas_after(last_seq):
+                last_seq = seq
+                yield StreamEvent(message.id, seq, text, message.status)
+                await pacer.pace()
+            if message.status.is_final:
+                yield _done(message)
+                return
+            if utc_now() > self._orphaned_after(message):
+                await self._messages.interrupt(message.id)
+            else:
+                await asyncio.sleep(STORE_POLL_INTERVAL)
+            message = await self._messages.get(owner_id, message.id)
+
+    def _orphaned_after(self, message: MessageRecord) -> datetime:
+        """No reply runs longer than `max_reply_seconds` plus its final write: one unfinished
+        after that lost its process, and followers must not wait for it forever."""
+        bound = self._settings.max_reply_seconds + STOP_TIMEOUT + STORE_POLL_INTERVAL
+        return message.created_at + timedelta(seconds=bound)
+
+
+def _done(message: MessageRecord) -> StreamEvent:
+    return StreamEvent(message.id, 0, "", message.status, done=True, message=message)

@@ -1,0 +1,83 @@
+"""Which model answers a send, and what it is sent: the preset chain, the system prompt and the
+conversation's turns, trimmed oldest first to the token budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bson import ObjectId
+
+from gql_chat.config import Settings
+from gql_chat.domain.conversations import ConversationRecord
+from gql_chat.domain.messages import MessageRole
+from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.llm.offline import OFFLINE_MODEL_ID
+from gql_chat.llm.tokens import trim_to_budget
+from gql_chat.llm.types import ChatProvider, ChatRequest, ModelInfo, PromptMessage
+from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.validation import check_text
+
+PROMPT_ROLES = {MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    model: str
+    preset: LlmConfigRecord | None
+
+
+class PromptService:
+    def __init__(
+        self, settings: Settings, presets: LlmConfigService, provider: ChatProvider
+    ) -> None:
+        self._settings = settings
+        self._presets = presets
+        self._provider = provider
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await self._provider.list_models()
+
+    async def resolve_model(
+        self,
+        owner_id: ObjectId,
+        conversation: ConversationRecord,
+        llm_config_id: str | None,
+        model_override: str | None,
+    ) -> ResolvedModel:
+        """Input preset, then the conversation's, then the user's default, then the setting."""
+        preset: LlmConfigRecord | None = None
+        if llm_config_id is not None:
+            preset = await self._presets.get(owner_id, llm_config_id)
+        elif conversation.llm_config_id is not None:
+            preset = await self._presets.find(owner_id, conversation.llm_config_id)
+        if preset is None and llm_config_id is None:
+            preset = await self._presets.default_for(owner_id)
+        if model_override is not None:
+            model_override = check_text(model_override, "model", 1, 200, "model")
+        model = model_override or (preset.model if preset else None)
+        if self._settings.uses_offline_model:
+            model = OFFLINE_MODEL_ID
+        return ResolvedModel(model=model or self._settings.default_model, preset=preset)
+
+    def build_request(
+        self, turns: list[tuple[MessageRole, str]], resolved: ResolvedModel
+    ) -> ChatRequest:
+        """The preset's system prompt plus the conversation's turns, trimmed oldest first."""
+        history = [
+            PromptMessage(role=PROMPT_ROLES[role], content=content)
+            for role, content in turns
+            if role in PROMPT_ROLES and content
+        ]
+        preset = resolved.preset
+        system = (
+            PromptMessage(role="system", content=preset.system_prompt)
+            if preset and preset.system_prompt
+            else None
+        )
+        return ChatRequest(
+            model=resolved.model,
+            messages=trim_to_budget(system, history, self._settings.prompt_token_budget),
+            temperature=preset.temperature if preset else None,
+            top_p=preset.top_p if preset else None,
+            max_tokens=preset.max_tokens if preset else None,
+        )

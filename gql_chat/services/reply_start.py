@@ -1,0 +1,249 @@
+"""Starting a reply: the one path every send, edit, regeneration and repair takes, so each
+gets the same admission (rate, concurrent replies), the same order of reads, model request and
+writes, and the same clean-up when anything on the way fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+
+from gql_chat.config import Settings
+from gql_chat.domain.conversations import ConversationRecord
+from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.errors import (
+    AlreadyExists,
+    BadUserInput,
+    DomainError,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
+from gql_chat.services.accounts import AccountService
+from gql_chat.services.conversations import ConversationService
+from gql_chat.services.generation import (
+    CONVERSATION_GONE,
+    OWNER_REMOVED,
+    SEND_TIMEOUT,
+    WRITE_TIMEOUT,
+    GenerationJob,
+    GenerationRunner,
+    SendSlot,
+)
+from gql_chat.services.prompts import PromptService, ResolvedModel
+from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.threads import path_to
+from gql_chat.services.validation import check_prose
+from gql_chat.store.database import Database
+from gql_chat.streams.user_events import UserEventKind
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_HEAD_START = 0.05
+"""How long a send lets the model request go out before its own bookkeeping: the model
+starts on the first token while we write, rather than after."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    conversation: ConversationRecord
+    user_message: MessageRecord
+    assistant_message: MessageRecord
+
+
+class ReplyStarter:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        accounts: AccountService,
+        conversations: ConversationService,
+        prompts: PromptService,
+        runner: GenerationRunner,
+        rate_limits: RateLimits,
+    ) -> None:
+        self._settings = settings
+        self._messages = database.messages
+        self._accounts = accounts
+        self._conversations = conversations
+        self._prompts = prompts
+        self._runner = runner
+        self._limits = rate_limits
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def check_content(self, content: str) -> None:
+        limit = self._settings.max_message_chars
+        if not content.strip() or len(content) > limit:
+            raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
+        check_prose(content, "content", "A message")
+
+    async def claim_slot(self, owner_id: ObjectId) -> SendSlot:
+        """Replies started per minute, and replies in flight at once: the slot is claimed in
+        the same step as the check (release it when the send ends, however it ends)."""
+        await self._limits.hit(self._limits.send_per_user, "send", str(owner_id))
+        limit = self._settings.max_concurrent_generations
+        slot = self._runner.reserve(owner_id, limit)
+        if slot is None:
+            raise RateLimited(
+                retry_after=1, message=f"At most {limit} replies can be generated at once."
+            )
+        return slot
+
+    def release(self, slot: SendSlot) -> None:
+        self._runner.release(slot)
+
+    def to_completion(self, work: Coroutine[Any, Any, SendResult]) -> asyncio.Task[SendResult]:
+        """Run `work` in a task of its own, bounded by `SEND_TIMEOUT`; await it shielded, so
+        cancelling the caller does not cut it halfway (each of its steps has its own bound)."""
+
+        async def bounded() -> SendResult:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                return await work
+
+        task = asyncio.create_task(bounded())
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[SendResult]) -> None:
+            self._tasks.discard(finished)
+            if not finished.cancelled():
+                finished.exception()  # retrieved: the caller may have gone
+
+        task.add_done_callback(done)
+        return task
+
+    def draft_question(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        content: str,
+        parent_id: ObjectId | None,
+        client_message_id: str | None = None,
+    ) -> MessageRecord:
+        """A user message, complete from the start, not yet stored (`reply_to` stores it)."""
+        return self._messages.draft(
+            owner_id,
+            conversation_id,
+            role=MessageRole.USER,
+            content=content,
+            status=MessageStatus.COMPLETE,
+            parent_id=parent_id,
+            client_message_id=client_message_id,
+        )
+
+    async def reply_to(
+        self,
+        owner_id: ObjectId,
+        conversation: ConversationRecord,
+        user_message: MessageRecord,
+        resolved: ResolvedModel,
+        slot: SendSlot,
+        *,
+        new: bool,
+        reply_key: str | None = None,
+    ) -> SendResult:
+        """Start the reply, then store it (and `user_message` when `new`), then do the
+        conversation's bookkeeping: the request leaves for the model after the reads it needs and
+        before any write, so the provider works on the first token while we write.
+
+        Should a write fail, the reply is abandoned without the runner writing anything (a stored
+        reply is marked INTERRUPTED). Should the user or the conversation have gone meanwhile,
+        what was written is deleted again. Once both messages are stored and the user is still
+        there, the reply is confirmed, whatever happens to the bookkeeping after.
+
+        Raises `AlreadyExists` when a keyed message was stored before (by a concurrent send or
+        repair); what this call wrote is then kept, for that other send's answer."""
+        thread = (
+            await self._messages.thread(owner_id, conversation.id)
+            if user_message.parent_id is not None
+            else []
+        )
+        texts = {turn.id: (turn.role, turn.content) for turn in thread}
+        turns = [texts[i] for i in path_to(thread, user_message.parent_id)]
+        turns.append((user_message.role, user_message.content))
+        request = self._prompts.build_request(turns, resolved)
+        assistant = self._messages.draft(
+            owner_id,
+            conversation.id,
+            role=MessageRole.ASSISTANT,
+            content="",
+            status=MessageStatus.PENDING,
+            parent_id=user_message.id,
+            model=resolved.model,
+            client_message_id=reply_key,
+        )
+        created = [user_message, assistant] if new else [assistant]
+        job = GenerationJob(
+            message_id=assistant.id,
+            owner_id=owner_id,
+            conversation_id=conversation.id,
+            request=request,
+        )
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            if not await self._accounts.is_active(owner_id):
+                # Deleted or disabled before this send held its slot (one that goes while it
+                # holds it is refused by the runner).
+                raise Unauthenticated(OWNER_REMOVED)
+        # This process refuses (here, and after the writes) while it removes or disables the
+        # user, or deletes the conversation; a removal waits for this send's slot.
+        generation = self._runner.start(job, slot)
+        written: list[MessageRecord] = []
+        try:
+            with contextlib.suppress(TimeoutError):  # a slow connection must not hold the answer
+                async with asyncio.timeout(UPSTREAM_HEAD_START):
+                    await generation.sent.wait()
+            async with asyncio.timeout(WRITE_TIMEOUT * len(created)):
+                for message in created:
+                    await self._messages.add(message)
+                    written.append(message)
+            if (refused := self._runner.refusal(owner_id, conversation.id)) is not None:
+                raise refused
+        except BaseException as exc:
+            self._runner.abandon(assistant.id)
+            if isinstance(exc, AlreadyExists):
+                pass  # another send or repair stored first: what this one wrote is its answer
+            elif isinstance(exc, DomainError):
+                await self._undo(owner_id, written)
+            elif assistant not in written:
+                # Its insert may have landed all the same: it must not stay PENDING.
+                await self._interrupt(assistant.id)
+            raise
+        if not generation.confirm():  # pragma: no cover - only a stalled event loop gets here
+            await self._messages.finish(assistant.id, {"status": MessageStatus.INTERRUPTED.value})
+        for message in created:
+            self._conversations.publish(
+                owner_id, UserEventKind.MESSAGE_CREATED, conversation.id, message.id
+            )
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            updated = await self._conversations.set_active_leaf(
+                owner_id, conversation.id, assistant.id, replied=True
+            )
+        if updated is None:  # deleted meanwhile (by another instance, or just after a refusal)
+            await self._runner.stop(assistant.id)
+            await self._undo(owner_id, written)
+            raise NotFound(CONVERSATION_GONE)
+        return SendResult(
+            conversation=updated,
+            user_message=user_message,
+            assistant_message=assistant,
+        )
+
+    async def _undo(self, owner_id: ObjectId, written: list[MessageRecord]) -> None:
+        if not written:
+            return
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._messages.delete_ids(owner_id, [m.id for m in written])
+        except Exception:
+            logger.warning("could not delete the messages of a refused send", exc_info=True)
+
+    async def _interrupt(self, message_id: ObjectId) -> None:
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._messages.finish(message_id, {"status": MessageStatus.INTERRUPTED.value})
+        except Exception:
+            logger.warning("could not mark an abandoned reply interrupted", exc_info=True)

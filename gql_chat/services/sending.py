@@ -1,0 +1,220 @@
+"""Sending a message: at most once per `clientMessageId`, whole or not at all.
+
+A retried send (same key) gets the first one's answer, whether that one is still in flight here,
+stored, or stored by another instance; a user message whose reply was never stored gets its
+reply on the retry, so a retry never hits a dead end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bson import ObjectId
+
+from gql_chat.domain.conversations import ConversationRecord
+from gql_chat.domain.messages import MessageRecord
+from gql_chat.errors import AlreadyExists, BadUserInput, NotFound
+from gql_chat.services.conversations import ConversationService
+from gql_chat.services.generation import WRITE_TIMEOUT
+from gql_chat.services.prompts import PromptService
+from gql_chat.services.reply_start import ReplyStarter, SendResult
+from gql_chat.services.titles import title_from
+from gql_chat.services.validation import forbidden_character
+from gql_chat.store.database import Database
+
+logger = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE_ID = 200
+REPLY_KEY_SEPARATOR = "\x1f"
+"""Between a send's `clientMessageId` and "reply" in the key its first reply is stored under:
+no client key contains it, and the unique key index lets only one reply to that send exist."""
+
+
+def reply_key_for(client_message_id: str | None) -> str | None:
+    if client_message_id is None:
+        return None
+    return f"{client_message_id}{REPLY_KEY_SEPARATOR}reply"
+
+
+class SendService:
+    def __init__(
+        self,
+        database: Database,
+        conversations: ConversationService,
+        prompts: PromptService,
+        starter: ReplyStarter,
+    ) -> None:
+        self._messages = database.messages
+        self._conversations = conversations
+        self._prompts = prompts
+        self._starter = starter
+        self._in_flight: dict[tuple[ObjectId, str], asyncio.Task[SendResult]] = {}
+
+    async def send_message(
+        self,
+        owner_id: ObjectId,
+        *,
+        content: str,
+        conversation_id: str | None = None,
+        folder_id: str | None = None,
+        llm_config_id: str | None = None,
+        model: str | None = None,
+        client_message_id: str | None = None,
+    ) -> SendResult:
+        """Validates at once; the rest runs to its end even if the caller goes away (a
+        cancelled websocket operation), so a send is stored whole or not at all."""
+        self._starter.check_content(content)
+        if client_message_id is not None:
+            _check_client_message_id(client_message_id)
+            earlier = self._in_flight.get((owner_id, client_message_id))
+            if earlier is not None:  # a send with this key is in flight here: its answer
+                with contextlib.suppress(Exception):
+                    return await asyncio.shield(earlier)
+        task = self._starter.to_completion(
+            self._send(
+                owner_id,
+                content=content,
+                conversation_id=conversation_id,
+                folder_id=folder_id,
+                llm_config_id=llm_config_id,
+                model=model,
+                client_message_id=client_message_id,
+            )
+        )
+        if client_message_id is not None:
+            key = (owner_id, client_message_id)
+            self._in_flight[key] = task
+
+            def forget(finished: asyncio.Task[SendResult]) -> None:
+                if self._in_flight.get(key) is finished:
+                    del self._in_flight[key]
+
+            task.add_done_callback(forget)
+        return await asyncio.shield(task)
+
+    async def _send(
+        self,
+        owner_id: ObjectId,
+        *,
+        content: str,
+        conversation_id: str | None,
+        folder_id: str | None,
+        llm_config_id: str | None,
+        model: str | None,
+        client_message_id: str | None,
+    ) -> SendResult:
+        if client_message_id is not None:
+            existing = await self._messages.find_by_client_id(owner_id, client_message_id)
+            if existing is not None:
+                return await self._result_for(owner_id, existing)
+        slot = await self._starter.claim_slot(owner_id)
+        try:
+            if conversation_id is not None:
+                conversation = await self._conversations.get(owner_id, conversation_id)
+            else:
+                conversation = await self._conversations.create(
+                    owner_id,
+                    title=title_from(content),
+                    folder_id=folder_id,
+                    title_source="first_words",
+                )
+            try:
+                resolved = await self._prompts.resolve_model(
+                    owner_id, conversation, llm_config_id, model
+                )
+                user_message = self._starter.draft_question(
+                    owner_id,
+                    conversation.id,
+                    content,
+                    conversation.active_leaf_id,
+                    client_message_id,
+                )
+                return await self._starter.reply_to(
+                    owner_id,
+                    conversation,
+                    user_message,
+                    resolved,
+                    slot,
+                    new=True,
+                    reply_key=reply_key_for(client_message_id),
+                )
+            except AlreadyExists:
+                # Another send with this key (on another instance) stored first: answer with
+                # its result. (Or a retry repaired this send's missing reply: the same.)
+                if client_message_id is None:
+                    raise
+                existing = await self._messages.find_by_client_id(owner_id, client_message_id)
+                if existing is None:
+                    raise
+                if conversation_id is None and existing.conversation_id != conversation.id:
+                    await self._drop_conversation(owner_id, conversation.id)
+                return await self._result_for(owner_id, existing)
+            except BaseException:
+                # Refused (the conversation or the user went away meanwhile, a bad preset), or
+                # failed or out of time: nothing of the send is left, not even the conversation
+                # it opened (deleting it stops the reply and deletes its messages).
+                if conversation_id is None:
+                    await self._drop_conversation(owner_id, conversation.id)
+                raise
+        finally:
+            self._starter.release(slot)
+
+    async def _drop_conversation(self, owner_id: ObjectId, conversation_id: ObjectId) -> None:
+        """Best effort, bounded: a conversation a failed send opened."""
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._conversations.delete(owner_id, conversation_id)
+        except NotFound:
+            pass  # gone already (its user was deleted)
+        except Exception:
+            logger.warning("could not delete the conversation of a failed send", exc_info=True)
+
+    async def _result_for(self, owner_id: ObjectId, user_message: MessageRecord) -> SendResult:
+        """The stored pair of an earlier send with the same key. A user message stored without
+        its reply (the reply's write failed) gets its reply now, and the reply's own key makes
+        two concurrent repairs store one reply."""
+        conversation = await self._conversations.get(owner_id, user_message.conversation_id)
+        reply = await self._messages.first_child(owner_id, user_message.id)
+        if reply is None:
+            return await self._repair(owner_id, conversation, user_message)
+        return SendResult(
+            conversation=conversation, user_message=user_message, assistant_message=reply
+        )
+
+    async def _repair(
+        self, owner_id: ObjectId, conversation: ConversationRecord, user_message: MessageRecord
+    ) -> SendResult:
+        slot = await self._starter.claim_slot(owner_id)
+        try:
+            resolved = await self._prompts.resolve_model(owner_id, conversation, None, None)
+            return await self._starter.reply_to(
+                owner_id,
+                conversation,
+                user_message,
+                resolved,
+                slot,
+                new=False,
+                reply_key=reply_key_for(user_message.client_message_id),
+            )
+        except AlreadyExists:  # a concurrent repair (or the first send) stored it first
+            reply = await self._messages.first_child(owner_id, user_message.id)
+            if reply is None:
+                raise
+            return SendResult(
+                conversation=conversation, user_message=user_message, assistant_message=reply
+            )
+        finally:
+            self._starter.release(slot)
+
+
+def _check_client_message_id(client_message_id: str) -> None:
+    if not 1 <= len(client_message_id) <= MAX_CLIENT_MESSAGE_ID:
+        raise BadUserInput(
+            "clientMessageId",
+            f"clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters.",
+        )
+    if forbidden_character(client_message_id) is not None:
+        raise BadUserInput(
+            "clientMessageId", "clientMessageId must not contain control characters."
+        )

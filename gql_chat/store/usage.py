@@ -1,0 +1,123 @@
+"""Usage of assistant replies, summed by the database over the `messages` collection: totals
+per conversation (one aggregation for a page of conversations) and the usage report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gql_chat.domain.messages import MessageRole, UsageGroup, UsageRecord, UsageRow
+
+
+def usage_to_document(usage: UsageRecord) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost": usage.cost,
+    }
+
+
+def usage_from_document(doc: dict[str, Any] | None) -> UsageRecord | None:
+    if not doc:
+        return None
+    cost = doc.get("cost")
+    return UsageRecord(
+        prompt_tokens=int(doc.get("prompt_tokens") or 0),
+        completion_tokens=int(doc.get("completion_tokens") or 0),
+        cost=float(cost) if cost is not None else None,
+    )
+
+
+GROUP_KEYS: dict[UsageGroup, Any] = {
+    UsageGroup.MODEL: {"$ifNull": ["$model", "unknown"]},
+    UsageGroup.DAY: {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}},
+    UsageGroup.CONVERSATION: "$conversation_id",
+}
+
+
+class UsageStore:
+    def __init__(self, messages: AsyncCollection[dict[str, Any]]) -> None:
+        self._messages = messages
+
+    async def totals(
+        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
+    ) -> dict[ObjectId, UsageRecord]:
+        """Summed in the database: one aggregation for many conversations."""
+        cursor = await self._messages.aggregate(
+            [
+                {
+                    "$match": {
+                        "owner_id": owner_id,
+                        "conversation_id": {"$in": conversation_ids},
+                        "role": MessageRole.ASSISTANT.value,
+                    }
+                },
+                {
+                    "$group": {
+                        "_id": "$conversation_id",
+                        "prompt_tokens": {"$sum": "$usage.prompt_tokens"},
+                        "completion_tokens": {"$sum": "$usage.completion_tokens"},
+                        "cost": {"$sum": "$usage.cost"},
+                        "priced": {"$sum": {"$cond": [{"$gt": ["$usage.cost", None]}, 1, 0]}},
+                    }
+                },
+            ]
+        )
+        totals = {}
+        async for row in cursor:
+            totals[row["_id"]] = UsageRecord(
+                prompt_tokens=int(row.get("prompt_tokens") or 0),
+                completion_tokens=int(row.get("completion_tokens") or 0),
+                cost=float(row.get("cost") or 0.0) if row.get("priced") else None,
+            )
+        return totals
+
+    async def summary(
+        self,
+        owner_id: ObjectId,
+        group_by: UsageGroup,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> list[UsageRow]:
+        """Assistant replies with usage, grouped and summed by the database (days in UTC)."""
+        match: dict[str, Any] = {
+            "owner_id": owner_id,
+            "role": MessageRole.ASSISTANT.value,
+            "usage": {"$ne": None},
+        }
+        created: dict[str, datetime] = {}
+        if start is not None:
+            created["$gte"] = start
+        if end is not None:
+            created["$lt"] = end
+        if created:
+            match["created_at"] = created
+        cursor = await self._messages.aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": GROUP_KEYS[group_by],
+                        "messages": {"$sum": 1},
+                        "prompt_tokens": {"$sum": "$usage.prompt_tokens"},
+                        "completion_tokens": {"$sum": "$usage.completion_tokens"},
+                        "cost": {"$sum": {"$ifNull": ["$usage.cost", 0]}},
+                    }
+                },
+                {"$sort": {"_id": 1}},
+            ]
+        )
+        return [
+            UsageRow(
+                key=str(row["_id"]),
+                messages=int(row["messages"]),
+                prompt_tokens=int(row.get("prompt_tokens") or 0),
+                completion_tokens=int(row.get("completion_tokens") or 0),
+                cost=float(row.get("cost") or 0.0),
+            )
+            async for row in cursor
+        ]
