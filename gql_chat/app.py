@@ -20,7 +20,7 @@ from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
 from gql_chat.logs import hide_driver_documents
-from gql_chat.store.database import open_database
+from gql_chat.store.database import TRANSIENT_ERRORS, open_database
 from gql_chat.web.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
@@ -87,7 +87,7 @@ def create_app(
             await http_client.aclose()
             await database.close()
 
-    graphql = GraphQLView(build_schema(settings), settings)
+    graphql = GraphQLView(build_schema(settings, TRANSIENT_ERRORS), settings)
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -1,6 +1,6 @@
-"""Error mapping: coded (domain) errors reach clients; a step that timed out becomes a retryable
-INTERNAL_SERVER_ERROR after one log line; anything else becomes a generic INTERNAL_SERVER_ERROR
-after its traceback is logged."""
+"""Error mapping: coded (domain) errors reach clients; a transient failure (a timeout, the
+database unreachable) becomes a retryable INTERNAL_SERVER_ERROR after one log line; anything else
+becomes a generic INTERNAL_SERVER_ERROR after its traceback is logged."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from strawberry.types import ExecutionContext
 logger = logging.getLogger("gql_chat.api")
 
 INTERNAL_MESSAGE = "Internal server error."
-TIMED_OUT_MESSAGE = "The server did not finish in time; try again."
-RETRY_AFTER_TIMEOUT = 1
+UNAVAILABLE_MESSAGE = "The server is temporarily unavailable; try again."
+RETRY_AFTER_UNAVAILABLE = 1
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -40,13 +40,22 @@ def masked(error: GraphQLError, message: str = INTERNAL_MESSAGE, **extensions: A
 
 
 class GqlChatSchema(Schema):
-    """Logs each unexpected error with its traceback, then masks it in place.
+    """Logs each unexpected error with its traceback, then masks it in place. A transient
+    failure (a bounded step that timed out, or one of `transient_errors`: the database
+    unreachable or too slow) is expected under load or an outage: one log line each, naming
+    its type only, and a retryable error for the client.
 
     Strawberry passes every result's error list through `process_errors` (queries, mutations,
     each subscription event, over HTTP and websockets) before the result is sent, so this is
     the one place that sees them all. Doing it here rather than with the `MaskErrors`
     extension saves an extension instance and its hooks on every operation and every
     subscription event."""
+
+    def __init__(
+        self, *args: Any, transient_errors: tuple[type[Exception], ...] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.transient_errors: tuple[type[Exception], ...] = (TimeoutError, *transient_errors)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -56,11 +65,11 @@ class GqlChatSchema(Schema):
                 continue
             original: Any = error.original_error
             where = ".".join(str(p) for p in error.path or ()) or "operation"
-            if isinstance(original, TimeoutError):
-                # A bounded step ran out of time (an overloaded database, a stalled connection):
-                # expected under load, so one line each, and the client may retry.
-                logger.warning("%s timed out", where)
-                errors[index] = masked(error, TIMED_OUT_MESSAGE, retryAfter=RETRY_AFTER_TIMEOUT)
+            if isinstance(original, self.transient_errors):
+                logger.warning("%s failed: %s", where, type(original).__name__)
+                errors[index] = masked(
+                    error, UNAVAILABLE_MESSAGE, retryAfter=RETRY_AFTER_UNAVAILABLE
+                )
                 continue
             logger.error(
                 "unexpected error in %s",

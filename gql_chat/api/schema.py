@@ -56,9 +56,12 @@ class Subscription(MessageSubscription, EventSubscription):
     pass
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(
+    settings: Settings | None = None, transient_errors: tuple[type[Exception], ...] = ()
+) -> strawberry.Schema:
     """Extensions as classes, instantiated per operation (never shared between requests); as
-    few as possible, since each costs every request (see `api/documents.py`)."""
+    few as possible, since each costs every request (see `api/documents.py`).
+    `transient_errors`: the store's errors that mean "unavailable for now" (`GqlChatSchema`)."""
     settings = settings or Settings.model_construct()  # defaults, without reading the environment
     extensions: list[Any] = [
         document_checks(
@@ -78,6 +81,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions=extensions,
         execution_context_class=EventScopedExecutor,
         config=StrawberryConfig(disable_field_suggestions=not settings.introspection_enabled),
+        transient_errors=transient_errors,
     )
 
 

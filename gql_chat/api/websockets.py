@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections.abc import Iterator
 from contextlib import suppress
 from contextvars import ContextVar
@@ -35,6 +36,11 @@ from gql_chat.api.context import Context
 if TYPE_CHECKING:
     from gql_chat.api.view import GraphQLView
 
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR = 1011
+"""RFC 6455: the server met a condition that kept it from answering (e.g. the database is
+unreachable at sign-in); clients reconnect with back-off. Not 4403: the token may be fine."""
 GOING_AWAY = 1001
 """RFC 6455: the server is going down. Clients reconnect (to another instance) and resume a
 reply with `afterSeq`."""
@@ -188,7 +194,17 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if problem is not None:
             await self.handle_invalid_message(problem)
             return
-        await super().handle_message(message)
+        try:
+            await super().handle_message(message)
+        except Exception as error:
+            # Not the client's fault (the sign-in's database read failed, say): close with
+            # 1011 rather than let the error escape the ASGI app and drop the connection.
+            transient = getattr(self.schema, "transient_errors", (TimeoutError,))
+            if isinstance(error, transient):
+                logger.warning("websocket message failed: %s", type(error).__name__)
+            else:
+                logger.error("websocket message failed", exc_info=error)
+            await self._close(INTERNAL_ERROR, "Internal server error")
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         kind = self._kinds[operation] = OperationKind()

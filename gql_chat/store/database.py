@@ -9,7 +9,13 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WTimeoutError,
+)
 
 from gql_chat.config import Settings
 from gql_chat.store.conversations import ConversationStore
@@ -24,6 +30,9 @@ from gql_chat.store.users import UserStore
 logger = logging.getLogger(__name__)
 
 AUTHENTICATION_FAILED = 18
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+"""The driver's errors that mean the database is unreachable or too slow for now (not a bug):
+the api answers them as retryable, with one log line each."""
 
 
 class DatabaseUnavailable(Exception):

@@ -1,20 +1,34 @@
-"""A database too slow for a send's bounded writes: the client gets a retryable error, the log
-one line (not a traceback per send, which flooded the log when 1,000 sends hit a slow server),
-and nothing is left half-done: no conversation, no message, and the user's reply slot is free."""
+"""The database too slow or unreachable: the client gets a retryable error and the log one line
+naming the failure's type (not a traceback per request, which flooded the log when 1,000 sends
+hit a slow server, and not the driver's message); nothing is left half-done."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from pymongo.errors import ServerSelectionTimeoutError
 from starlette.applications import Starlette
+from websockets.exceptions import ConnectionClosed
 
-from gql_chat.api.errors import TIMED_OUT_MESSAGE
+from gql_chat.api.errors import UNAVAILABLE_MESSAGE
 from gql_chat.domain.messages import MessageRecord
 from gql_chat.services import reply_start
-from tests.support import SEND, SignedIn, send_message
+from tests.conftest import LiveServer
+from tests.support import SEND, GraphQLClient, SignedIn, send_message, sign_up, ws_client
+
+UNAVAILABLE = {"code": "INTERNAL_SERVER_ERROR", "retryAfter": 1}
+DRIVER_MESSAGE = "db-7.internal:27017: [Errno 111] Connection refused"
+
+
+def unreachable(*_: Any) -> NoReturn:
+    raise ServerSelectionTimeoutError(DRIVER_MESSAGE)
+
+
+def api_log(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith(("gql_chat.api", "uvicorn"))]
 
 
 async def test_a_send_whose_writes_time_out_answers_a_retryable_error(
@@ -36,10 +50,9 @@ async def test_a_send_whose_writes_time_out_answers_a_retryable_error(
         result = await alice.execute(SEND, {"input": {"content": "Hello"}})
     assert result.data is None
     (error,) = result.errors
-    assert error["message"] == TIMED_OUT_MESSAGE
-    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "retryAfter": 1}
-    records = [r for r in caplog.records if r.name == "gql_chat.api"]
-    assert [r.getMessage() for r in records] == ["sendMessage timed out"]
+    assert (error["message"], error["extensions"]) == (UNAVAILABLE_MESSAGE, UNAVAILABLE)
+    records = api_log(caplog)
+    assert [r.getMessage() for r in records] == ["sendMessage failed: TimeoutError"]
     assert records[0].exc_info is None
 
     monkeypatch.setattr(store, "add", add)
@@ -50,3 +63,42 @@ async def test_a_send_whose_writes_time_out_answers_a_retryable_error(
     assert (conversations, messages) == ([], [])
     # Every reply slot is free again: three sends at once are admitted.
     await asyncio.gather(*(send_message(alice, f"again {i}") for i in range(3)))
+
+
+async def test_an_unreachable_database_answers_a_retryable_error_over_http(
+    app: Starlette,
+    alice: SignedIn,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(app.state.services.database.users, "get", unreachable)
+    with caplog.at_level(logging.WARNING):
+        result = await alice.execute("{ me { id } }")
+    (error,) = result.errors
+    assert (error["message"], error["extensions"]) == (UNAVAILABLE_MESSAGE, UNAVAILABLE)
+    assert [r.getMessage() for r in api_log(caplog)] == ["me failed: ServerSelectionTimeoutError"]
+    assert "db-7" not in caplog.text + str(result.body)
+
+
+async def test_an_unreachable_database_at_websocket_sign_in_closes_with_1011(
+    live_server: LiveServer,
+    live_gql: GraphQLClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not 4403 (the client would sign its user out), and no "Exception in ASGI application"."""
+    alice = await sign_up(live_gql)
+    monkeypatch.setattr(live_server.app.state.services.database.users, "get", unreachable)
+    with caplog.at_level(logging.WARNING):
+        async with ws_client(live_server.ws_url) as ws:
+            await ws.send(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {alice.token}"}}
+            )
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.receive(), timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1011
+    assert [r.getMessage() for r in api_log(caplog)] == [
+        "websocket message failed: ServerSelectionTimeoutError"
+    ]
+    assert "db-7" not in caplog.text
