@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from bson import ObjectId
 
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Unauthenticated
+from gql_chat.services.completion import Completions
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
@@ -26,7 +25,6 @@ logger = logging.getLogger(__name__)
 UserHook = Callable[[ObjectId], AbstractAsyncContextManager[None]]
 """Around removing a user: no reply of theirs starts or writes meanwhile, and the running ones
 are stopped first (the runner's `removing_owner`)."""
-ResultT = TypeVar("ResultT")
 WRITES_TIMEOUT = 30.0
 """The longest the writes of one account change may take once started."""
 LOGIN_FAILED = "Invalid email or password."
@@ -59,26 +57,7 @@ class AccountService:
         self._refresh_tokens = database.refresh_tokens
         self._passwords = passwords
         self._tokens = tokens
-        self._writing: set[asyncio.Task[Any]] = set()
-
-    async def _to_completion(self, work: Coroutine[Any, Any, ResultT]) -> ResultT:
-        """Writes that belong together run in a task of their own: a caller that goes away
-        (a cancelled websocket operation) cannot cut them halfway. Bounded by `WRITES_TIMEOUT`."""
-
-        async def bounded() -> ResultT:
-            async with asyncio.timeout(WRITES_TIMEOUT):
-                return await work
-
-        task = asyncio.create_task(bounded())
-        self._writing.add(task)
-
-        def done(finished: asyncio.Task[ResultT]) -> None:
-            self._writing.discard(finished)
-            if not finished.cancelled():
-                finished.exception()  # retrieved: the caller may have gone
-
-        task.add_done_callback(done)
-        return await asyncio.shield(task)
+        self._writes = Completions(WRITES_TIMEOUT)
 
     async def register(
         self, email: str, password: str, display_name: str | None, client_ip: str
@@ -178,7 +157,7 @@ class AccountService:
         password_hash = await self._passwords.hash(new_password)
         # Both writes or neither: a new password with the old sessions still alive is the
         # state an attacker holding a session wants.
-        await self._to_completion(self._set_password(user.id, password_hash, keep_family))
+        await self._writes.run(self._set_password(user.id, password_hash, keep_family))
 
     async def _set_password(
         self, user_id: ObjectId, password_hash: str, keep_family: str | None
@@ -189,7 +168,7 @@ class AccountService:
     async def delete_account(self, user: UserRecord, password: str) -> None:
         if not await self._passwords.verify(user.password_hash, password):
             raise BadUserInput("password", "The password is wrong.")
-        await self._to_completion(self._delete(user.id))
+        await self._writes.run(self._delete(user.id))
         logger.info("account deleted", extra={"user_id": str(user.id)})
 
     async def _delete(self, user_id: ObjectId) -> None:

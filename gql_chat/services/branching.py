@@ -3,8 +3,6 @@ and makes it the active branch; nothing is deleted), and switching between branc
 
 from __future__ import annotations
 
-import asyncio
-
 from bson import ObjectId
 
 from gql_chat.domain.conversations import ConversationRecord
@@ -34,9 +32,7 @@ class BranchService:
         self, owner_id: ObjectId, message_id: str, model: str | None
     ) -> SendResult:
         """A new sibling reply to the same user message; it becomes the active branch."""
-        return await asyncio.shield(
-            self._starter.to_completion(self._regenerate(owner_id, message_id, model))
-        )
+        return await self._starter.to_completion(self._regenerate(owner_id, message_id, model))
 
     async def _regenerate(
         self, owner_id: ObjectId, message_id: str, model: str | None
@@ -58,9 +54,7 @@ class BranchService:
     async def edit(self, owner_id: ObjectId, message_id: str, content: str) -> SendResult:
         """A new user message beside the edited one, plus a fresh reply."""
         self._starter.check_content(content)
-        return await asyncio.shield(
-            self._starter.to_completion(self._edit(owner_id, message_id, content))
-        )
+        return await self._starter.to_completion(self._edit(owner_id, message_id, content))
 
     async def _edit(self, owner_id: ObjectId, message_id: str, content: str) -> SendResult:
         target = await self._messages.get(owner_id, message_id)

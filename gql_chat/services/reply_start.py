@@ -25,6 +25,7 @@ from gql_chat.errors import (
     Unauthenticated,
 )
 from gql_chat.services.accounts import AccountService
+from gql_chat.services.completion import Completions
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import (
     CONVERSATION_GONE,
@@ -74,7 +75,7 @@ class ReplyStarter:
         self._prompts = prompts
         self._runner = runner
         self._limits = rate_limits
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sends = Completions(SEND_TIMEOUT)
 
     def check_content(self, content: str) -> None:
         limit = self._settings.max_message_chars
@@ -97,24 +98,14 @@ class ReplyStarter:
     def release(self, slot: SendSlot) -> None:
         self._runner.release(slot)
 
-    def to_completion(self, work: Coroutine[Any, Any, SendResult]) -> asyncio.Task[SendResult]:
-        """Run `work` in a task of its own, bounded by `SEND_TIMEOUT`; await it shielded, so
-        cancelling the caller does not cut it halfway (each of its steps has its own bound)."""
+    async def to_completion(self, work: Coroutine[Any, Any, SendResult]) -> SendResult:
+        """Run a send in a task of its own, bounded by `SEND_TIMEOUT`: cancelling the caller
+        does not cut it halfway."""
+        return await self._sends.run(work)
 
-        async def bounded() -> SendResult:
-            async with asyncio.timeout(SEND_TIMEOUT):
-                return await work
-
-        task = asyncio.create_task(bounded())
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[SendResult]) -> None:
-            self._tasks.discard(finished)
-            if not finished.cancelled():
-                finished.exception()  # retrieved: the caller may have gone
-
-        task.add_done_callback(done)
-        return task
+    def start(self, work: Coroutine[Any, Any, SendResult]) -> asyncio.Task[SendResult]:
+        """`to_completion` for a caller that shares the task (a send with a key)."""
+        return self._sends.start(work)
 
     def draft_question(
         self,

@@ -71,7 +71,7 @@ class SendService:
             if earlier is not None:  # a send with this key is in flight here: its answer
                 with contextlib.suppress(Exception):
                     return await asyncio.shield(earlier)
-        task = self._starter.to_completion(
+        task = self._starter.start(
             self._send(
                 owner_id,
                 content=content,
