@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 
 import httpx
 
@@ -28,6 +27,7 @@ from gql_chat.services.messages import MessageService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.rate_limits import RateLimits, open_storage
+from gql_chat.services.registry import Services
 from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
@@ -38,27 +38,6 @@ from gql_chat.streams.replies import ReplyRegistry
 from gql_chat.streams.user_events import UserEventBus, UserEventKind
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    # The app's readiness check pings it; the api reads and writes through the services only.
-    database: Database
-    accounts: AccountService
-    folders: FolderService
-    conversations: ConversationService
-    presets: LlmConfigService
-    admin: AdminService
-    prompts: PromptService
-    sending: SendService
-    branching: BranchService
-    messages: MessageService
-    following: ReplyFollower
-    runner: GenerationRunner
-    reports: ReportService
-    events: UserEventBus
-    rate_limits: RateLimits
 
 
 def jwt_secret_for(settings: Settings) -> str:

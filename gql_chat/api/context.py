@@ -19,7 +19,7 @@ from gql_chat.api.client_ip import client_ip
 from gql_chat.api.loaders import Loaders
 from gql_chat.domain.users import UserRecord
 from gql_chat.errors import DomainError, Unauthenticated
-from gql_chat.wiring import Services
+from gql_chat.services.registry import Services
 
 BEARER_PREFIX = "bearer "
 

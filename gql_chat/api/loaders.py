@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.messages import MessageNode, UsageRecord
 from gql_chat.domain.presets import LlmConfigRecord
-from gql_chat.wiring import Services
+from gql_chat.services.registry import Services
 
 
 class Loaders:

@@ -38,7 +38,7 @@ from gql_chat.api.http_rules import (
 from gql_chat.api.websockets import OpenWebsockets, TransportWsHandler
 from gql_chat.config import Settings
 from gql_chat.errors import DomainError
-from gql_chat.wiring import Services
+from gql_chat.services.registry import Services
 
 TOO_MANY_WEBSOCKETS = "Too many open websockets from this address."
 SUBSCRIPTION_OVER_HTTP = (

@@ -1,0 +1,44 @@
+"""`Services`: what one app instance runs, as the api sees it. Built once by `gql_chat.wiring`
+(the composition root, which knows every layer); the api imports this, never the wiring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gql_chat.config import Settings
+from gql_chat.services.accounts import AccountService
+from gql_chat.services.admin import AdminService
+from gql_chat.services.branching import BranchService
+from gql_chat.services.conversations import ConversationService
+from gql_chat.services.folders import FolderService
+from gql_chat.services.following import ReplyFollower
+from gql_chat.services.generation import GenerationRunner
+from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.messages import MessageService
+from gql_chat.services.prompts import PromptService
+from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.reports import ReportService
+from gql_chat.services.sending import SendService
+from gql_chat.store.database import Database
+from gql_chat.streams.user_events import UserEventBus
+
+
+@dataclass
+class Services:
+    settings: Settings
+    # The app's readiness check pings it; the api reads and writes through the services only.
+    database: Database
+    accounts: AccountService
+    folders: FolderService
+    conversations: ConversationService
+    presets: LlmConfigService
+    admin: AdminService
+    prompts: PromptService
+    sending: SendService
+    branching: BranchService
+    messages: MessageService
+    following: ReplyFollower
+    runner: GenerationRunner
+    reports: ReportService
+    events: UserEventBus
+    rate_limits: RateLimits
