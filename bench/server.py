@@ -19,8 +19,8 @@ from gql_chat.app import create_app
 from gql_chat.config import Settings
 from gql_chat.domain.conversations import ConversationFilter
 from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.trees import path_to
 from gql_chat.services.registry import Services
-from gql_chat.services.threads import path_to
 
 
 def _json(payload: Any) -> Response:

@@ -22,8 +22,8 @@ from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.pages import Page
 from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.domain.trees import path_to
 from gql_chat.services.conversations import ConversationChanges
-from gql_chat.services.threads import path_to
 
 if TYPE_CHECKING:
     from gql_chat.api.messages import MessageConnection, Usage

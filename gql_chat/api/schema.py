@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
+from gql_chat.api.branching import BranchMutation
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
 from gql_chat.api.errors import GqlChatSchema
@@ -21,7 +22,6 @@ from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
 from gql_chat.api.operation_log import OperationLog
 from gql_chat.api.reports import ReportQuery
-from gql_chat.api.threads import ThreadMutation
 from gql_chat.config import Settings
 
 
@@ -45,7 +45,7 @@ class Mutation(
     ConversationMutation,
     LlmConfigMutation,
     MessageMutation,
-    ThreadMutation,
+    BranchMutation,
     AdminMutation,
 ):
     pass

@@ -7,12 +7,12 @@ from bson import ObjectId
 
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRole
+from gql_chat.domain.trees import newest_leaf_under
 from gql_chat.errors import BadUserInput, NotFound
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.messages import MESSAGE_NOT_FOUND, MessageService
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.reply_start import ReplyStarter, SendResult
-from gql_chat.services.threads import newest_leaf_under
 
 
 class BranchService:

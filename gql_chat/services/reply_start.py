@@ -16,6 +16,7 @@ from bson import ObjectId
 from gql_chat.config import Settings
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.domain.trees import path_to
 from gql_chat.errors import (
     AlreadyExists,
     BadUserInput,
@@ -38,7 +39,6 @@ from gql_chat.services.generation import (
 )
 from gql_chat.services.prompts import PromptService, ResolvedModel
 from gql_chat.services.rate_limits import RateLimits
-from gql_chat.services.threads import path_to
 from gql_chat.services.validation import check_prose
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEventKind

@@ -12,9 +12,9 @@ from bson import ObjectId
 
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
+from gql_chat.domain.trees import path_to
 from gql_chat.errors import BadUserInput
 from gql_chat.services.conversations import ConversationService
-from gql_chat.services.threads import messages_on_path
 from gql_chat.store.database import Database
 
 
@@ -52,9 +52,9 @@ class ReportService:
         the size of the text before the export is built (so a request over its response budget
         builds nothing), and with the rest of the export's size once it is built."""
         conversation = await self._conversations.get(owner_id, conversation_id)
-        messages = await messages_on_path(
-            self._db.messages, owner_id, conversation.id, conversation.active_leaf_id
-        )
+        store = self._db.messages
+        path = path_to(await store.nodes(owner_id, [conversation.id]), conversation.active_leaf_id)
+        messages = await store.get_many(owner_id, path)
         estimate = len(conversation.title) + sum(len(m.content) for m in messages)
         if charge is not None:
             charge(estimate)

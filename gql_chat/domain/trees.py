@@ -1,4 +1,5 @@
-"""Message trees: the active path from the root to a leaf, and sibling groups."""
+"""Message trees: the active path from the root to a leaf, and the newest leaf of a branch.
+Every walk is bounded by the number of nodes, so even corrupt data (a cycle) cannot loop."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bson import ObjectId
-
-from gql_chat.domain.messages import MessageRecord
-from gql_chat.store.messages import MessageStore
 
 
 class Node(Protocol):
@@ -38,19 +36,13 @@ def newest_leaf_under(nodes: Iterable[Node], root_id: ObjectId) -> ObjectId:
         children.setdefault(node.parent_id, []).append(node.id)
     leaves: list[ObjectId] = []
     pending = [root_id]
+    seen = {root_id}
     while pending:
         current = pending.pop()
-        below = children.get(current, [])
+        below = [child for child in children.get(current, []) if child not in seen]
         if below:
+            seen.update(below)
             pending.extend(below)
         else:
             leaves.append(current)
     return max(leaves)
-
-
-async def messages_on_path(
-    messages: MessageStore, owner_id: ObjectId, conversation_id: ObjectId, leaf_id: ObjectId | None
-) -> list[MessageRecord]:
-    """The messages from the root down to `leaf_id`, oldest first: two store calls."""
-    path = path_to(await messages.nodes(owner_id, [conversation_id]), leaf_id)
-    return await messages.get_many(owner_id, path)

@@ -11,7 +11,7 @@ from gql_chat.api.permissions import IsAuthenticated
 
 
 @strawberry.type
-class ThreadMutation:
+class BranchMutation:
     @strawberry.mutation(
         description=(
             "New assistant reply to the same user message, as a sibling; it becomes the active "
