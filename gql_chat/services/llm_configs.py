@@ -12,6 +12,7 @@ from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import BadUserInput, NotFound
+from gql_chat.services.keyed_lock import KeyedLock
 from gql_chat.services.validation import check_prose, check_text
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
@@ -90,6 +91,9 @@ class LlmConfigService:
         self._db = database
         self._events = events
         self._configs = database.llm_configs
+        # A user's default changes one at a time here (the store's retry settles races with
+        # other instances); concurrent claims no longer unset each other's win in turn.
+        self._default_changes = KeyedLock()
 
     async def get(self, owner_id: ObjectId, config_id: str | ObjectId | None) -> LlmConfigRecord:
         oid = parse_object_id(config_id)
@@ -120,7 +124,8 @@ class LlmConfigService:
     async def create(self, owner_id: ObjectId, preset: NewPreset) -> LlmConfigRecord:
         config = await self._configs.insert(owner_id, _checked_fields(preset))
         if preset.is_default:
-            await self._configs.make_default(owner_id, config.id)
+            async with self._default_changes(owner_id):
+                await self._configs.make_default(owner_id, config.id)
             config = await self.get(owner_id, config.id)
         self._changed(owner_id, config.id)
         return config
@@ -132,10 +137,11 @@ class LlmConfigService:
         config = await self.get(owner_id, config_id)
         if fields:
             await self._configs.update(owner_id, config.id, fields)
-        if changes.is_default is True:
-            await self._configs.make_default(owner_id, config.id)
-        elif changes.is_default is False:
-            await self._configs.clear_default(owner_id, config.id)
+        async with self._default_changes(owner_id):
+            if changes.is_default is True:
+                await self._configs.make_default(owner_id, config.id)
+            elif changes.is_default is False:
+                await self._configs.clear_default(owner_id, config.id)
         self._changed(owner_id, config.id)
         return await self.get(owner_id, config.id)
 
@@ -143,12 +149,14 @@ class LlmConfigService:
         """`None` leaves the user without a default preset."""
         if config_id is None:
             previous = await self.default_for(owner_id)
-            await self._configs.clear_default(owner_id)
+            async with self._default_changes(owner_id):
+                await self._configs.clear_default(owner_id)
             if previous is not None:
                 self._changed(owner_id, previous.id)
             return
         config = await self.get(owner_id, config_id)
-        await self._configs.make_default(owner_id, config.id)
+        async with self._default_changes(owner_id):
+            await self._configs.make_default(owner_id, config.id)
         self._changed(owner_id, config.id)
 
     async def delete(self, owner_id: ObjectId, config_id: str) -> None:

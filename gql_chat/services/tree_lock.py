@@ -10,12 +10,12 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bson import ObjectId
 
 from gql_chat.errors import Conflict
+from gql_chat.services.keyed_lock import KeyedLock
 from gql_chat.store.folders import FolderStore
 
 logger = logging.getLogger(__name__)
@@ -27,12 +27,6 @@ LOCK_WAIT = 10.0
 """How long a change waits for the tree lock before it answers CONFLICT."""
 
 
-@dataclass
-class _LocalLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class TreeLock:
     def __init__(
         self, folders: FolderStore, *, lease: timedelta = LOCK_LEASE, wait: float = LOCK_WAIT
@@ -40,27 +34,18 @@ class TreeLock:
         self._folders = folders
         self._lease = lease
         self._wait = wait
-        self._local: dict[ObjectId, _LocalLock] = {}
+        self._local = KeyedLock()
 
     @asynccontextmanager
     async def __call__(self, owner_id: ObjectId) -> AsyncIterator[None]:
         """Hold the owner's tree lock, or raise `Conflict` after waiting `wait` seconds."""
-        local = self._local.get(owner_id)
-        if local is None:
-            local = self._local[owner_id] = _LocalLock()
-        local.users += 1
-        try:
-            async with local.lock:
-                holder = uuid.uuid4().hex
-                await self._acquire_lease(owner_id, holder)
-                try:
-                    yield
-                finally:
-                    await self._release_lease(owner_id, holder)
-        finally:
-            local.users -= 1
-            if local.users == 0:
-                del self._local[owner_id]
+        async with self._local(owner_id):
+            holder = uuid.uuid4().hex
+            await self._acquire_lease(owner_id, holder)
+            try:
+                yield
+            finally:
+                await self._release_lease(owner_id, holder)
 
     async def _acquire_lease(self, owner_id: ObjectId, holder: str) -> None:
         loop = asyncio.get_running_loop()

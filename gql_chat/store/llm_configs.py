@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import Any
 
 from bson import ObjectId
@@ -11,9 +13,10 @@ from pymongo.errors import DuplicateKeyError
 
 from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.errors import Conflict
 from gql_chat.store.indexes import ensure_indexes
 
-SET_DEFAULT_ATTEMPTS = 5
+SET_DEFAULT_ATTEMPTS = 8
 
 
 def llm_config_from_document(doc: dict[str, Any]) -> LlmConfigRecord:
@@ -92,9 +95,12 @@ class LlmConfigStore:
         return llm_config_from_document(doc) if doc else None
 
     async def make_default(self, owner_id: ObjectId, config_id: ObjectId) -> bool:
-        """Clear the owner's other default, then claim it; a racing claim that wins the unique
-        index makes this one clear and retry. False when the preset does not exist."""
-        for _ in range(SET_DEFAULT_ATTEMPTS):
+        """Clear the owner's other default, then claim it; a racing claim (from another
+        instance) that wins the unique index makes this one wait a random moment, clear and
+        retry; `Conflict` after `SET_DEFAULT_ATTEMPTS`. False when the preset does not exist."""
+        for attempt in range(SET_DEFAULT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.01 * attempt * random.random())  # noqa: S311 - jitter
             await self._configs.update_many(
                 {"owner_id": owner_id, "is_default": True, "_id": {"$ne": config_id}},
                 {"$set": {"is_default": False, "updated_at": utc_now()}},
@@ -107,7 +113,7 @@ class LlmConfigStore:
             except DuplicateKeyError:
                 continue
             return result.matched_count == 1
-        raise RuntimeError("could not settle the default preset under contention")
+        raise Conflict("Your default preset is being changed elsewhere; try again.")
 
     async def clear_default(self, owner_id: ObjectId, config_id: ObjectId | None = None) -> None:
         query: dict[str, Any] = {"owner_id": owner_id, "is_default": True}
