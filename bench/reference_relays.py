@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
+from gql_chat.platform import install as install_platform
 
 PATH = "/api/v1/chat/completions"
 
@@ -56,6 +57,7 @@ async def serve_tcp(port: int, upstream_port: int) -> None:
 
 
 def http_app(upstream_port: int) -> Starlette:
+    install_platform()
     client = build_http_client(Settings.model_construct())
     upstream = f"http://127.0.0.1:{upstream_port}{PATH}"
 

@@ -20,6 +20,7 @@ from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
 from gql_chat.logs import hide_driver_documents
+from gql_chat.platform import install as install_platform
 from gql_chat.store.database import TRANSIENT_ERRORS, open_database
 from gql_chat.web.middleware import (
     BodySizeLimitMiddleware,
@@ -58,6 +59,7 @@ def create_app(
 ) -> Starlette:
     """`embedded_client` shares one in-memory store between app instances (restart tests)."""
     settings = settings or Settings()
+    install_platform()  # the version guards and patches of gql_chat.platform, once per process
     hide_driver_documents()
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from gql_chat.config import Settings, describe_settings_error
 from gql_chat.errors import DomainError
 from gql_chat.logs import configure_logging
+from gql_chat.platform import install as install_platform
 from gql_chat.platform.uvicorn_limits import limited_http_protocol, websocket_protocol
 
 if TYPE_CHECKING:
@@ -203,6 +204,7 @@ def export_schema(args: argparse.Namespace) -> int:
 def create_admin(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings)
+    install_platform()  # the embedded store needs mongomock's indexes
     password = sys.stdin.readline().rstrip("\r\n")
     return asyncio.run(_create_admin(settings, args.email, password))
 

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from gql_chat.app import create_app
 from gql_chat.cli import DrainingServer, uvicorn_options
 from gql_chat.config import Settings
+from gql_chat.platform import install as install_platform
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.support import GraphQLClient, SignedIn, sign_up
 
@@ -51,6 +52,12 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def platform_installed() -> None:
+    """What the app and the CLI do at start-up: tests also open stores and clients directly."""
+    install_platform()
 
 
 @pytest.fixture

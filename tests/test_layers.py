@@ -1,4 +1,5 @@
-"""Arrows point down: api → services → store, llm, streams → domain (DESIGN.md, "Layers").
+"""Arrows point down: api → services → store, llm, streams → domain (DESIGN.md, "Layers"), and
+platform (the version-guarded patches of other libraries) sits below them all.
 
 Every module's imports are read with `ast`, wherever they are (inside functions, under
 TYPE_CHECKING), so a lazy or type-only import counts as much as a top-level one."""
@@ -19,11 +20,13 @@ TOP = ("gql_chat.app", "gql_chat.wiring", "gql_chat.cli")
 
 @dataclass(frozen=True)
 class Rule:
-    """Modules under `layer` must not import any of `forbidden` (or anything below them)."""
+    """Modules under `layer` must not import any of `forbidden` (or anything below them),
+    except what is under one of `allowed`."""
 
     layer: str
     forbidden: tuple[str, ...]
     why: str
+    allowed: tuple[str, ...] = ()
 
 
 RULES = [
@@ -39,6 +42,12 @@ RULES = [
     ),
     Rule(
         "gql_chat.services", ("gql_chat.api", *TOP), "services know nothing of GraphQL or the app"
+    ),
+    Rule(
+        "gql_chat.platform",
+        ("gql_chat",),
+        "platform patches third-party libraries only; every layer may use it",
+        allowed=("gql_chat.platform",),
     ),
 ]
 
@@ -81,6 +90,12 @@ def within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
+def breaks(rule: Rule, name: str) -> bool:
+    return any(within(name, banned) for banned in rule.forbidden) and not any(
+        within(name, allowed) for allowed in rule.allowed
+    )
+
+
 def violations(rule: Rule) -> list[str]:
     found = []
     for path in sorted(PACKAGE_ROOT.rglob("*.py")):
@@ -88,7 +103,7 @@ def violations(rule: Rule) -> list[str]:
         if not within(module, rule.layer):
             continue
         for imported in imports_of(path.read_text(), module, is_package=path.name == "__init__.py"):
-            if any(within(name, banned) for name in imported.modules for banned in rule.forbidden):
+            if any(breaks(rule, name) for name in imported.modules):
                 where = f"{path.relative_to(PACKAGE_ROOT.parent)}:{imported.line}"
                 found.append(f"{module} ({where}): {imported.statement}")
     return found
@@ -131,3 +146,12 @@ def later():
     } <= names
     (relative,) = imports_of("from .x import y", "gql_chat.domain", is_package=True)
     assert relative.modules == ("gql_chat.domain.x", "gql_chat.domain.x.y")
+
+
+def test_platform_may_import_itself_and_third_party_libraries_only() -> None:
+    (rule,) = [rule for rule in RULES if rule.layer == "gql_chat.platform"]
+    assert not breaks(rule, "gql_chat.platform.versions")
+    assert not breaks(rule, "httpcore._async.connection_pool")
+    assert breaks(rule, "gql_chat.config")
+    assert breaks(rule, "gql_chat.store.embedded")
+    assert breaks(rule, "gql_chat")  # `from gql_chat import x` names the package first

@@ -35,11 +35,11 @@ from graphql import (
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 
 from gql_chat.api.context import start_response_budget
 from gql_chat.api.document_limits import Limits, limit_errors
 from gql_chat.config import Settings
+from gql_chat.platform.strawberry_validation import graphql_core_schema, validate_document
 
 CACHE_SIZE = 512  # entries
 CACHE_BYTES = 32 * 1024 * 1024  # estimated memory of the cached ASTs and texts together
@@ -240,7 +240,10 @@ def document_checks(
             if entry.rules != rules or entry.errors is None:
                 request_limits = bound[0] if bound else bind(context.context)
                 entry.errors = validated(
-                    context.schema._schema, entry.document, rules, request_limits.limits
+                    graphql_core_schema(context.schema),
+                    entry.document,
+                    rules,
+                    request_limits.limits,
                 )
                 entry.rules = rules
             context.pre_execution_errors = entry.errors

@@ -16,13 +16,13 @@ from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
 from gql_chat.api.errors import GqlChatSchema
 from gql_chat.api.events import EventSubscription
-from gql_chat.api.execution import EventScopedExecutor
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
 from gql_chat.api.operation_log import OperationLog
 from gql_chat.api.reports import ReportQuery
 from gql_chat.config import Settings
+from gql_chat.platform.graphql_executor import EventScopedExecutor
 
 
 @strawberry.type

@@ -17,14 +17,12 @@ import orjson
 
 from gql_chat.config import Settings
 from gql_chat.errors import UpstreamError, UpstreamTimeout
-from gql_chat.llm import http_pool
 from gql_chat.llm.errors import (
     RETRYABLE_STATUSES,
     MalformedStream,
     error_for_event,
     error_for_status,
 )
-from gql_chat.llm.network import use_asyncio_streams
 from gql_chat.llm.sse import EventTooLarge, SSEDecoder
 from gql_chat.llm.types import (
     ChatRequest,
@@ -35,6 +33,8 @@ from gql_chat.llm.types import (
     TextDelta,
     TokenUsage,
 )
+from gql_chat.platform import require_installed
+from gql_chat.platform.httpcore_network import use_asyncio_streams
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,10 @@ class _RetryableFailure(Exception):
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """One pooled keep-alive client per app; precise first-byte and gap timeouts are applied
-    per stream, so httpx's read timeout is only a backstop."""
+    per stream, so httpx's read timeout is only a backstop. Its pools run on asyncio streams
+    with httpcore's pool fixed (`gql_chat.platform`, installed at start-up)."""
+    require_installed("build_http_client")
     backstop = max(settings.upstream_first_byte_timeout, settings.upstream_chunk_timeout) + 5
-    http_pool.install()
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=settings.upstream_connect_timeout,

@@ -1,1 +1,46 @@
-"""Adjustments to the libraries the app runs on, each version-guarded in its own module."""
+"""Every patch of another library's internals, each version-guarded in its own module:
+
+- `uvicorn_limits`: uvicorn's httptools and websockets-sansio protocols (a request-head deadline
+  and size limit, a cap on connections, a denied handshake counted as complete);
+- `httpcore_pool`: httpcore's pool assignment pass, lock and event (global patch);
+- `httpcore_network`: an httpcore network backend on asyncio streams, set on httpx's pools;
+- `mongomock_indexes`: hash indexes for mongomock's collections (global patch);
+- `graphql_executor`: Strawberry's graphql-core execution context (the schema's executor class);
+- `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
+
+`install()` runs every module's version guard and installs the global patches; the app factory
+and the CLI call it once at start-up. Modules here import third-party libraries only (and each
+other): nothing else of gql_chat.
+"""
+
+from __future__ import annotations
+
+_installed = [False]
+
+
+def install() -> None:
+    """Check every patched library's version (raising `UnsupportedVersion` on one a module was
+    not checked against) and install the global patches. Idempotent."""
+    from gql_chat.platform import (
+        graphql_executor,
+        httpcore_network,
+        httpcore_pool,
+        mongomock_indexes,
+        strawberry_validation,
+        uvicorn_limits,
+    )
+
+    uvicorn_limits.require_supported_versions()
+    httpcore_network.require_supported_versions()
+    graphql_executor.require_supported_versions()
+    strawberry_validation.require_supported_versions()
+    httpcore_pool.install()
+    mongomock_indexes.install()
+    _installed[0] = True
+
+
+def require_installed(user: str) -> None:
+    """Fail loudly when `user` (a factory that needs the global patches) runs before
+    `install()`: it would run on unpatched libraries, with other semantics."""
+    if not _installed[0]:
+        raise RuntimeError(f"{user} needs gql_chat.platform.install() to have run first")

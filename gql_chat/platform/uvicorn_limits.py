@@ -33,6 +33,8 @@ from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from gql_chat.platform.versions import UnsupportedVersion, require_versions
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_UVICORN = ("0.54.",)
@@ -43,22 +45,14 @@ REFUSAL_LOG_INTERVAL = 60.0
 connections must not become a flood of log lines)."""
 
 
-class UnsupportedVersion(RuntimeError):
-    pass
-
-
 def require_supported_versions() -> None:
     """Stop start-up when uvicorn or httptools is a version this module was not checked
     against: the subclass below depends on their internals."""
-    found = {"uvicorn": uvicorn.__version__, "httptools": httptools.__version__}
-    if not uvicorn.__version__.startswith(SUPPORTED_UVICORN) or not (
-        httptools.__version__.startswith(SUPPORTED_HTTPTOOLS)
-    ):
-        raise UnsupportedVersion(
-            f"gql_chat.platform.uvicorn_limits was checked against uvicorn {SUPPORTED_UVICORN} "
-            f"and httptools {SUPPORTED_HTTPTOOLS}, found {found}: re-check it and update "
-            "the supported versions"
-        )
+    require_versions(
+        __name__,
+        {"uvicorn": SUPPORTED_UVICORN, "httptools": SUPPORTED_HTTPTOOLS},
+        {"uvicorn": uvicorn.__version__, "httptools": httptools.__version__},
+    )
     for cls, name in (
         (HttpToolsProtocol, "connection_made"),
         (HttpToolsProtocol, "connection_lost"),

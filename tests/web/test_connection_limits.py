@@ -14,6 +14,7 @@ import uvicorn
 
 from gql_chat.config import Settings
 from gql_chat.platform import uvicorn_limits
+from gql_chat.platform.versions import UnsupportedVersion
 from tests.conftest import LiveServer
 
 HEADER_TIMEOUT = 0.5
@@ -213,5 +214,5 @@ async def test_connections_over_the_cap_are_closed_at_once_and_the_server_recove
 
 def test_an_unchecked_uvicorn_version_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
-    with pytest.raises(uvicorn_limits.UnsupportedVersion, match="uvicorn"):
+    with pytest.raises(UnsupportedVersion, match="uvicorn"):
         uvicorn_limits.limited_http_protocol(head_timeout=1, max_head_bytes=4096, max_connections=1)

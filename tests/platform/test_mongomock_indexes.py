@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import mongomock
 import pytest
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from gql_chat.domain.clock import utc_now
-from gql_chat.store.embedded import candidate_ids, open_embedded_client, wanted_ids
+from gql_chat.platform import mongomock_indexes
+from gql_chat.platform.mongomock_indexes import candidate_ids, wanted_ids
+from gql_chat.platform.versions import UnsupportedVersion
+from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.indexes import ensure_indexes
 
 IDS = [ObjectId() for _ in range(6)]
@@ -172,3 +176,21 @@ async def test_a_hashed_field_reads_only_the_documents_holding_its_values() -> N
     ]
     assert candidate_ids(store, {"n": 1}) is None  # only ObjectIds and strings are hashed
     assert candidate_ids(store, {"$or": [{"tag": "red"}]}) is None
+
+
+def test_an_unchecked_mongomock_version_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mongomock, "__version__", "4.4.0")
+    with pytest.raises(UnsupportedVersion) as raised:
+        mongomock_indexes.install()
+    message = str(raised.value)
+    assert "gql_chat.platform.mongomock_indexes" in message
+    assert "mongomock 4.3.*" in message
+    assert "found mongomock 4.4.0" in message
+
+
+def test_an_unchecked_pymongo_async_mock_version_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mongomock_indexes, "distribution_version", lambda name: "0.2.0")
+    with pytest.raises(UnsupportedVersion, match=r"found .*pymongo-async-mock 0\.2\.0"):
+        mongomock_indexes.require_supported_versions()

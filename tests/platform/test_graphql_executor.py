@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import graphql
+import pytest
 from graphql import parse
 from graphql.execution import Executor
 
 from gql_chat.api.context import Context
-from gql_chat.api.execution import EventScopedExecutor
 from gql_chat.api.schema import build_schema
+from gql_chat.platform import graphql_executor
+from gql_chat.platform.graphql_executor import EventScopedExecutor
+from gql_chat.platform.versions import UnsupportedVersion
 from tests.support import SignedIn
 
 PAGE = "{ me { id } conversations(first: 5) { edges { node { id folder { id } } } } }"
@@ -48,3 +52,19 @@ async def test_the_async_helpers_reach_their_executor() -> None:
     executor.async_helpers.track([pending, "not awaitable"])
     assert executor.background_futures  # settled in the background, errors observed
     assert await pending == 3
+
+
+def test_an_unchecked_graphql_core_version_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphql, "__version__", "3.4.0")
+    with pytest.raises(UnsupportedVersion) as raised:
+        graphql_executor.require_supported_versions()
+    message = str(raised.value)
+    assert "gql_chat.platform.graphql_executor" in message
+    assert "graphql-core 3.3.*" in message
+    assert "found graphql-core 3.4.0" in message
+
+
+def test_an_unchecked_strawberry_version_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphql_executor, "distribution_version", lambda name: "0.400.0")
+    with pytest.raises(UnsupportedVersion, match=r"found .*strawberry-graphql 0\.400\.0"):
+        graphql_executor.require_supported_versions()

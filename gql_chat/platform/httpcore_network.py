@@ -7,6 +7,15 @@ and a plain `asyncio.timeout`. Profiled on fifty streamed replies, reading the p
 chunks was a third of the server's CPU; this backend cuts the CPU cost of a chunk by about a
 fifth (99 to 77 µs, 40 streams on uvloop). Errors map to the same httpcore exceptions as
 anyio's backend raises, so httpx and our provider client see no difference.
+
+Why it is a patch: httpcore's `AsyncConnectionPool(network_backend=...)` is public, but httpx
+0.28 builds its transport's pool inside `AsyncHTTPTransport.__init__` with no way to pass a
+backend, and a client given its own `transport=` no longer honours proxies from the environment
+(httpx sets `allow_env_proxies = trust_env and transport is None`). So `use_asyncio_streams`
+reaches httpx's private `client._transport`, `client._mounts` and `transport._pool`, and
+httpcore's private `pool._network_backend`; the backend itself uses httpcore's private
+`is_socket_readable` (and its `SOCKET_OPTION` type). `require_supported_versions` stops start-up
+on an httpx or httpcore version this was not checked against.
 """
 
 # ruff: noqa: ASYNC109 (httpcore's interface passes timeouts as parameters)
@@ -23,6 +32,12 @@ import httpx
 from httpcore._backends.base import SOCKET_OPTION
 from httpcore._utils import is_socket_readable
 
+from gql_chat.platform.versions import require_versions
+
+SUPPORTED_HTTPCORE = ("1.0.",)
+SUPPORTED_HTTPX = ("0.28.",)
+"""The versions whose private attributes (see the module's docstring) this was checked against."""
+
 # httpcore's names for what asyncio transports call otherwise.
 TRANSPORT_INFO = {
     "ssl_object": "ssl_object",
@@ -30,6 +45,15 @@ TRANSPORT_INFO = {
     "server_addr": "peername",
     "socket": "socket",
 }
+
+
+def require_supported_versions() -> None:
+    """Stop start-up when httpx or httpcore is a version this module was not checked against."""
+    require_versions(
+        __name__,
+        {"httpcore": SUPPORTED_HTTPCORE, "httpx": SUPPORTED_HTTPX},
+        {"httpcore": httpcore.__version__, "httpx": httpx.__version__},
+    )
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -121,6 +145,7 @@ def use_asyncio_streams(client: httpx.AsyncClient) -> None:
     """Give the client's connection pools (direct, and any proxy from the environment) this
     backend. httpx has no parameter for it, so this sets the pool's `_network_backend`, which
     every httpcore 1.x pool has; a pool without it keeps its default backend."""
+    require_supported_versions()
     for transport in [client._transport, *client._mounts.values()]:
         pool = getattr(transport, "_pool", None)
         if pool is not None and hasattr(pool, "_network_backend"):

@@ -1,5 +1,12 @@
 """The executor class: Strawberry's, with each subscription event's sub-field memo its own, and
-without the reference cycle graphql-core 3.3 builds into every executor."""
+without the reference cycle graphql-core 3.3 builds into every executor.
+
+`EventScopedExecutor` subclasses Strawberry's undocumented `StrawberryGraphQLCoreExecutionContext`
+(passed to `strawberry.Schema` as `execution_context_class`), replaces graphql-core's
+`async_helpers` and resets graphql-core's private `_relevant_sub_fields` memo. Both depend on
+graphql-core 3.3's executor internals and Strawberry's subclass of it, so
+`require_supported_versions` stops start-up on a version this was not checked against.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,36 @@ import weakref
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import graphql
 from graphql.execution import Executor
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from gql_chat.platform.versions import (
+    UnsupportedVersion,
+    distribution_version,
+    require_versions,
+)
+
+SUPPORTED_GRAPHQL_CORE = ("3.3.",)
+SUPPORTED_STRAWBERRY = ("0.341.",)
+"""The versions whose executor internals this module was checked against."""
+
+
+def require_supported_versions() -> None:
+    """Stop start-up when graphql-core or Strawberry is a version this module was not checked
+    against."""
+    require_versions(
+        __name__,
+        {"graphql-core": SUPPORTED_GRAPHQL_CORE, "strawberry-graphql": SUPPORTED_STRAWBERRY},
+        {
+            "graphql-core": graphql.__version__,
+            "strawberry-graphql": distribution_version("strawberry-graphql"),
+        },
+    )
+    for name in ("build_per_event_executor", "gather_async_work", "track_async_work"):
+        if not callable(getattr(StrawberryGraphQLCoreExecutionContext, name, None)):
+            raise UnsupportedVersion(f"graphql-core's Executor has no {name}()")
 
 
 class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):

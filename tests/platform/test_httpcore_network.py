@@ -4,6 +4,7 @@ keep-alive connections, and that the provider client really uses it."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,9 +17,11 @@ import pytest
 import trustme
 import uvloop
 
-from gql_chat.llm.network import AsyncioBackend, use_asyncio_streams
 from gql_chat.llm.openrouter import OpenRouterProvider, build_http_client
 from gql_chat.llm.types import ChatRequest, PromptMessage, TextDelta
+from gql_chat.platform import httpcore_network
+from gql_chat.platform.httpcore_network import AsyncioBackend, use_asyncio_streams
+from gql_chat.platform.versions import UnsupportedVersion
 from tests.conftest import openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter
 
@@ -176,3 +179,17 @@ async def test_tls_on_the_default_event_loop() -> None:
 def test_tls_on_uvloop() -> None:
     """The server runs on uvloop, whose TLS transport is a different implementation."""
     uvloop.run(tls_round_trip())
+
+
+@pytest.mark.parametrize(("library", "version"), [(httpx, "0.29.0"), (httpcore, "2.0.0")])
+async def test_an_unchecked_httpx_or_httpcore_version_stops_start_up(
+    library: Any, version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(library, "__version__", version)
+    with pytest.raises(
+        UnsupportedVersion, match=rf"gql_chat\.platform\.httpcore_network .*{re.escape(version)}"
+    ):
+        httpcore_network.require_supported_versions()
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(UnsupportedVersion):
+            use_asyncio_streams(client)

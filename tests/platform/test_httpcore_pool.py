@@ -13,9 +13,10 @@ import pytest
 from httpcore._async.connection_pool import AsyncPoolRequest
 from httpcore._synchronization import AsyncEvent, AsyncLock
 
-from gql_chat.llm import http_pool
 from gql_chat.llm.openrouter import OpenRouterProvider, build_http_client
 from gql_chat.llm.types import ChatRequest, PromptMessage, TextDelta
+from gql_chat.platform import httpcore_pool
+from gql_chat.platform.versions import UnsupportedVersion
 from tests.conftest import openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 
@@ -53,9 +54,14 @@ async def test_concurrent_replies_over_idle_connections_never_collide(
     assert collisions == 0
 
 
-def test_only_the_locked_httpcore_version_is_patched(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(httpcore, "__version__", "9.9.9")
-    assert http_pool.install() is False
+def test_an_unchecked_httpcore_version_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httpcore, "__version__", "1.0.10")
+    with pytest.raises(UnsupportedVersion) as raised:
+        httpcore_pool.install()
+    message = str(raised.value)
+    assert "gql_chat.platform.httpcore_pool" in message
+    assert "httpcore 1.0.9" in message
+    assert "found httpcore 1.0.10" in message
 
 
 @dataclass(eq=False)
@@ -104,7 +110,7 @@ async def test_the_pass_cleans_up_then_gives_each_idle_connection_to_one_request
     idle = [StubConnection("idle") for _ in range(3)]
     requests = queued(2)
     pool = StubPool([closed, expired, *idle], requests, 10, 2)
-    closing = http_pool._assign_requests_to_connections(pool)
+    closing = httpcore_pool._assign_requests_to_connections(pool)
     # one idle connection over the keep-alive limit of two is closed, with the expired one
     assert closing == [expired, idle[0]]
     assert closed not in pool._connections
@@ -115,13 +121,13 @@ async def test_at_the_connection_limit_a_spare_idle_connection_makes_room() -> N
     active, idle = StubConnection("active"), StubConnection("idle")
     requests = queued(3)
     pool = StubPool([active, idle], requests, 2, 5)
-    closing = http_pool._assign_requests_to_connections(pool)
+    closing = httpcore_pool._assign_requests_to_connections(pool)
     assert connection_of(requests[0]) is idle  # reused
     assert connection_of(requests[1]) is None  # nothing spare: it waits
     assert closing == []
     idle.state = "active"  # the first request started on it
     pool._connections = [active]  # then it closed: room for one new connection, not two
-    http_pool._assign_requests_to_connections(pool)
+    httpcore_pool._assign_requests_to_connections(pool)
     assert connection_of(requests[1]).state == "new"
     assert connection_of(requests[2]) is None
 
@@ -130,7 +136,7 @@ async def test_an_idle_connection_to_another_origin_is_closed_to_make_room() -> 
     elsewhere = StubConnection("idle", same_origin=False)
     requests = queued(1)
     pool = StubPool([elsewhere], requests, 1, 5)
-    assert http_pool._assign_requests_to_connections(pool) == [elsewhere]
+    assert httpcore_pool._assign_requests_to_connections(pool) == [elsewhere]
     assert connection_of(requests[0]).state == "new"
 
 
@@ -164,7 +170,7 @@ async def test_a_request_on_an_idle_connection_leaves_without_yielding_to_the_lo
 
 
 async def test_contended_locks_and_unset_events_still_wait() -> None:
-    http_pool.install()
+    httpcore_pool.install()
     lock, event = AsyncLock(), AsyncEvent()
     order: list[str] = []
 

@@ -6,8 +6,9 @@ request queued at that moment: all but one then fail to start on it and queue ag
 another full pass (encode/httpcore#1035 and #1110, fixed the same way in pydantic/httpx2#974 and
 #1075). With fifty replies starting at once over fifty idle keep-alive connections, that churn
 cost more CPU than the replies themselves. `install()` replaces that one method with a linear
-pass that gives each idle connection to one request only. Other httpcore versions are left
-alone: the replacement is only known to be right for this one.
+pass that gives each idle connection to one request only. The replacement is only known to be
+right for this one version: `require_supported_versions` stops start-up on any other (re-check
+this module, and whether upstream fixed the pass, when upgrading httpcore).
 
 Under asyncio, httpcore's lock and event (anyio's) also hand the event loop a turn when the lock
 is free or the event already set. A request on an idle keep-alive connection passed three such
@@ -26,7 +27,11 @@ import httpcore
 from httpcore._async.connection_pool import AsyncConnectionPool
 from httpcore._synchronization import AsyncEvent, AsyncLock
 
-PATCHED_VERSION = "1.0.9"
+from gql_chat.platform.versions import UnsupportedVersion, require_versions
+
+SUPPORTED_HTTPCORE = ("1.0.9",)
+"""The httpcore version whose pool, lock and event this module was checked against (exact:
+the pass it replaces changes between patch releases)."""
 
 
 def _assign_requests_to_connections(self: Any) -> list[Any]:
@@ -97,12 +102,22 @@ async def _wait_unless_set(self: AsyncEvent, timeout: float | None = None) -> No
     await _event_wait(self, timeout)
 
 
-def install() -> bool:
-    """Replace the pool's assignment pass, and its lock's and event's free paths, on the locked
-    httpcore version; True if it did."""
-    if httpcore.__version__ != PATCHED_VERSION:
-        return False
+def require_supported_versions() -> None:
+    """Stop start-up when httpcore is a version this module was not checked against."""
+    require_versions(__name__, {"httpcore": SUPPORTED_HTTPCORE}, {"httpcore": httpcore.__version__})
+    for cls, name in (
+        (AsyncConnectionPool, "_assign_requests_to_connections"),
+        (AsyncLock, "setup"),
+        (AsyncEvent, "wait"),
+    ):
+        if not callable(getattr(cls, name, None)):
+            raise UnsupportedVersion(f"httpcore's {cls.__name__} has no {name}()")
+
+
+def install() -> None:
+    """Replace the pool's assignment pass, and its lock's and event's free paths (idempotent:
+    the originals are kept from before the first install)."""
+    require_supported_versions()
     AsyncConnectionPool._assign_requests_to_connections = _assign_requests_to_connections  # type: ignore[method-assign]
     AsyncLock.setup = _setup_fast_lock  # type: ignore[method-assign]
     AsyncEvent.wait = _wait_unless_set  # type: ignore[method-assign]
-    return True
