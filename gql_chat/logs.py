@@ -76,6 +76,7 @@ DRIVER_LOGGERS = (
     "pymongo.topology",
 )
 DRIVER_DOCUMENT_FIELDS = ("command", "reply", "failure")
+OMITTED = {"omitted": True}
 
 
 class DriverDocumentFilter(logging.Filter):
@@ -93,7 +94,9 @@ class DriverDocumentFilter(logging.Filter):
             return False
         for name in DRIVER_DOCUMENT_FIELDS:
             if fields.get(name) is not None:
-                fields[name] = "(omitted)"
+                # A document, not a string: PyMongo redacts a server-side failure by reading
+                # its fields (a string made it raise while logging, printing the raw error).
+                fields[name] = dict(OMITTED)
         return True
 
 
