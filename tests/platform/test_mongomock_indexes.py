@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -194,3 +195,33 @@ def test_an_unchecked_pymongo_async_mock_version_stops_start_up(
     monkeypatch.setattr(mongomock_indexes, "distribution_version", lambda name: "0.2.0")
     with pytest.raises(UnsupportedVersion, match=r"found .*pymongo-async-mock 0\.2\.0"):
         mongomock_indexes.require_supported_versions()
+
+
+async def test_an_aggregation_reads_only_what_its_leading_match_selects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its result is the whole collection's (a scan then the pipeline), but the documents it
+    hands to the pipeline are those of the first `$match`, found through the hash index."""
+    collection = open_embedded_client()["test"]["aggregated"]
+    await collection.create_index([("tag", ASCENDING)])
+    for n in range(40):
+        await collection.insert_one({"n": n, "tag": TAGS[n % 4], "cost": n / 2})
+    pipelines: list[list[dict[str, Any]]] = [
+        [{"$match": {"tag": "red"}}, {"$group": {"_id": "$tag", "total": {"$sum": "$cost"}}}],
+        [{"$match": {"tag": {"$in": ["red", "blue"]}, "n": {"$gte": 10}}}, {"$sort": {"n": -1}}],
+        [{"$group": {"_id": "$tag", "count": {"$sum": 1}}}, {"$sort": {"_id": 1}}],
+        [{"$match": {"n": {"$lt": 3}}}],
+    ]
+    handed: list[int] = []
+    process: Callable[..., Any] = mongomock.aggregate.process_pipeline
+
+    def counting(documents: list[Any], *args: Any) -> Any:
+        handed.append(len(documents))
+        return process(documents, *args)
+
+    monkeypatch.setattr(mongomock.aggregate, "process_pipeline", counting)
+    everything = [doc async for doc in collection.find({})]
+    for pipeline in pipelines:
+        got = [doc async for doc in await collection.aggregate(pipeline)]
+        assert got == list(process(list(everything), None, pipeline, None))
+    assert handed == [10, 14, 40, 3]
