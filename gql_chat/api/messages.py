@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from gql_chat.api.context import Info, response_budget
 from gql_chat.api.conversations import ConversationType
+from gql_chat.api.numbers import finite_or_none, saturated
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.messages import MessageRecord, UsageRecord
@@ -29,7 +30,7 @@ MessageStatus = strawberry.enum(
 )
 
 
-@strawberry.type
+@strawberry.type(description="Token counts saturate at 2147483647 (GraphQL's Int is 32 bits).")
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -41,10 +42,10 @@ class Usage:
     @classmethod
     def of(cls, usage: UsageRecord) -> Usage:
         return cls(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-            cost=usage.cost,
+            prompt_tokens=saturated(usage.prompt_tokens),
+            completion_tokens=saturated(usage.completion_tokens),
+            total_tokens=saturated(usage.total_tokens),
+            cost=finite_or_none(usage.cost),
         )
 
 

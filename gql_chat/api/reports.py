@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 
 from gql_chat.api.context import Info
+from gql_chat.api.numbers import finite_or_none, saturated
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.messages import UsageGroup as UsageGroupValue
 from gql_chat.services.reports import ExportFormat as ExportFormatValue
@@ -16,7 +17,7 @@ UsageGroup = strawberry.enum(UsageGroupValue, name="UsageGroup")
 ExportFormat = strawberry.enum(ExportFormatValue, name="ExportFormat")
 
 
-@strawberry.type
+@strawberry.type(description="Counts saturate at 2147483647 (GraphQL's Int is 32 bits).")
 class UsageRow:
     key: str = strawberry.field(description="Model id, UTC day (YYYY-MM-DD) or conversation id.")
     messages: int
@@ -46,10 +47,10 @@ class ReportQuery:
         return [
             UsageRow(
                 key=row.key,
-                messages=row.messages,
-                prompt_tokens=row.prompt_tokens,
-                completion_tokens=row.completion_tokens,
-                cost=row.cost,
+                messages=saturated(row.messages),
+                prompt_tokens=saturated(row.prompt_tokens),
+                completion_tokens=saturated(row.completion_tokens),
+                cost=finite_or_none(row.cost) or 0.0,
             )
             for row in rows
         ]

@@ -17,6 +17,13 @@ import orjson
 
 from gql_chat.config import Settings
 from gql_chat.errors import UpstreamError, UpstreamTimeout
+from gql_chat.llm.chunks import (
+    delta_text,
+    first_choice,
+    float_or_none,
+    parse_usage,
+    text_or_none,
+)
 from gql_chat.llm.errors import (
     RETRYABLE_STATUSES,
     MalformedStream,
@@ -109,15 +116,8 @@ async def _drain(events: AsyncIterator[Any]) -> None:
         pass  # the connection is closed instead of reused; the reply is complete either way
 
 
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _parse_retry_after(value: str | None) -> float | None:
-    seconds = _float_or_none(value)
+    seconds = float_or_none(value)
     return seconds if seconds is not None and seconds >= 0 else None
 
 
@@ -268,16 +268,15 @@ class OpenRouterProvider:
                     chunk = self._parse_chunk(data)
                     if "error" in chunk:
                         raise error_for_event(chunk["error"])
-                    generation_id = generation_id or chunk.get("id")
-                    choice = (chunk.get("choices") or [{}])[0]
-                    if choice.get("finish_reason"):
-                        finish_reason = choice["finish_reason"]
-                    content = (choice.get("delta") or {}).get("content")
+                    generation_id = generation_id or text_or_none(chunk.get("id"))
+                    choice = first_choice(chunk)
+                    finish_reason = text_or_none(choice.get("finish_reason")) or finish_reason
+                    content = delta_text(choice)
                     if content:
                         delivered = True
                         yield TextDelta(content)
                     if chunk.get("usage"):
-                        usage = self._parse_usage(chunk["usage"])
+                        usage = parse_usage(chunk["usage"])
         finally:
             await body.aclose()
         yield Completion(finish_reason=finish_reason, usage=usage, generation_id=generation_id)
@@ -291,14 +290,6 @@ class OpenRouterProvider:
         if not isinstance(chunk, dict):
             raise MalformedStream()
         return chunk
-
-    @staticmethod
-    def _parse_usage(raw: dict[str, Any]) -> TokenUsage:
-        return TokenUsage(
-            prompt_tokens=int(raw.get("prompt_tokens") or 0),
-            completion_tokens=int(raw.get("completion_tokens") or 0),
-            cost=_float_or_none(raw.get("cost")),
-        )
 
     @staticmethod
     def _body(request: ChatRequest) -> dict[str, Any]:
@@ -351,6 +342,6 @@ class OpenRouterProvider:
             id=str(entry["id"]),
             name=str(entry.get("name") or entry["id"]),
             context_length=int(context) if isinstance(context, int | float) else None,
-            prompt_price=_float_or_none(pricing.get("prompt")),
-            completion_price=_float_or_none(pricing.get("completion")),
+            prompt_price=float_or_none(pricing.get("prompt")),
+            completion_price=float_or_none(pricing.get("completion")),
         )

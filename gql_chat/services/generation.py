@@ -60,6 +60,10 @@ SEND_TIMEOUT = 30.0
 """The longest a send's own work (reads, its writes, the conversation's bookkeeping) may take;
 an owner's removal waits at most this long for the sends it let finish."""
 OWNER_REMOVED = "The session has ended; sign in again."
+FAILED_REPLY = {
+    "status": MessageStatus.ERROR.value,
+    "error": {"code": "INTERNAL_SERVER_ERROR", "message": "The reply failed."},
+}
 CONVERSATION_GONE = "Conversation not found."
 
 
@@ -285,7 +289,7 @@ class GenerationRunner:
             self._run(generation), name=f"generation-{job.message_id}"
         )
         self._generations[job.message_id] = generation
-        generation.task.add_done_callback(lambda _: self._forget(generation))
+        generation.task.add_done_callback(lambda task: self._forget(generation, task))
         return generation
 
     def abandon(self, message_id: ObjectId) -> None:
@@ -336,8 +340,14 @@ class GenerationRunner:
     def _unfinished(self) -> set[asyncio.Future[None]]:
         return {g.finished for g in self._generations.values() if not g.finished.done()}
 
-    def _forget(self, generation: Generation) -> None:
+    def _forget(self, generation: Generation, task: asyncio.Task[None]) -> None:
         """When its task ends, however it ends (even cancelled before it ran)."""
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error(
+                "a reply's task failed",
+                exc_info=error,
+                extra={"message_id": str(generation.job.message_id)},
+            )
         generation.sent.set()
         self._generations.pop(generation.job.message_id, None)
         self._release(generation, None)
@@ -452,8 +462,15 @@ class GenerationRunner:
             return None
         await asyncio.wait({saver}, timeout=WRITE_TIMEOUT)
         saver.cancel()  # only a write past its own timeout is left to cut
-        fields = self._final_fields(progress, outcome)
         job = generation.job
+        try:
+            fields = self._final_fields(progress, outcome)
+        except Exception:
+            logger.exception(
+                "could not build a finished reply's record",
+                extra={"message_id": str(job.message_id)},
+            )
+            fields = dict(FAILED_REPLY)
         for attempt in range(FINAL_WRITE_ATTEMPTS):
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):
@@ -465,9 +482,17 @@ class GenerationRunner:
                         "could not store a finished reply",
                         extra={"message_id": str(job.message_id)},
                     )
-                    return None
+                    break
             await asyncio.sleep(FINAL_WRITE_BACKOFF * 2**attempt)
-        return None  # pragma: no cover - the loop returns
+        # Last, the status alone (the text saved so far stays): a field the store refused must
+        # not leave the reply unfinished for good.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._messages.finish(
+                    job.message_id, {"status": MessageStatus.INTERRUPTED.value}
+                )
+                return await self._messages.get(job.owner_id, job.message_id)
+        return None
 
     async def _save_while_streaming(
         self, generation: Generation, progress: _Progress, wake: asyncio.Event
@@ -497,8 +522,8 @@ class GenerationRunner:
             return
         progress.unsaved_chars = 0
         saved = progress.saved
-        text = "".join(progress.parts[saved:count])
         try:
+            text = "".join(progress.parts[saved:count])
             async with asyncio.timeout(WRITE_TIMEOUT):
                 stored = await self._messages.save_progress(
                     message_id, saved, text, progress.ends[saved:count]

@@ -441,3 +441,39 @@ async def test_a_long_event_stream_does_not_grow_with_its_events(
             await create_folder(user, f"folder {index}")
             assert (await next_event(ws))["kind"] == "FOLDER_CREATED"
         assert live_collected_field_sets() - before < 10
+
+
+async def test_usage_totals_saturate_and_unbelievable_reports_are_not_stored(
+    live_server: LiveServer, user: SignedIn, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Sums past GraphQL's 32-bit Int saturate instead of failing the whole list; a report no
+    reply can have (3e9 tokens, a negative count, a cost of NaN) is dropped, the reply kept."""
+    big = {"prompt_tokens": 1_500_000_000, "completion_tokens": 1_000_000_000, "cost": 1.5}
+    fake_openrouter.default = Reply(tokens=["x"], usage=big)
+    conversation = await create_conversation(user, title="heavy")
+    await exchange(user, conversation, "a")
+    await exchange(user, conversation, "b")
+    for unbelievable in (
+        {"prompt_tokens": 3_000_000_000, "completion_tokens": 1},
+        {"prompt_tokens": -5, "completion_tokens": 1},
+        {"prompt_tokens": 1, "completion_tokens": 1, "cost": "NaN"},
+    ):
+        fake_openrouter.enqueue(Reply(tokens=["y"], usage=unbelievable))
+        _, reply = await exchange(user, conversation, "c")
+        message = await user.ok(
+            "query($id: ID!) { message(id: $id) { status content usage { promptTokens } } }",
+            {"id": reply},
+        )
+        assert message["message"] == {"status": "COMPLETE", "content": "y", "usage": None}
+
+    totals = await user.ok(
+        "{ conversations { edges { node { usage { promptTokens totalTokens cost } } } } }"
+    )
+    (edge,) = totals["conversations"]["edges"]
+    assert edge["node"]["usage"] == {
+        "promptTokens": 2**31 - 1,
+        "totalTokens": 2**31 - 1,
+        "cost": pytest.approx(3.0),
+    }
+    (row,) = (await user.ok(USAGE, {"group": "CONVERSATION"}))["usageSummary"]
+    assert (row["promptTokens"], row["completionTokens"]) == (2**31 - 1, 2_000_000_000)

@@ -294,3 +294,41 @@ async def test_progress_saves_append_once_even_when_a_write_lands_after_its_time
     assert final is not None
     assert final.status is MessageStatus.COMPLETE
     assert final.content == text
+
+
+class RefusingStore(StallingStore):
+    """Refuses a reply's whole final record (as MongoDB refused an integer over 8 bytes in
+    the provider's usage) but takes a status alone."""
+
+    async def finish(self, message_id: ObjectId, fields: dict[str, Any]) -> bool:
+        if "content" in fields:
+            raise OverflowError("MongoDB can only handle up to 8-byte ints")
+        return await super().finish(message_id, fields)
+
+
+async def test_a_final_record_the_store_refuses_still_ends_the_reply() -> None:
+    store = RefusingStore(Database.over(open_embedded_client(), "gen", embedded=True).messages)
+    owner = ObjectId()
+    runner, _ = make_runner(store, ScriptedProvider(["a", "b"], gap=0.02))
+    started, draft = await start(runner, store, owner)
+    await asyncio.wait_for(asyncio.shield(started.task), timeout=5)
+    stored = await store.get(owner, draft.id)
+    assert stored is not None
+    assert stored.status is MessageStatus.INTERRUPTED
+    assert "ab".startswith(stored.content)
+    assert runner.running == 0
+
+
+async def test_a_delta_that_is_not_text_ends_the_reply_as_an_error(
+    store: StallingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider bug (the OpenRouter client refuses such chunks) must still end the reply."""
+    owner = ObjectId()
+    runner, _ = make_runner(store, ScriptedProvider(["a", ["b"], "c"], gap=0.02))  # type: ignore[list-item]
+    started, draft = await start(runner, store, owner)
+    await asyncio.wait_for(asyncio.shield(started.task), timeout=5)
+    stored = await store.get(owner, draft.id)
+    assert stored is not None
+    assert stored.status is MessageStatus.ERROR
+    assert stored.error_code == "INTERNAL_SERVER_ERROR"
+    assert "never retrieved" not in caplog.text
