@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     max_ws_operations: int = Field(default=20, ge=1)
     connection_init_timeout: float = Field(default=10.0, gt=0)
     max_websockets_per_ip: int = Field(default=50, ge=1)
+    max_followers_per_user: int = Field(default=10, ge=1)
     header_timeout: float = Field(default=10.0, gt=0)
     max_header_bytes: int = Field(default=65_536, ge=4096)
     max_connections: int = Field(default=1000, ge=1)

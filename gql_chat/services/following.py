@@ -4,6 +4,7 @@ event, with no gap and no repeat, whether this process generates the reply or an
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from bson import ObjectId
 from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.messages import MessageRecord, MessageStatus
+from gql_chat.errors import RateLimited
 from gql_chat.services.generation import STOP_TIMEOUT
 from gql_chat.services.messages import MessageService
 from gql_chat.streams.replies import Pacer, ReplyRegistry
@@ -41,8 +43,30 @@ class ReplyFollower:
         self._settings = settings
         self._messages = messages
         self._registry = registry
+        self._following: Counter[ObjectId] = Counter()
 
     async def stream(
+        self, owner_id: ObjectId, message_id: str, after_seq: int
+    ) -> AsyncIterator[StreamEvent]:
+        """Replay after `after_seq`, then follow live, then one `done` event. At most
+        `max_followers_per_user` at once per user: each follower of a fast reply runs for up to
+        one `Pacer` slice per turn of the event loop, so followers without a bound (100 of one
+        reply, within the websocket limits) held every other request for a second and more."""
+        limit = self._settings.max_followers_per_user
+        if self._following[owner_id] >= limit:
+            raise RateLimited(
+                retry_after=1, message=f"At most {limit} replies can be followed at once."
+            )
+        self._following[owner_id] += 1
+        try:
+            async for event in self._stream(owner_id, message_id, after_seq):
+                yield event
+        finally:
+            self._following[owner_id] -= 1
+            if self._following[owner_id] <= 0:
+                del self._following[owner_id]
+
+    async def _stream(
         self, owner_id: ObjectId, message_id: str, after_seq: int
     ) -> AsyncIterator[StreamEvent]:
         """A reply generated here is followed from its live buffer, which holds every delta

@@ -15,7 +15,7 @@ from bson import ObjectId
 
 FinalT = TypeVar("FinalT")
 
-YIELD_EVERY = 0.005
+YIELD_EVERY = 0.002
 """The most a follower runs (its own work plus its consumer's, e.g. sending each event) before
 it lets the event loop serve others: a websocket send does not await while the transport is
 writable, so a replay of many deltas would otherwise hold the loop until it ends."""

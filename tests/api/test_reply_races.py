@@ -340,3 +340,42 @@ async def test_a_retry_repairs_a_user_message_stored_without_its_reply(
     assert [str(d["_id"]) for d in replies] == [reply_id]
     assert replies[0]["status"] == "COMPLETE"
     assert replies[0]["content"] == "repaired"
+
+
+async def test_one_user_follows_at_most_the_cap_of_reply_streams_at_once(
+    live_server: LiveServer, user: SignedIn, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Ten at once (the default); the eleventh ends with RATE_LIMITED; once one ends, another
+    may start. Another user's streams do not count."""
+    fake_openrouter.default = SLOW
+    reply = (await send_message(user, "follow me"))["assistantMessage"]["id"]
+    cap = live_server.app.state.services.settings.max_followers_per_user
+    async with ws_client(live_server.ws_url) as ws:
+        assert (await ws.init({"Authorization": f"Bearer {user.token}"}))[
+            "type"
+        ] == "connection_ack"
+        ids = [await ws.subscribe(STREAM_EVENTS, {"id": reply}) for _ in range(cap + 1)]
+        refused: dict[str, Any] = {}
+        while not refused:
+            message = await asyncio.wait_for(ws.receive(), timeout=5)
+            errors = (
+                (message.get("payload") or {}).get("errors")
+                if message["type"] in {"next", "error"}
+                else None
+            )
+            if errors:
+                refused = {"id": message["id"], "code": errors[0]["extensions"]["code"]}
+        assert refused == {"id": ids[-1], "code": "RATE_LIMITED"}
+        await ws.send({"id": ids[0], "type": "complete"})
+        await asyncio.sleep(0.1)
+        again = await ws.subscribe(STREAM_EVENTS, {"id": reply})
+        while True:
+            message = await asyncio.wait_for(ws.receive(), timeout=5)
+            if message.get("id") == again:
+                assert message["type"] == "next"
+                assert "errors" not in message["payload"]
+                break
+    await user.ok(STOP, {"id": reply})
+
+
+STREAM_EVENTS = """subscription($id: ID!) { messageStream(messageId: $id) { seq done } }"""
