@@ -27,6 +27,7 @@ from gql_chat.web.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from gql_chat.services.registry import Services
 from gql_chat.wiring import build_services
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,27 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """The database answers a ping."""
-    if await request.app.state.services.database.ping():
+    """The database answers a ping. Redis, when configured, is reported, not required: without
+    it this instance serves alone (degraded) until it answers again."""
+    services: Services = request.app.state.services
+    if not await services.database.ping():
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
+    redis = await services.cluster.redis_available()
+    if redis is None:
         return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "database unavailable"}, status_code=503)
+    return JSONResponse({"status": "ready", "redis": "ok" if redis else "degraded"})
+
+
+async def recover_unfinished_replies(services: Services) -> None:
+    """Replies a stopped process left unfinished end as INTERRUPTED with their saved text: alone,
+    all of them (they were this instance's); with other instances, only those whose lease ran
+    out (see `services/reply_leases.py`)."""
+    if services.leases is None:
+        ended = await services.database.messages.interrupt_unfinished()
+    else:
+        ended = await services.leases.sweep()
+    if ended:
+        logger.warning("marked %d unfinished replies of a previous run INTERRUPTED", ended)
 
 
 def freeze_startup_objects() -> None:
@@ -69,12 +87,11 @@ def create_app(
         http_client = build_http_client(settings)
         try:
             await database.create_indexes()
-            interrupted = await database.messages.interrupt_unfinished()
-            if interrupted:
-                logger.warning(
-                    "marked %d unfinished replies of a previous run INTERRUPTED", interrupted
-                )
             services = build_services(settings, database, http_client)
+            await recover_unfinished_replies(services)
+            services.cluster.start()
+            if services.leases is not None:
+                services.leases.start()
             app.state.services = services
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             freeze_startup_objects()
@@ -85,6 +102,9 @@ def create_app(
                 # `gql-chat serve` has done this before uvicorn closed the websockets (see
                 # `DrainingServer`); then it is a no-op. Other servers get it here.
                 await services.runner.shutdown(settings.shutdown_grace)
+                if services.leases is not None:
+                    await services.leases.close()
+                await services.cluster.close()
         finally:
             await http_client.aclose()
             await database.close()

@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=1)
 
     redis_url: SecretStr | None = None
+    reply_lease: float = Field(default=15.0, ge=1)
     rate_login_per_email: str = "10/minute"
     rate_login_per_ip: str = "30/minute"
     rate_failed_logins_per_account: str = "20/day"

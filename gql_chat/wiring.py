@@ -18,6 +18,7 @@ from gql_chat.llm.types import ChatProvider
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.branching import BranchService
+from gql_chat.services.cluster import Cluster
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
@@ -26,6 +27,7 @@ from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.prompts import PromptService
+from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.rate_limits import RateLimits, open_storage
 from gql_chat.services.registry import Services
 from gql_chat.services.reply_start import ReplyStarter
@@ -67,13 +69,15 @@ def build_services(
     registry: ReplyRegistry[MessageRecord] = ReplyRegistry()
     runner = GenerationRunner(settings, database.messages, provider, registry)
     rate_limits = RateLimits(settings, open_storage(settings))
-    events = UserEventBus()
+    cluster = Cluster(settings)
+    events = UserEventBus(relay=cluster.relay_event if cluster.shared else None)
+    cluster.attach(events, runner)
     folders = FolderService(
-        database, events, on_deleting_conversations=runner.removing_conversations
+        database, events, on_deleting_conversations=cluster.removing_conversations
     )
     presets = LlmConfigService(database, events)
     conversations = ConversationService(
-        database, folders, presets, events, on_deleting=runner.removing_conversations
+        database, folders, presets, events, on_deleting=cluster.removing_conversations
     )
     titles = TitleService(settings, database, provider, conversations)
 
@@ -88,10 +92,10 @@ def build_services(
         PasswordService(settings),
         TokenService(settings, jwt_secret_for(settings)),
         rate_limits,
-        on_user_removed=runner.removing_owner,
+        on_user_removed=cluster.removing_owner,
     )
     prompts = PromptService(settings, presets, provider)
-    messages = MessageService(database, runner)
+    messages = MessageService(database, runner, cluster)
     starter = ReplyStarter(
         settings, database, accounts, conversations, prompts, runner, rate_limits
     )
@@ -102,13 +106,15 @@ def build_services(
         folders=folders,
         conversations=conversations,
         presets=presets,
-        admin=AdminService(database, on_user_disabled=runner.removing_owner),
+        admin=AdminService(database, on_user_disabled=cluster.removing_owner),
         prompts=prompts,
         sending=SendService(database, conversations, prompts, starter),
         branching=BranchService(conversations, messages, prompts, starter),
         messages=messages,
         following=ReplyFollower(settings, messages, registry),
         runner=runner,
+        cluster=cluster,
+        leases=ReplyLeases(settings, database.messages, runner) if cluster.shared else None,
         reports=ReportService(database, conversations),
         events=events,
         rate_limits=rate_limits,

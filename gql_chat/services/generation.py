@@ -258,19 +258,29 @@ class GenerationRunner:
         the upstream requests, freeing the slots), and none starts in them meanwhile."""
         ids = set(conversation_ids)
         with self._blocking(conversations=ids):
-            await asyncio.gather(
-                *(
-                    self.stop(g.job.message_id)
-                    for g in list(self._generations.values())
-                    if g.job.owner_id == owner_id and g.job.conversation_id in ids
-                )
-            )
+            await self.stop_conversations(owner_id, ids)
             yield
+
+    async def stop_conversations(
+        self, owner_id: ObjectId, conversation_ids: Collection[ObjectId]
+    ) -> None:
+        """Stop the owner's replies running here in those conversations."""
+        await asyncio.gather(
+            *(
+                self.stop(g.job.message_id)
+                for g in list(self._generations.values())
+                if g.job.owner_id == owner_id and g.job.conversation_id in conversation_ids
+            )
+        )
 
     async def _sends_ended(self, owner_id: ObjectId) -> None:
         pending = {slot.ended for slot in self._slots.get(owner_id, ())}
         if pending:
             await asyncio.wait(pending, timeout=SEND_TIMEOUT)
+
+    def running_ids(self) -> list[ObjectId]:
+        """The messages of the replies running here."""
+        return list(self._generations)
 
     @property
     def running(self) -> int:

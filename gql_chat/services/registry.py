@@ -9,6 +9,7 @@ from gql_chat.config import Settings
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.branching import BranchService
+from gql_chat.services.cluster import Cluster
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
@@ -16,6 +17,7 @@ from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.prompts import PromptService
+from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
@@ -39,6 +41,8 @@ class Services:
     messages: MessageService
     following: ReplyFollower
     runner: GenerationRunner
+    cluster: Cluster
+    leases: ReplyLeases | None  # with several instances
     reports: ReportService
     events: UserEventBus
     rate_limits: RateLimits

@@ -6,6 +6,7 @@ is where delta `i + 1` ends in it, so any suffix after a given `seq` can be repl
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -240,6 +241,31 @@ class MessageStore:
             {"$set": {**fields, "updated_at": utc_now()}},
         )
         return result.modified_count == 1
+
+    async def renew_leases(self, message_ids: list[ObjectId], until: datetime) -> None:
+        """The replies this instance generates are alive until `until` (with several
+        instances: another one ends a reply whose lease runs out)."""
+        if message_ids:
+            await self._messages.update_many(
+                {"_id": {"$in": message_ids}, "status": {"$in": UNFINISHED}},
+                {"$set": {"lease_until": until}},
+            )
+
+    async def interrupt_abandoned(self, now: datetime, lease: timedelta) -> int:
+        """Unfinished replies whose instance stopped renewing their lease (it died) become
+        INTERRUPTED, keeping their saved text. One never leased yet counts from its last write,
+        so a reply stored a moment ago is not taken for dead."""
+        result = await self._messages.update_many(
+            {
+                "status": {"$in": UNFINISHED},
+                "$or": [
+                    {"lease_until": {"$lt": now}},
+                    {"lease_until": {"$exists": False}, "updated_at": {"$lt": now - lease}},
+                ],
+            },
+            {"$set": {"status": MessageStatus.INTERRUPTED.value, "updated_at": now}},
+        )
+        return result.modified_count
 
     async def interrupt_unfinished(self) -> int:
         """At start-up: replies left unfinished by a process that died keep their saved text."""

@@ -1,7 +1,8 @@
 """Per-user change events for every device and tab of that user.
 
-In-process fan-out behind a two-method interface (`publish`, `subscribe`), so a cross-instance
-bus (e.g. Redis pub/sub) can replace it. A subscriber that falls far behind loses its oldest
+In-process fan-out (`publish`, `subscribe`); with several instances, each published event also
+goes to a relay (Redis pub/sub, `services/cluster.py`), and the other instances `deliver` it to
+their own subscribers. A subscriber that falls far behind loses its oldest
 events rather than growing without bound; clients re-read what they care about anyway."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from bson import ObjectId
+from bson.errors import InvalidId
 
 from gql_chat.domain.clock import utc_now
 
@@ -35,6 +38,9 @@ class UserEventKind(StrEnum):
     LLM_CONFIG_CHANGED = "LLM_CONFIG_CHANGED"
 
 
+ID_FIELDS = ("conversation_id", "message_id", "folder_id", "llm_config_id")
+
+
 @dataclass(frozen=True, slots=True)
 class UserEvent:
     kind: UserEventKind
@@ -45,8 +51,38 @@ class UserEvent:
     at: datetime = field(default_factory=utc_now)
 
 
+EventRelay = Callable[[ObjectId, UserEvent], None]
+"""Where a published event also goes: to the other app instances (`services/cluster.py`)."""
+
+
+def event_to_message(owner_id: ObjectId, event: UserEvent) -> dict[str, Any]:
+    return {
+        "owner": str(owner_id),
+        "kind": event.kind.value,
+        "at": event.at.isoformat(),
+        **{
+            name: str(value)
+            for name in ID_FIELDS
+            if (value := getattr(event, name)) is not None
+        },
+    }
+
+
+def event_from_message(message: dict[str, Any]) -> tuple[ObjectId, UserEvent] | None:
+    """The owner and the event another instance published; None when it is not one."""
+    try:
+        ids = {name: ObjectId(message[name]) for name in ID_FIELDS if message.get(name)}
+        event = UserEvent(
+            UserEventKind(message["kind"]), at=datetime.fromisoformat(message["at"]), **ids
+        )
+        return ObjectId(message["owner"]), event
+    except (KeyError, TypeError, ValueError, InvalidId):
+        return None
+
+
 class UserEventBus:
-    def __init__(self) -> None:
+    def __init__(self, relay: EventRelay | None = None) -> None:
+        self._relay = relay
         self._subscribers: dict[ObjectId, set[asyncio.Queue[UserEvent]]] = defaultdict(set)
         self._lagging: set[asyncio.Queue[UserEvent]] = set()
         """Subscribers that dropped events since they last caught up (logged once)."""
@@ -55,6 +91,13 @@ class UserEventBus:
         return len(self._subscribers.get(owner_id, ()))
 
     def publish(self, owner_id: ObjectId, event: UserEvent) -> None:
+        """To this instance's subscribers of the owner, and to the other instances'."""
+        self.deliver(owner_id, event)
+        if self._relay is not None:
+            self._relay(owner_id, event)
+
+    def deliver(self, owner_id: ObjectId, event: UserEvent) -> None:
+        """To this instance's subscribers of the owner only."""
         for queue in self._subscribers.get(owner_id, ()):
             if queue.full():
                 queue.get_nowait()

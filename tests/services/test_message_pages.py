@@ -15,6 +15,7 @@ from bson import ObjectId
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
 from gql_chat.domain.pages import Page
 from gql_chat.errors import BadUserInput
+from gql_chat.services.cluster import Cluster
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.messages import MessageService
 from gql_chat.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -66,8 +67,10 @@ class FakeDatabase:
 
 def make_service() -> tuple[MessageService, FakeMessages]:
     database = FakeDatabase()
-    # `page` reads through `database.messages` only; the runner is for `stop`.
-    service = MessageService(cast(Database, database), cast(GenerationRunner, object()))
+    # `page` reads through `database.messages` only; the runner and cluster are for `stop`.
+    service = MessageService(
+        cast(Database, database), cast(GenerationRunner, object()), cast(Cluster, object())
+    )
     return service, database.messages
 
 
