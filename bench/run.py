@@ -126,6 +126,8 @@ def server_env(provider_url: str, mongodb_url: str | None) -> dict[str, str]:
         # The capacity scenario holds thousands of websockets, all from 127.0.0.1.
         "GQL_CHAT_MAX_CONNECTIONS": "20000",
         "GQL_CHAT_MAX_WEBSOCKETS_PER_IP": "20000",
+        # Ten users follow up to 100 replies each at once (the default cap is 10 per user).
+        "GQL_CHAT_MAX_FOLLOWERS_PER_USER": "1000",
     }
     for name in (
         "LOGIN_PER_EMAIL",
