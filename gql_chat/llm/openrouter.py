@@ -266,7 +266,7 @@ class OpenRouterProvider:
                         done = True
                         break
                     chunk = self._parse_chunk(data)
-                    if "error" in chunk:
+                    if chunk.get("error") is not None:  # some proxies send "error": null
                         raise error_for_event(chunk["error"])
                     generation_id = generation_id or text_or_none(chunk.get("id"))
                     choice = first_choice(chunk)

@@ -42,6 +42,8 @@ class Reply:
     comments: int = 0
     comment_delay: float = 0.0  # pause before each comment
     error_after: int | None = None  # a mid-stream error event after this many tokens
+    chunk_extra: dict[str, Any] = field(default_factory=dict)  # merged into every token chunk
+    content_parts: bool = False  # tokens as [{"type": "text", "text": ...}], as some proxies send
     hang_after: int | None = None  # go silent (connection open) after this many tokens
     malformed_after: int | None = None  # a non-JSON data line after this many tokens
     drop_after: int | None = None  # cut the connection mid-body after this many tokens
@@ -166,7 +168,9 @@ class FakeOpenRouter:
                 gap = reply.gaps[index] if reply.gaps is not None else reply.token_delay
                 if index and gap:
                     await asyncio.sleep(gap)
-                yield _data(_chunk(reply.generation_id, model, {"content": token}, None))
+                content: Any = [{"type": "text", "text": token}] if reply.content_parts else token
+                chunk = _chunk(reply.generation_id, model, {"content": content}, None)
+                yield _data({**chunk, **reply.chunk_extra})
             yield _data(_chunk(reply.generation_id, model, {}, "stop"))
             if reply.usage is not None:
                 final = _chunk(reply.generation_id, model, {}, None)

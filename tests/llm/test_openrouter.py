@@ -366,3 +366,23 @@ async def test_model_list_failures(fake_openrouter: FakeOpenRouter) -> None:
         assert [m.id for m in await provider.list_models()] == ["x/y"]
         assert [m.id for m in await provider.list_models()] == ["x/y"]
     assert fake_openrouter.model_requests == 3
+
+
+async def test_text_content_parts_and_a_null_error_field_are_ordinary_chunks(
+    provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.enqueue(
+        Reply(tokens=["A", "B"], content_parts=True, chunk_extra={"error": None})
+    )
+    events = await collect(provider)
+    assert text_of(events) == "AB"
+    assert isinstance(events[-1], Completion)
+
+
+async def test_a_delta_that_is_not_text_is_a_malformed_stream(
+    provider: OpenRouterProvider, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.enqueue(Reply(tokens=["A", "B"], chunk_extra={"choices": [{"delta": "x"}]}))
+    with pytest.raises(UpstreamError) as caught:
+        await collect(provider)
+    assert caught.value.message == "The model provider sent a malformed stream."
