@@ -21,13 +21,13 @@ from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
 from gql_chat.logs import hide_driver_documents
 from gql_chat.platform import install as install_platform
+from gql_chat.services.registry import Services
 from gql_chat.store.database import TRANSIENT_ERRORS, open_database
 from gql_chat.web.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from gql_chat.services.registry import Services
 from gql_chat.wiring import build_services
 
 logger = logging.getLogger(__name__)

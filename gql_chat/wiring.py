@@ -27,9 +27,9 @@ from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.prompts import PromptService
-from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.rate_limits import RateLimits, open_storage
 from gql_chat.services.registry import Services
+from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService

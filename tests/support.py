@@ -8,7 +8,6 @@ import itertools
 import json
 import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -249,7 +248,7 @@ class RedisServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port: int = sock.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
@@ -258,11 +257,11 @@ class RedisServer:
     async def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.process = await asyncio.create_subprocess_exec(
+            *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         client: Redis = Redis.from_url(self.url)
         try:
@@ -275,8 +274,8 @@ class RedisServer:
             await client.aclose()
         raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.process is not None:
             self.process.kill()
-            self.process.wait(timeout=5)
+            await self.process.wait()
             self.process = None

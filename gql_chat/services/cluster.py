@@ -41,7 +41,10 @@ class Cluster:
         self._link = (
             RedisLink(
                 settings.redis_url.get_secret_value(),
-                {self._events_channel: self._heard_event, self._control_channel: self._heard_control},
+                {
+                    self._events_channel: self._heard_event,
+                    self._control_channel: self._heard_control,
+                },
             )
             if settings.redis_url is not None
             else None
@@ -121,7 +124,7 @@ class Cluster:
             return
         try:
             if "stop" in message:
-                status = MessageStatus(message.get("status"))
+                status = MessageStatus(str(message.get("status")))
                 if status in STOPPABLE:
                     self._in_background(runner.stop(ObjectId(message["stop"]), status))
             elif "stop_owner" in message:

@@ -68,7 +68,9 @@ class _Counters:
 class RateLimits:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self._shared = _Counters.over(storage)
-        self._local = None if isinstance(storage, MemoryStorage) else _Counters.over(MemoryStorage())
+        self._local = (
+            None if isinstance(storage, MemoryStorage) else _Counters.over(MemoryStorage())
+        )
         self._shared_down = False
         self._retry_shared_at = 0.0
         self.login_per_email = limits.parse(settings.rate_login_per_email)

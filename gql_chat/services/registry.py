@@ -17,8 +17,8 @@ from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.prompts import PromptService
-from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
 from gql_chat.store.database import Database

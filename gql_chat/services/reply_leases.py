@@ -56,9 +56,7 @@ class ReplyLeases:
 
     async def renew(self) -> None:
         async with asyncio.timeout(WRITE_TIMEOUT):
-            await self._messages.renew_leases(
-                self._runner.running_ids(), utc_now() + self._lease
-            )
+            await self._messages.renew_leases(self._runner.running_ids(), utc_now() + self._lease)
 
     async def _renew_forever(self) -> None:
         while True:

@@ -126,7 +126,7 @@ class RedisLink:
                 self._went_down()
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(_delay(attempt))
             attempt += 1
 

@@ -60,11 +60,7 @@ def event_to_message(owner_id: ObjectId, event: UserEvent) -> dict[str, Any]:
         "owner": str(owner_id),
         "kind": event.kind.value,
         "at": event.at.isoformat(),
-        **{
-            name: str(value)
-            for name in ID_FIELDS
-            if (value := getattr(event, name)) is not None
-        },
+        **{name: str(value) for name in ID_FIELDS if (value := getattr(event, name)) is not None},
     }
 
 

@@ -26,9 +26,9 @@ from gql_chat.store.embedded import open_embedded_client
 from tests.conftest import LiveServer, _drop_database, openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import (
-    RedisServer,
     DEFAULT_PASSWORD,
     GraphQLClient,
+    RedisServer,
     SignedIn,
     TransportWsClient,
     send_message,
@@ -76,7 +76,7 @@ async def pair(fake_openrouter: FakeOpenRouter) -> AsyncIterator[Pair]:
     finally:
         await a.stop()
         await b.stop()
-        redis.stop()
+        await redis.stop()
         await _drop_database(settings)
 
 
@@ -194,7 +194,7 @@ async def test_through_a_redis_outage_each_instance_serves_alone_then_they_hear_
         await on_a.subscribe(USER_EVENTS)
         await on_b.subscribe(USER_EVENTS)
         await asyncio.sleep(0.2)
-        pair.redis.stop()
+        await pair.redis.stop()
         ready = (await pair.a_gql.http.get("/readyz")).json()
         assert ready == {"status": "ready", "redis": "degraded"}
         created = (await alice.ok(CREATE))["createConversation"]["id"]

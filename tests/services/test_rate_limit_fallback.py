@@ -8,6 +8,7 @@ import time
 
 import limits
 import pytest
+from pydantic import SecretStr
 
 from gql_chat.config import Settings
 from gql_chat.errors import RateLimited
@@ -26,7 +27,7 @@ async def test_limits_count_locally_while_redis_is_down_then_shared_again(
 ) -> None:
     monkeypatch.setattr(rate_limits, "RETRY_SHARED", 0.0)  # try Redis again on every call
     redis = RedisServer()  # not started yet: nothing listens on its port
-    settings = Settings.model_construct(redis_url=redis.url)
+    settings = Settings.model_construct(redis_url=SecretStr(redis.url))
     one, other = (RateLimits(settings, open_storage(settings)) for _ in range(2))
     began = time.monotonic()
     await one.hit(RULE, "send", "u")
@@ -45,4 +46,4 @@ async def test_limits_count_locally_while_redis_is_down_then_shared_again(
         await one.remember("device")
         assert await other.remembers("device") is True
     finally:
-        redis.stop()
+        await redis.stop()

@@ -73,4 +73,4 @@ async def test_publish_relays_and_deliver_does_not() -> None:
     bus.deliver(owner, second)  # heard from another instance: not sent back out
     assert await subscription.__anext__() == second
     assert relayed == [(owner, first)]
-    await subscription.aclose()
+    await subscription.aclose()  # type: ignore[attr-defined]
