@@ -8,8 +8,9 @@ import itertools
 import json
 import shutil
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,3 +280,14 @@ class RedisServer:
             self.process.kill()
             await self.process.wait()
             self.process = None
+
+
+@contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """The code inside takes less than `seconds` of this process's CPU (the app under test runs
+    in it): unlike wall time, other load on the machine does not count, so the bound can stay
+    tight against the cost it guards (an exploding document took seconds)."""
+    started = time.process_time()
+    yield
+    elapsed = time.process_time() - started
+    assert elapsed < seconds, f"took {elapsed:.2f} s of CPU"

@@ -3,9 +3,6 @@ OverlappingFieldsCanBeMerged is quadratic in fields sharing a response key)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -15,15 +12,7 @@ from gql_chat.api.schema import build_schema
 from gql_chat.app import create_app
 from gql_chat.config import Settings
 from tests.conftest import make_settings, serve
-from tests.support import GraphQLClient
-
-
-@contextmanager
-def within(seconds: float = 0.5) -> Iterator[None]:
-    started = time.perf_counter()
-    yield
-    elapsed = time.perf_counter() - started
-    assert elapsed < seconds, f"took {elapsed:.2f} s"
+from tests.support import GraphQLClient, within
 
 
 async def test_same_named_fields_are_refused_in_linear_time(gql: GraphQLClient) -> None:
