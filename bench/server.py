@@ -31,8 +31,7 @@ async def _user(request: Request) -> Any:
     services: Services = request.app.state.services
     token = bearer_token(request.headers.get("authorization"))
     assert token is not None
-    user, _ = await services.accounts.authenticate(token)
-    return user
+    return (await services.accounts.authenticate(token)).user
 
 
 async def me(request: Request) -> Response:

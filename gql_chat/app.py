@@ -94,6 +94,7 @@ def create_app(
                 services.leases.start()
             app.state.services = services
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
+            services.sign_ins.listen(graphql.websockets.sign_ins.sign_ins_ended)
             freeze_startup_objects()
             logger.info("gql_chat ready", extra={"embedded_store": database.embedded})
             try:

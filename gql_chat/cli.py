@@ -215,6 +215,7 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
     from gql_chat.services.accounts import AccountService
     from gql_chat.services.passwords import PasswordService
     from gql_chat.services.rate_limits import RateLimits
+    from gql_chat.services.sign_ins import SignInChanges
     from gql_chat.services.tokens import TokenService
     from gql_chat.store.database import DatabaseUnavailable, open_database
 
@@ -231,6 +232,7 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
             PasswordService(settings),
             TokenService(settings, "unused: no tokens issued"),
             RateLimits(settings, MemoryStorage()),
+            SignInChanges(),
         )
         user, created = await accounts.create_admin(email, password)
     except DomainError as exc:

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     connection_init_timeout: float = Field(default=10.0, gt=0)
     max_websockets_per_ip: int = Field(default=50, ge=1)
     max_followers_per_user: int = Field(default=10, ge=1)
+    max_folders_per_user: int = Field(default=500, ge=1)
+    max_presets_per_user: int = Field(default=100, ge=1)
     header_timeout: float = Field(default=10.0, gt=0)
     max_header_bytes: int = Field(default=65_536, ge=4096)
     max_connections: int = Field(default=1000, ge=1)

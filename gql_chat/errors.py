@@ -56,6 +56,14 @@ class AlreadyExists(Conflict):
     default_message = "This was stored before."
 
 
+class LimitReached(Conflict):
+    """The user already has as many of something as one account may (folders, presets): the
+    lists that are not paged must stay small. `extensions.limit` says how many."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message, limit=limit)
+
+
 class RateLimited(DomainError):
     code = "RATE_LIMITED"
     default_message = "Too many requests; try again later."

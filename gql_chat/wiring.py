@@ -33,6 +33,7 @@ from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
+from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
@@ -71,11 +72,15 @@ def build_services(
     rate_limits = RateLimits(settings, open_storage(settings))
     cluster = Cluster(settings)
     events = UserEventBus(relay=cluster.relay_event if cluster.shared else None)
-    cluster.attach(events, runner)
+    sign_ins = SignInChanges(relay=cluster.relay_sign_ins_ended if cluster.shared else None)
+    cluster.attach(events, runner, sign_ins)
     folders = FolderService(
-        database, events, on_deleting_conversations=cluster.removing_conversations
+        database,
+        events,
+        max_folders=settings.max_folders_per_user,
+        on_deleting_conversations=cluster.removing_conversations,
     )
-    presets = LlmConfigService(database, events)
+    presets = LlmConfigService(database, events, settings.max_presets_per_user)
     conversations = ConversationService(
         database, folders, presets, events, on_deleting=cluster.removing_conversations
     )
@@ -92,6 +97,7 @@ def build_services(
         PasswordService(settings),
         TokenService(settings, jwt_secret_for(settings)),
         rate_limits,
+        sign_ins,
         on_user_removed=cluster.removing_owner,
     )
     prompts = PromptService(settings, presets, provider)
@@ -106,7 +112,7 @@ def build_services(
         folders=folders,
         conversations=conversations,
         presets=presets,
-        admin=AdminService(database, on_user_disabled=cluster.removing_owner),
+        admin=AdminService(database, sign_ins, on_user_disabled=cluster.removing_owner),
         prompts=prompts,
         sending=SendService(database, conversations, prompts, starter),
         branching=BranchService(conversations, messages, prompts, starter),
@@ -117,5 +123,6 @@ def build_services(
         leases=ReplyLeases(settings, database.messages, runner) if cluster.shared else None,
         reports=ReportService(database, conversations),
         events=events,
+        sign_ins=sign_ins,
         rate_limits=rate_limits,
     )

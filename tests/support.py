@@ -18,6 +18,7 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 DEFAULT_PASSWORD = "correct horse battery"
@@ -123,6 +124,21 @@ class TransportWsClient:
             }
         )
         return operation_id
+
+
+async def close_code(ws: TransportWsClient, within: float = 5.0) -> int:
+    """The code the server closes the socket with, reading (and dropping) frames until then."""
+
+    async def closed() -> int:
+        try:
+            while True:
+                await ws.receive()
+        except ConnectionClosed as closing:
+            received = closing.rcvd
+        assert received is not None, "the server closed the socket"
+        return received.code
+
+    return await asyncio.wait_for(closed(), timeout=within)
 
 
 @asynccontextmanager

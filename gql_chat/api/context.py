@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from gql_chat.api.client_ip import client_ip
 from gql_chat.api.loaders import Loaders
 from gql_chat.domain.users import UserRecord
 from gql_chat.errors import DomainError, Unauthenticated
+from gql_chat.services.accounts import SignIn
 from gql_chat.services.registry import Services
 
 BEARER_PREFIX = "bearer "
@@ -98,10 +99,23 @@ def start_response_budget(limit: int) -> ResponseBudget:
     return budget
 
 
-@dataclass
-class Principal:
-    user: UserRecord
-    family_id: str | None
+class OperationSignIn:
+    """A websocket operation's check of its connection's sign-in: made when a resolver first
+    asks, and shared by the operation's other resolvers (one user read per operation, as an
+    HTTP request makes)."""
+
+    __slots__ = ("checked", "lock")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.checked: SignIn | None = None
+
+
+# Set by the websocket handler in the task that runs an operation (its resolvers inherit it).
+# Unset (a direct call, the legacy protocol): every call re-checks.
+operation_sign_in: ContextVar[OperationSignIn | None] = ContextVar(
+    "operation_sign_in", default=None
+)
 
 
 @dataclass
@@ -111,7 +125,9 @@ class Context:
     response: Response | WebSocket | None = None
     # Strawberry fills this from `connection_init` (it skips a dataclass without the field).
     connection_params: dict[str, Any] | None = None
-    _principal: Principal | None = field(default=None, repr=False)
+    # Over a websocket: what to do once its sign-in is found to have ended (close it).
+    on_sign_in_ended: Callable[[], None] | None = field(default=None, repr=False)
+    _principal: SignIn | None = field(default=None, repr=False)
     _resolved: bool = field(default=False, repr=False)
     _loaders: Loaders | None = field(default=None, repr=False)
 
@@ -142,22 +158,58 @@ class Context:
             budget.check()
             yield
 
-    async def authenticate_connection(self) -> None:
-        """Websocket: check the `connection_init` token once, at connect; raises when bad."""
+    async def authenticate_connection(self) -> SignIn | None:
+        """Websocket: check the `connection_init` token at connect; raises when bad."""
         params = self.connection_params or {}
         token = bearer_token(params.get("Authorization", params.get("authorization")))
         self._principal = await self._authenticate(token)
         self._resolved = True
+        return self._principal
 
-    async def principal(self) -> Principal | None:
-        """HTTP: the `Authorization` header's user, looked up (and re-checked) once per request."""
+    @property
+    def connection_sign_in(self) -> SignIn | None:
+        """Websocket: the sign-in as last checked."""
+        return self._principal
+
+    async def principal(self) -> SignIn | None:
+        """HTTP: the `Authorization` header's user, looked up (and re-checked) once per request.
+        Websocket: the connection's sign-in, re-checked once per operation (an open socket
+        must not outlive its token, its user or a disabled account)."""
+        if self.is_websocket:
+            return await self._operation_sign_in()
         if not self._resolved:
             token = bearer_token(self.request.headers.get("authorization"))
             self._principal = await self._authenticate(token)
             self._resolved = True
         return self._principal
 
-    async def require_principal(self) -> Principal:
+    async def recheck_connection(self, *, revocations: bool = False) -> SignIn:
+        """Websocket: check the connection's sign-in again (see `AccountService.recheck`);
+        when it has ended, `on_sign_in_ended` runs and `Unauthenticated` is raised."""
+        if self._principal is None:
+            raise Unauthenticated()
+        try:
+            self._principal = await self.services.accounts.recheck(
+                self._principal, revocations=revocations
+            )
+        except Unauthenticated:
+            if self.on_sign_in_ended is not None:
+                self.on_sign_in_ended()
+            raise
+        return self._principal
+
+    async def _operation_sign_in(self) -> SignIn | None:
+        if self._principal is None:
+            return None
+        scope = operation_sign_in.get()
+        if scope is None:
+            return await self.recheck_connection()
+        async with scope.lock:
+            if scope.checked is None:
+                scope.checked = await self.recheck_connection()
+            return scope.checked
+
+    async def require_principal(self) -> SignIn:
         principal = await self.principal()
         if principal is None:
             raise Unauthenticated()
@@ -179,11 +231,10 @@ class Context:
             self._loaders = loaders
         return loaders
 
-    async def _authenticate(self, token: str | None) -> Principal | None:
+    async def _authenticate(self, token: str | None) -> SignIn | None:
         if token is None:
             return None
-        user, family_id = await self.services.accounts.authenticate(token)
-        return Principal(user=user, family_id=family_id)
+        return await self.services.accounts.authenticate(token)
 
 
 Info = strawberry.Info[Context, None]

@@ -35,7 +35,7 @@ from gql_chat.api.http_rules import (
     is_supported_post,
     negotiate,
 )
-from gql_chat.api.websockets import OpenWebsockets, TransportWsHandler
+from gql_chat.api.websockets import LegacyWsHandler, OpenWebsockets, TransportWsHandler
 from gql_chat.config import Settings
 from gql_chat.errors import DomainError
 from gql_chat.services.registry import Services
@@ -62,6 +62,7 @@ def _not_a(entry: str, expected: str) -> str:
 
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWsHandler
+    graphql_ws_handler_class = LegacyWsHandler
 
     def __init__(self, schema: Any, settings: Settings) -> None:
         protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL]
@@ -242,10 +243,10 @@ class GraphQLView(GraphQL[Context, None]):
         with 4403): every subscription needs a user, so an anonymous socket could only sit
         there holding memory."""
         try:
-            await context.authenticate_connection()
+            sign_in = await context.authenticate_connection()
         except DomainError as exc:
             raise ConnectionRejectionError() from exc
-        if await context.principal() is None:
+        if sign_in is None:
             raise ConnectionRejectionError()
         return await super().on_ws_connect(context)
 

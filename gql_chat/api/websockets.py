@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,9 +29,17 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
 
-from gql_chat.api.context import Context
+from gql_chat.api.context import Context, OperationSignIn, operation_sign_in
+from gql_chat.api.websocket_sign_ins import SIGNED_OUT, ConnectionSignIn, SignedInSockets
 
 if TYPE_CHECKING:
     from gql_chat.api.view import GraphQLView
@@ -123,10 +131,11 @@ def malformed(message: object) -> str | None:
 
 
 class OpenWebsockets:
-    """Counts open websockets per client IP, and knows their protocol handlers."""
+    """Counts open websockets per client IP, and knows their protocol handlers and sign-ins."""
 
     def __init__(self, per_ip: int) -> None:
         self.per_ip = per_ip
+        self.sign_ins = SignedInSockets()
         self._counts: dict[str, int] = {}
         self._handlers: set[TransportWsHandler] = set()
         self._schema: tuple[BaseSchema, BaseSchema] | None = None
@@ -166,7 +175,33 @@ class OpenWebsockets:
             await asyncio.gather(*(handler.going_away(settle) for handler in handlers))
 
 
-class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class SignInWatch:
+    """A protocol handler's part in `api/websocket_sign_ins.py`: once the connection is
+    acknowledged its sign-in is watched, until the socket closes."""
+
+    context: Context
+    view: Any
+    sign_out: Callable[[str], Coroutine[Any, Any, None]]
+    """The sign-in has ended: cancel the operations, close with 4403."""
+    _sign_in: ConnectionSignIn | None = None
+
+    @property
+    def open_websockets(self) -> OpenWebsockets:
+        return cast("GraphQLView", self.view).websockets
+
+    def watch_sign_in(self, acknowledged: bool) -> None:
+        sign_in = self.context.connection_sign_in
+        if acknowledged and sign_in is not None and self._sign_in is None:
+            self._sign_in = ConnectionSignIn(self.context, sign_in, self.sign_out)
+            self.open_websockets.sign_ins.add(self._sign_in)
+
+    def forget_sign_in(self) -> None:
+        if self._sign_in is not None:
+            self.open_websockets.sign_ins.discard(self._sign_in)
+            self._sign_in.stop()
+
+
+class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, known to `OpenWebsockets` while it runs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -174,16 +209,17 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self.schema = self.open_websockets.schema_for(self.schema)
         self._kinds: dict[Operation[Context, None], OperationKind] = {}
 
-    @property
-    def open_websockets(self) -> OpenWebsockets:
-        return cast("GraphQLView", self.view).websockets
-
     async def handle(self) -> None:
         self.open_websockets.add(self)
         try:
             await super().handle()
         finally:
             self.open_websockets.discard(self)
+            self.forget_sign_in()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        self.watch_sign_in(self.connection_acknowledged)
 
     async def handle_message(self, message: Message) -> None:
         """A frame that is not a well-formed message closes the socket with 4400, as the
@@ -209,6 +245,7 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         kind = self._kinds[operation] = OperationKind()
         _operation_kind.set(kind)  # this task's context: the operation's alone
+        operation_sign_in.set(OperationSignIn())
         try:
             await super().run_operation(operation)
         finally:
@@ -230,12 +267,19 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
         ]
         if finishing:
             await asyncio.wait(finishing, timeout=settle)
+        await self._cancel_operations()
+        await self._close(GOING_AWAY, "Server shutting down")
+
+    async def sign_out(self, reason: str) -> None:
+        await self._cancel_operations()
+        await self._close(SIGNED_OUT, reason)
+
+    async def _cancel_operations(self) -> None:
         running = [operation.task for operation in self.operations.values() if operation.task]
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
         if running:
             await asyncio.wait(running)  # their `finally` blocks run before the close
-        await self._close(GOING_AWAY, "Server shutting down")
 
     async def _close(self, code: int, reason: str) -> None:
         websocket = self.context.request
@@ -245,3 +289,23 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         with suppress(WebSocketDisconnect, SendAfterClose, OSError):
             await self.websocket.close(code=code, reason=reason)
+
+
+class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
+    """Strawberry's handler of the legacy `graphql-ws` protocol (off unless
+    `GQL_CHAT_ENABLE_LEGACY_GRAPHQL_WS`), with the same watch over its sign-in."""
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.forget_sign_in()
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        self.watch_sign_in(self.connection_acknowledged)
+
+    async def sign_out(self, reason: str) -> None:
+        await self.cleanup()
+        with suppress(WebSocketDisconnect, SendAfterClose, WebSocketDisconnected, OSError):
+            await self.websocket.close(code=SIGNED_OUT, reason=reason)

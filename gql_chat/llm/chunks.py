@@ -56,6 +56,10 @@ def delta_text(choice: dict[str, Any]) -> str:
 
 MAX_REPORTED_TOKENS = 2**31 - 1
 """More tokens than any one reply can have: a count beyond it is not believed."""
+MAX_REPORTED_COST = 1_000_000.0
+"""More than any one reply can cost (in credits, i.e. US dollars): a cost beyond it is not
+believed. Two replies at the float limit summed to infinity, which usage reports showed as free;
+2**31 replies at this bound still sum to a finite amount."""
 
 
 def token_count(value: Any) -> int | None:
@@ -86,7 +90,7 @@ def believable_usage(raw: Any) -> TokenUsage | None:
     cost = raw.get("cost")
     if cost is not None:
         cost = float_or_none(cost)
-        if cost is None or not math.isfinite(cost) or cost < 0:
+        if cost is None or not 0 <= cost <= MAX_REPORTED_COST:
             return None
     if prompt is None or completion is None:
         return None

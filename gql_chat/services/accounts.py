@@ -7,15 +7,18 @@ import logging
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from bson import ObjectId
 
+from gql_chat.domain.clock import utc_now
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Unauthenticated
 from gql_chat.services.completion import Completions
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
 from gql_chat.services.validation import check_display_name, check_password, normalize_email
 from gql_chat.store.database import Database
@@ -29,6 +32,17 @@ WRITES_TIMEOUT = 30.0
 """The longest the writes of one account change may take once started."""
 LOGIN_FAILED = "Invalid email or password."
 SESSION_ENDED = "The session has ended; sign in again."
+TOKEN_EXPIRED = "Invalid or expired token."
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """Who an access token speaks for: the user (as read when checked), the sign-in (refresh-token
+    family) it was issued to, and when it expires."""
+
+    user: UserRecord
+    family_id: str | None
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +62,11 @@ class AccountService:
         passwords: PasswordService,
         tokens: TokenService,
         rate_limits: RateLimits,
+        sign_ins: SignInChanges,
         on_user_removed: UserHook | None = None,
     ) -> None:
         self._db = database
+        self._sign_ins = sign_ins
         self._limits = rate_limits
         self._on_user_removed = on_user_removed
         self._users = database.users
@@ -113,6 +129,7 @@ class AccountService:
             raise Unauthenticated(SESSION_ENDED)
         if not await self._refresh_tokens.mark_used(claims.jti, digest):
             await self._refresh_tokens.revoke_family(record.user_id, record.family_id)
+            self._sign_ins.ended(record.user_id)
             if record.revoked_at is None:
                 logger.warning(
                     "refresh token reuse detected; session family revoked",
@@ -128,15 +145,33 @@ class AccountService:
         record = await self._refresh_tokens.get(claims.jti)
         if record is not None and record.token_hash == token_digest(refresh_token):
             await self._refresh_tokens.revoke_family(record.user_id, record.family_id)
+            self._sign_ins.ended(record.user_id)
 
     async def logout_all(self, user: UserRecord) -> None:
         await self._refresh_tokens.revoke_all(user.id)
+        self._sign_ins.ended(user.id)
 
-    async def authenticate(self, access_token: str) -> tuple[UserRecord, str | None]:
-        """The user behind an access token, re-checked against the user record every time,
-        and the sign-in (refresh-token family) the token was issued to."""
+    async def authenticate(self, access_token: str) -> SignIn:
+        """The sign-in behind an access token, its user re-checked against the user record."""
         claims = self._tokens.decode(access_token, TokenType.ACCESS)
-        return await self._active_user(claims.user_id), claims.family_id
+        user = await self._active_user(claims.user_id)
+        return SignIn(user=user, family_id=claims.family_id, expires_at=claims.expires_at)
+
+    async def recheck(self, sign_in: SignIn, *, revocations: bool = False) -> SignIn:
+        """A long-lived connection's sign-in, checked again (raises `Unauthenticated`): its token
+        has not expired, its user is neither disabled nor deleted (and is read afresh), and,
+        with `revocations`, its sign-in has not been revoked since (logout, logoutAll, a
+        password change)."""
+        if utc_now() >= sign_in.expires_at:
+            raise Unauthenticated(TOKEN_EXPIRED)
+        user = await self._active_user(sign_in.user.id)
+        if (
+            revocations
+            and sign_in.family_id is not None
+            and not await self._refresh_tokens.family_live(user.id, sign_in.family_id)
+        ):
+            raise Unauthenticated(SESSION_ENDED)
+        return replace(sign_in, user=user)
 
     async def update_profile(self, user: UserRecord, display_name: str | None) -> UserRecord:
         fields = {}
@@ -158,6 +193,7 @@ class AccountService:
         # Both writes or neither: a new password with the old sessions still alive is the
         # state an attacker holding a session wants.
         await self._writes.run(self._set_password(user.id, password_hash, keep_family))
+        self._sign_ins.ended(user.id)
 
     async def _set_password(
         self, user_id: ObjectId, password_hash: str, keep_family: str | None
@@ -169,6 +205,7 @@ class AccountService:
         if not await self._passwords.verify(user.password_hash, password):
             raise BadUserInput("password", "The password is wrong.")
         await self._writes.run(self._delete(user.id))
+        self._sign_ins.ended(user.id)
         logger.info("account deleted", extra={"user_id": str(user.id)})
 
     async def _delete(self, user_id: ObjectId) -> None:

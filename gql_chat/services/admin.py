@@ -12,6 +12,7 @@ from gql_chat.domain.pages import Page
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Forbidden, NotFound
 from gql_chat.services.pagination import page_size
+from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.validation import check_search
 from gql_chat.store.database import Database
 
@@ -25,11 +26,13 @@ class AdminService:
     def __init__(
         self,
         database: Database,
+        sign_ins: SignInChanges,
         on_user_disabled: Callable[[ObjectId], AbstractAsyncContextManager[None]],
     ) -> None:
         """`on_user_disabled(user_id)` is entered around disabling: no reply of the user starts
         or writes meanwhile, and the running ones are stopped (the runner's `removing_owner`)."""
         self._db = database
+        self._sign_ins = sign_ins
         self._on_user_disabled = on_user_disabled
 
     async def list_users(
@@ -53,6 +56,7 @@ class AdminService:
                 target = await self._db.users.update(oid, disabled=True)
                 if target is not None:
                     await self._db.refresh_tokens.revoke_all(target.id)
+                    self._sign_ins.ended(target.id)
         if target is None:
             raise NotFound("User not found.")
         return target

@@ -20,6 +20,7 @@ from bson.errors import InvalidId
 from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageStatus
 from gql_chat.services.generation import GenerationRunner
+from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.streams.redis_link import RedisLink
 from gql_chat.streams.user_events import (
     UserEvent,
@@ -51,6 +52,7 @@ class Cluster:
         )
         self._events: UserEventBus | None = None
         self._runner: GenerationRunner | None = None
+        self._sign_ins: SignInChanges | None = None
         self._stopping: set[asyncio.Task[Any]] = set()
 
     @property
@@ -58,10 +60,13 @@ class Cluster:
         """Whether other instances may exist (Redis is configured)."""
         return self._link is not None
 
-    def attach(self, events: UserEventBus, runner: GenerationRunner) -> None:
+    def attach(
+        self, events: UserEventBus, runner: GenerationRunner, sign_ins: SignInChanges
+    ) -> None:
         """What heard messages act on (built after the cluster, which they relay through)."""
         self._events = events
         self._runner = runner
+        self._sign_ins = sign_ins
 
     def start(self) -> None:
         if self._link is not None:
@@ -83,6 +88,9 @@ class Cluster:
     def relay_event(self, owner_id: ObjectId, event: UserEvent) -> None:
         if self._link is not None:
             self._link.publish(self._events_channel, event_to_message(owner_id, event))
+
+    def relay_sign_ins_ended(self, user_id: ObjectId) -> None:
+        self._control({"signed_out": str(user_id)})
 
     def stop_elsewhere(self, message_id: ObjectId, status: MessageStatus) -> None:
         self._control({"stop": str(message_id), "status": status.value})
@@ -127,6 +135,9 @@ class Cluster:
                 status = MessageStatus(str(message.get("status")))
                 if status in STOPPABLE:
                     self._in_background(runner.stop(ObjectId(message["stop"]), status))
+            elif "signed_out" in message:
+                if self._sign_ins is not None:
+                    self._sign_ins.heard(ObjectId(message["signed_out"]))
             elif "stop_owner" in message:
                 owner_id = ObjectId(message["stop_owner"])
                 conversations = message.get("conversations")

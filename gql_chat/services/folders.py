@@ -26,7 +26,7 @@ from bson import ObjectId
 from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.ids import parse_object_id
-from gql_chat.errors import BadUserInput, Conflict, NotFound
+from gql_chat.errors import BadUserInput, Conflict, LimitReached, NotFound
 from gql_chat.services.tree_lock import LOCK_LEASE, LOCK_WAIT, TreeLock
 from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
@@ -35,6 +35,8 @@ from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 16
+MAX_FOLDERS = 500
+"""Folders one user may have: `folders` lists them all, unpaged."""
 NAME_LENGTH = (1, 200)
 FOLDER_NOT_FOUND = "Folder not found."
 INTO_ITSELF = "A folder cannot move into itself or its subfolders."
@@ -67,6 +69,7 @@ class FolderService:
         events: UserEventBus,
         max_depth: int = MAX_DEPTH,
         *,
+        max_folders: int = MAX_FOLDERS,
         lock_lease: timedelta = LOCK_LEASE,
         lock_wait: float = LOCK_WAIT,
         on_deleting_conversations: ConversationsHook | None = None,
@@ -76,6 +79,7 @@ class FolderService:
         self._events = events
         self._folders = database.folders
         self._max_depth = max_depth
+        self._max_folders = max_folders
         self._tree_locked = TreeLock(database.folders, lease=lock_lease, wait=lock_wait)
 
     async def get(self, owner_id: ObjectId, folder_id: str | ObjectId | None) -> FolderRecord:
@@ -101,6 +105,12 @@ class FolderService:
     async def create(self, owner_id: ObjectId, name: str, parent_id: str | None) -> FolderRecord:
         clean_name = check_text(name, "name", *NAME_LENGTH, label="Folder name")
         async with self._tree_locked(owner_id):
+            if await self._folders.count(owner_id) >= self._max_folders:
+                raise LimitReached(
+                    f"You have {self._max_folders} folders, the most an account may have; "
+                    "delete some first.",
+                    self._max_folders,
+                )
             parent = await self.get(owner_id, parent_id) if parent_id is not None else None
             if parent is not None:
                 ancestry, broken = await self._ancestry(owner_id, parent)

@@ -50,8 +50,8 @@ class ReplyFollower:
     ) -> AsyncIterator[StreamEvent]:
         """Replay after `after_seq`, then follow live, then one `done` event. At most
         `max_followers_per_user` at once per user: each follower of a fast reply runs for up to
-        one `Pacer` slice per turn of the event loop, so followers without a bound (100 of one
-        reply, within the websocket limits) held every other request for a second and more."""
+        a share of the loop (`Pacer`), and one user must not take all of it (100 followers of
+        one reply, within the websocket limits, held every other request for a second)."""
         limit = self._settings.max_followers_per_user
         if self._following[owner_id] >= limit:
             raise RateLimited(
@@ -75,28 +75,30 @@ class ReplyFollower:
         message = await self._messages.get(owner_id, message_id)
         last_seq = max(after_seq, 0)
         live = self._registry.get(message.id)
-        pacer = Pacer()  # `follow` paces itself; the replay from the store does here
         if live is not None:
-            async for delta in live.follow(last_seq):
+            async for delta in live.follow(last_seq):  # paces itself
                 last_seq = delta.seq
                 yield StreamEvent(message.id, delta.seq, delta.text, MessageStatus.STREAMING)
             if live.final is not None:
                 yield _done(live.final)
                 return
             message = await self._messages.get(owner_id, message.id)
-        while True:
-            for seq, text in message.deltas_after(last_seq):
-                last_seq = seq
-                yield StreamEvent(message.id, seq, text, message.status)
-                await pacer.pace()
-            if message.status.is_final:
-                yield _done(message)
-                return
-            if utc_now() > self._orphaned_after(message):
-                await self._messages.interrupt(message.id)
-            else:
-                await asyncio.sleep(STORE_POLL_INTERVAL)
-            message = await self._messages.get(owner_id, message.id)
+        with Pacer() as pacer:  # the replay from the store
+            while True:
+                for seq, text in message.deltas_after(last_seq):
+                    last_seq = seq
+                    yield StreamEvent(message.id, seq, text, message.status)
+                    await pacer.pace()
+                if message.status.is_final:
+                    yield _done(message)
+                    return
+                pacer.idle()
+                if utc_now() > self._orphaned_after(message):
+                    await self._messages.interrupt(message.id)
+                else:
+                    await asyncio.sleep(STORE_POLL_INTERVAL)
+                message = await self._messages.get(owner_id, message.id)
+                pacer.reset()
 
     def _orphaned_after(self, message: MessageRecord) -> datetime:
         """No reply runs longer than `max_reply_seconds` plus its final write: one unfinished

@@ -11,7 +11,7 @@ from bson import ObjectId
 from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.presets import LlmConfigRecord
-from gql_chat.errors import BadUserInput, NotFound
+from gql_chat.errors import BadUserInput, LimitReached, NotFound
 from gql_chat.services.keyed_lock import KeyedLock
 from gql_chat.services.validation import check_prose, check_text
 from gql_chat.store.database import Database
@@ -20,6 +20,8 @@ from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 PRESET_NOT_FOUND = "Preset not found."
 MAX_SYSTEM_PROMPT = 32_000
 MAX_TOKENS_LIMIT = 1_000_000
+MAX_PRESETS = 100
+"""Presets one user may have: `llmConfigs` lists them all, unpaged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +89,14 @@ def _checked_fields(values: NewPreset | PresetChanges) -> dict[str, Any]:
 
 
 class LlmConfigService:
-    def __init__(self, database: Database, events: UserEventBus) -> None:
+    def __init__(
+        self, database: Database, events: UserEventBus, max_presets: int = MAX_PRESETS
+    ) -> None:
         self._db = database
         self._events = events
         self._configs = database.llm_configs
+        self._max_presets = max_presets
+        self._creating = KeyedLock()
         # A user's default changes one at a time here (the store's retry settles races with
         # other instances); concurrent claims no longer unset each other's win in turn.
         self._default_changes = KeyedLock()
@@ -122,7 +128,18 @@ class LlmConfigService:
         return await self._configs.get_defaults(owner_ids)
 
     async def create(self, owner_id: ObjectId, preset: NewPreset) -> LlmConfigRecord:
-        config = await self._configs.insert(owner_id, _checked_fields(preset))
+        fields = _checked_fields(preset)
+        async with self._creating(owner_id):
+            config = await self._configs.insert(owner_id, fields)
+            # Counted after the insert, so creates on other instances cannot pass the limit
+            # together (at the limit, racing ones may all be refused; none is kept over it).
+            if await self._configs.count(owner_id) > self._max_presets:
+                await self._configs.delete(owner_id, config.id)
+                raise LimitReached(
+                    f"You have {self._max_presets} presets, the most an account may have; "
+                    "delete some first.",
+                    self._max_presets,
+                )
         if preset.is_default:
             async with self._default_changes(owner_id):
                 await self._configs.make_default(owner_id, config.id)

@@ -21,6 +21,7 @@ from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
+from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEventBus
 
@@ -45,4 +46,5 @@ class Services:
     leases: ReplyLeases | None  # with several instances
     reports: ReportService
     events: UserEventBus
+    sign_ins: SignInChanges  # the api's open websockets listen
     rate_limits: RateLimits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -37,6 +37,7 @@ class TokenClaims:
     user_id: ObjectId
     jti: str
     family_id: str | None
+    expires_at: datetime
 
 
 def token_digest(token: str) -> str:
@@ -92,5 +93,8 @@ class TokenService:
             raise Unauthenticated("Invalid or expired token.")
         family = claims.get("fam")
         return TokenClaims(
-            user_id=user_id, jti=str(claims["jti"]), family_id=str(family) if family else None
+            user_id=user_id,
+            jti=str(claims["jti"]),
+            family_id=str(family) if family else None,
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         )

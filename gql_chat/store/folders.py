@@ -86,6 +86,9 @@ class FolderStore:
         )
         return [folder_from_document(doc) async for doc in cursor]
 
+    async def count(self, owner_id: ObjectId) -> int:
+        return await self._folders.count_documents({"owner_id": owner_id})
+
     async def count_children(self, owner_id: ObjectId, parent_id: ObjectId | None) -> int:
         return await self._folders.count_documents({"owner_id": owner_id, "parent_id": parent_id})
 

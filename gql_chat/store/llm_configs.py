@@ -74,6 +74,9 @@ class LlmConfigStore:
         cursor = self._configs.find({"_id": {"$in": ids}, "owner_id": owner_id})
         return [llm_config_from_document(doc) async for doc in cursor]
 
+    async def count(self, owner_id: ObjectId) -> int:
+        return await self._configs.count_documents({"owner_id": owner_id})
+
     async def list_all(self, owner_id: ObjectId) -> list[LlmConfigRecord]:
         cursor = self._configs.find({"owner_id": owner_id}).sort(
             [("created_at", ASCENDING), ("_id", ASCENDING)]

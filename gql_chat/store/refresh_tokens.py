@@ -69,6 +69,14 @@ class RefreshTokenStore:
         )
         return result.modified_count == 1
 
+    async def family_live(self, user_id: ObjectId, family_id: str) -> bool:
+        """Whether the sign-in still has a token that was not revoked (a used one counts: it
+        was rotated, not revoked)."""
+        doc = await self._tokens.find_one(
+            {"user_id": user_id, "family_id": family_id, "revoked_at": None}, {"_id": 1}
+        )
+        return doc is not None
+
     async def revoke_family(self, user_id: ObjectId, family_id: str) -> None:
         await self._tokens.update_many(
             {"user_id": user_id, "family_id": family_id, "revoked_at": None},

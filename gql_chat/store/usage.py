@@ -32,6 +32,10 @@ def usage_from_document(doc: dict[str, Any] | None) -> UsageRecord | None:
     )
 
 
+USAGE_FIELDS = {"$project": {"usage": 1, "model": 1, "created_at": 1, "conversation_id": 1}}
+"""What the sums read: the embedded store then copies no reply's text (see
+`gql_chat/platform/mongomock_indexes.py`); MongoDB works this out by itself."""
+
 GROUP_KEYS: dict[UsageGroup, Any] = {
     UsageGroup.MODEL: {"$ifNull": ["$model", "unknown"]},
     UsageGroup.DAY: {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}},
@@ -56,6 +60,7 @@ class UsageStore:
                         "role": MessageRole.ASSISTANT.value,
                     }
                 },
+                USAGE_FIELDS,
                 {
                     "$group": {
                         "_id": "$conversation_id",
@@ -99,6 +104,7 @@ class UsageStore:
         cursor = await self._messages.aggregate(
             [
                 {"$match": match},
+                USAGE_FIELDS,
                 {
                     "$group": {
                         "_id": GROUP_KEYS[group_by],

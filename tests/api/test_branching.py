@@ -457,6 +457,8 @@ async def test_usage_totals_saturate_and_unbelievable_reports_are_not_stored(
         {"prompt_tokens": 3_000_000_000, "completion_tokens": 1},
         {"prompt_tokens": -5, "completion_tokens": 1},
         {"prompt_tokens": 1, "completion_tokens": 1, "cost": "NaN"},
+        {"prompt_tokens": 1, "completion_tokens": 1, "cost": 1.5e308},  # two summed to inf
+        {"prompt_tokens": 1, "completion_tokens": 1, "cost": 1.5e308},
     ):
         fake_openrouter.enqueue(Reply(tokens=["y"], usage=unbelievable))
         _, reply = await exchange(user, conversation, "c")

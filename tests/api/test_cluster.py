@@ -31,6 +31,7 @@ from tests.support import (
     RedisServer,
     SignedIn,
     TransportWsClient,
+    close_code,
     send_message,
     sign_up,
     ws_client,
@@ -216,3 +217,21 @@ async def test_through_a_redis_outage_each_instance_serves_alone_then_they_hear_
             raise AssertionError("B never heard A again")
         ready = (await pair.a_gql.http.get("/readyz")).json()
         assert ready == {"status": "ready", "redis": "ok"}
+
+
+async def test_disabling_a_user_on_one_instance_closes_their_sockets_on_the_other(
+    pair: Pair,
+) -> None:
+    admin = await sign_up(pair.a_gql)
+    await pair.a.app.state.services.accounts.create_admin(admin.email, "")
+    alice = await sign_up(pair.a_gql)
+    async with signed_in_socket(pair.b, alice) as alice_on_b:
+        await alice_on_b.subscribe(USER_EVENTS)
+        await asyncio.sleep(0.2)  # the subscription is open on B
+
+        await admin.ok(
+            "mutation($id: ID!) { setUserDisabled(userId: $id, disabled: true) { id } }",
+            {"id": alice.user_id},
+        )
+
+        assert await close_code(alice_on_b) == 4403

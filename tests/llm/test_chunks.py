@@ -3,14 +3,13 @@ that can be stored and shown, or is a malformed stream; never a value that fails
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gql_chat.llm.chunks import delta_text, first_choice, parse_usage
+from gql_chat.llm.chunks import MAX_REPORTED_COST, delta_text, first_choice, parse_usage
 from gql_chat.llm.errors import MalformedStream
 from gql_chat.llm.types import TokenUsage
 
@@ -95,6 +94,8 @@ def test_whatever_arrives_is_text_or_a_malformed_stream(content: Any) -> None:
         ({"cost": "NaN"}, None),
         ({"cost": float("inf")}, None),
         ({"cost": -1}, None),
+        ({"cost": 1.5e308}, None),
+        ({"cost": 1_000_000.0}, TokenUsage(0, 0, 1_000_000.0)),
         ("str", None),
     ],
 )
@@ -109,4 +110,4 @@ def test_kept_usage_fits_a_graphql_int_and_a_finite_cost(raw: Any) -> None:
         return
     assert 0 <= usage.prompt_tokens < 2**31
     assert 0 <= usage.completion_tokens < 2**31
-    assert usage.cost is None or (math.isfinite(usage.cost) and usage.cost >= 0)
+    assert usage.cost is None or 0 <= usage.cost <= MAX_REPORTED_COST

@@ -211,12 +211,21 @@ async def test_an_aggregation_reads_only_what_its_leading_match_selects(
         [{"$match": {"tag": {"$in": ["red", "blue"]}, "n": {"$gte": 10}}}, {"$sort": {"n": -1}}],
         [{"$group": {"_id": "$tag", "count": {"$sum": 1}}}, {"$sort": {"_id": 1}}],
         [{"$match": {"n": {"$lt": 3}}}],
+        [
+            {"$match": {"tag": "blue"}},
+            {"$project": {"cost": 1, "tag": True}},
+            {"$group": {"_id": "$tag", "total": {"$sum": "$cost"}}},
+        ],
+        [{"$match": {"tag": "red"}}, {"$project": {"cost": 0}}],  # an exclusion stays a stage
+        [{"$match": {"tag": "red"}}, {"$project": {"doubled": {"$multiply": ["$n", 2]}}}],
     ]
     handed: list[int] = []
+    fields: list[set[str]] = []
     process: Callable[..., Any] = mongomock.aggregate.process_pipeline
 
     def counting(documents: list[Any], *args: Any) -> Any:
         handed.append(len(documents))
+        fields.append(set().union(*(set(doc) for doc in documents)))
         return process(documents, *args)
 
     monkeypatch.setattr(mongomock.aggregate, "process_pipeline", counting)
@@ -224,4 +233,6 @@ async def test_an_aggregation_reads_only_what_its_leading_match_selects(
     for pipeline in pipelines:
         got = [doc async for doc in await collection.aggregate(pipeline)]
         assert got == list(process(list(everything), None, pipeline, None))
-    assert handed == [10, 14, 40, 3]
+    assert handed == [10, 14, 40, 3, 10, 10, 10]
+    whole = {"_id", "n", "tag", "cost"}
+    assert fields == [whole, whole, whole, whole, {"_id", "cost", "tag"}, whole, whole]

@@ -13,6 +13,7 @@ from gql_chat.config import Settings
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
 from gql_chat.store.embedded import open_embedded_client
@@ -36,6 +37,7 @@ async def test_deleting_an_account_runs_the_user_removed_hook_once(settings: Set
         PasswordService(settings),
         TokenService(settings, SECRET),
         RateLimits(settings, MemoryStorage()),
+        SignInChanges(),
         on_user_removed=on_user_removed,
     )
     session = await accounts.register("removed@example.com", PASSWORD, None, "127.0.0.1")

@@ -190,6 +190,7 @@ async def test_pacer_yields_only_once_its_interval_has_passed(
     clock = FakeClock()
     monkeypatch.setattr(replies, "time", clock)
     monkeypatch.setattr(replies, "YIELD_EVERY", 1.0)
+    monkeypatch.setattr(Pacer, "busy", 0)
     pacer = Pacer()
     ran = 0
 
@@ -214,6 +215,42 @@ async def test_pacer_yields_only_once_its_interval_has_passed(
     clock.now += 0.9
     await pacer.pace()  # 0.9 since the reset: not yet
     assert pacer._since == reset_at
+    pacer.idle()
+    assert Pacer.busy == 0
+
+
+async def test_busy_pacers_share_one_slice_and_idle_ones_do_not_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(replies, "time", clock)
+    monkeypatch.setattr(replies, "YIELD_EVERY", 1.0)
+    monkeypatch.setattr(Pacer, "busy", 0)
+    yields = 0
+
+    async def count_yields(pacer: Pacer) -> None:
+        nonlocal yields
+        before = pacer._since
+        await pacer.pace()
+        yields += pacer._since != before
+
+    with Pacer() as first, Pacer() as second, Pacer() as third, Pacer() as fourth:
+        assert Pacer.busy == 4
+        clock.now += 0.25  # a quarter of the slice: the share of one of four
+        await count_yields(first)
+        assert yields == 1
+        second.idle()
+        third.idle()  # waiting for their next delta
+        fourth.reset()
+        clock.now += 0.4  # under a half, the share of one of two
+        await count_yields(fourth)
+        assert yields == 1
+        clock.now += 0.1
+        await count_yields(fourth)
+        assert yields == 2
+        second.reset()
+        assert Pacer.busy == 3
+    assert Pacer.busy == 0  # leaving the block idles each, once
 
 
 def test_registry_start_get_discard() -> None:
