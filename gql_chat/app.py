@@ -92,6 +92,8 @@ def create_app(
             services.cluster.start()
             if services.leases is not None:
                 services.leases.start()
+            if services.reply_slots is not None:
+                services.reply_slots.start()
             app.state.services = services
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             services.sign_ins.listen(graphql.websockets.sign_ins.sign_ins_ended)
@@ -105,6 +107,8 @@ def create_app(
                 await services.runner.shutdown(settings.shutdown_grace)
                 if services.leases is not None:
                     await services.leases.close()
+                if services.reply_slots is not None:
+                    await services.reply_slots.close()
                 await services.cluster.close()
         finally:
             await http_client.aclose()

@@ -30,6 +30,7 @@ from gql_chat.services.prompts import PromptService
 from gql_chat.services.rate_limits import RateLimits, open_storage
 from gql_chat.services.registry import Services
 from gql_chat.services.reply_leases import ReplyLeases
+from gql_chat.services.reply_slots import SharedReplySlots
 from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
@@ -102,8 +103,15 @@ def build_services(
     )
     prompts = PromptService(settings, presets, provider)
     messages = MessageService(database, runner, cluster)
+    reply_slots = (
+        SharedReplySlots.connect(
+            settings.redis_url.get_secret_value(), settings.mongodb_db, settings.reply_lease
+        )
+        if settings.redis_url is not None
+        else None
+    )
     starter = ReplyStarter(
-        settings, database, accounts, conversations, prompts, runner, rate_limits
+        settings, database, accounts, conversations, prompts, runner, rate_limits, reply_slots
     )
     return Services(
         settings=settings,
@@ -121,6 +129,7 @@ def build_services(
         runner=runner,
         cluster=cluster,
         leases=ReplyLeases(settings, database.messages, runner) if cluster.shared else None,
+        reply_slots=reply_slots,
         reports=ReportService(database, conversations),
         events=events,
         sign_ins=sign_ins,

@@ -76,6 +76,9 @@ class SendSlot:
     owner_id: ObjectId
     started: bool = False
     ended: asyncio.Future[None] = field(default_factory=lambda: _new_future())
+    freed: asyncio.Future[None] = field(default_factory=lambda: _new_future())
+    """Resolves once the slot no longer counts against the limit: its send ended without
+    starting a reply, or the reply it started ended (the limit shared in Redis follows it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class Phase(Enum):
 
 def _new_future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(eq=False)
@@ -211,6 +219,8 @@ class GenerationRunner:
                 del self._slots[slot.owner_id]
         if not slot.ended.done():
             slot.ended.set_result(None)
+        if not slot.started:
+            _resolve(slot.freed)
 
     def refusal(self, owner_id: ObjectId, conversation_id: ObjectId) -> DomainError | None:
         """Why no reply may start (or be kept) for this owner and conversation now: the owner is
@@ -292,9 +302,10 @@ class GenerationRunner:
         Raises the `refusal` when the owner or the conversation is being removed."""
         if (refused := self.refusal(job.owner_id, job.conversation_id)) is not None:
             raise refused
+        generation = Generation(job, self._registry.start(job.message_id, job.owner_id))
         if slot is not None:
             slot.started = True
-        generation = Generation(job, self._registry.start(job.message_id, job.owner_id))
+            generation.finished.add_done_callback(lambda _: _resolve(slot.freed))
         generation.task = asyncio.create_task(
             self._run(generation), name=f"generation-{job.message_id}"
         )

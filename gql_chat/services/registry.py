@@ -19,6 +19,7 @@ from gql_chat.services.messages import MessageService
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.reply_leases import ReplyLeases
+from gql_chat.services.reply_slots import SharedReplySlots
 from gql_chat.services.reports import ReportService
 from gql_chat.services.sending import SendService
 from gql_chat.services.sign_ins import SignInChanges
@@ -44,6 +45,7 @@ class Services:
     runner: GenerationRunner
     cluster: Cluster
     leases: ReplyLeases | None  # with several instances
+    reply_slots: SharedReplySlots | None  # with several instances
     reports: ReportService
     events: UserEventBus
     sign_ins: SignInChanges  # the api's open websockets listen

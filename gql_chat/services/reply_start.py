@@ -39,6 +39,7 @@ from gql_chat.services.generation import (
 )
 from gql_chat.services.prompts import PromptService, ResolvedModel
 from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.reply_slots import SharedReplySlots
 from gql_chat.services.validation import check_prose
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEventKind
@@ -67,6 +68,7 @@ class ReplyStarter:
         prompts: PromptService,
         runner: GenerationRunner,
         rate_limits: RateLimits,
+        shared_slots: SharedReplySlots | None = None,
     ) -> None:
         self._settings = settings
         self._messages = database.messages
@@ -75,6 +77,7 @@ class ReplyStarter:
         self._prompts = prompts
         self._runner = runner
         self._limits = rate_limits
+        self._shared_slots = shared_slots
         self._sends = Completions(SEND_TIMEOUT)
 
     def check_content(self, content: str) -> None:
@@ -85,10 +88,20 @@ class ReplyStarter:
 
     async def claim_slot(self, owner_id: ObjectId) -> SendSlot:
         """Replies started per minute, and replies in flight at once: the slot is claimed in
-        the same step as the check (release it when the send ends, however it ends)."""
+        the same step as the check (release it when the send ends, however it ends). With
+        several instances, the user's replies on every instance count."""
         await self._limits.hit(self._limits.send_per_user, "send", str(owner_id))
         limit = self._settings.max_concurrent_generations
         slot = self._runner.reserve(owner_id, limit)
+        if slot is not None and self._shared_slots is not None:
+            try:
+                claimed = await self._shared_slots.claim(slot, limit)
+            except BaseException:
+                self._runner.release(slot)
+                raise
+            if not claimed:
+                self._runner.release(slot)
+                slot = None
         if slot is None:
             raise RateLimited(
                 retry_after=1, message=f"At most {limit} replies can be generated at once."

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from bson import ObjectId
+from redis.asyncio import Redis
 
 from gql_chat.app import create_app
 from gql_chat.config import Settings
@@ -235,3 +236,64 @@ async def test_disabling_a_user_on_one_instance_closes_their_sockets_on_the_othe
         )
 
         assert await close_code(alice_on_b) == 4403
+
+
+SEND = "mutation($c: String!) { sendMessage(input: {content: $c}) { assistantMessage { id } } }"
+
+
+async def test_the_limit_of_replies_in_flight_counts_every_instance(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Three replies at once per user (the default): two on A and one on B fill it; a fourth
+    is refused on either; once one ends, a send goes through again."""
+    fake_openrouter.default = SLOW
+    alice = await sign_up(pair.a_gql)
+    alice_on_b = as_user(alice, pair.b_gql)
+    first = (await send_message(alice, "one"))["assistantMessage"]["id"]
+    await send_message(alice, "two")
+    await send_message(alice_on_b, "three")
+
+    for instance in (alice, alice_on_b):
+        refused = await instance.execute(SEND, {"c": "four"})
+        assert refused.error_codes == ["RATE_LIMITED"]
+
+    await alice.ok(STOP, {"id": first})
+    for _ in range(50):  # the slot's release reaches Redis just after the stop answers
+        if (await alice_on_b.execute(SEND, {"c": "four"})).data is not None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the freed slot never counted")
+
+
+async def test_the_slots_of_a_dead_instance_free_themselves_after_the_lease(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Slots held in Redis by an instance that died (written here as it would have left them,
+    with the pair's one-second lease) count until their lease runs out, and not after."""
+    fake_openrouter.default = SLOW
+    alice = await sign_up(pair.a_gql)
+    redis = Redis.from_url(pair.redis.url)
+    try:
+        now = (await redis.time())[0]
+        key = f"gql_chat:{pair.settings.mongodb_db}:slots:{alice.user_id}"
+        await redis.zadd(key, {f"dead-{i}": now + 1.0 for i in range(3)})
+        assert (await alice.execute(SEND, {"c": "busy"})).error_codes == ["RATE_LIMITED"]
+        await asyncio.sleep(2.1)
+        await alice.ok(SEND, {"c": "free again"})
+        members = [str(member) for member in await redis.zrange(key, 0, -1)]
+        assert len(members) == 1
+        assert "dead-" not in members[0]
+    finally:
+        await redis.aclose()
+
+
+async def test_through_a_redis_outage_each_instance_still_limits_replies_in_flight(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.default = SLOW
+    alice = await sign_up(pair.a_gql)
+    await pair.redis.stop()
+    for n in range(3):
+        await send_message(alice, f"reply {n}")
+    assert (await alice.execute(SEND, {"c": "four"})).error_codes == ["RATE_LIMITED"]
