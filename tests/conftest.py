@@ -185,8 +185,9 @@ class LiveServer:
             await asyncio.wait_for(self._task, timeout=15)
 
 
-@pytest.fixture
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+@asynccontextmanager
+async def live_server_of(settings: Settings) -> AsyncIterator[LiveServer]:
+    """A live server of these settings; stopped, and its database dropped, afterwards."""
     server = LiveServer(create_app(settings), settings)
     await server.start()
     try:
@@ -194,6 +195,12 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     finally:
         await server.stop()
         await _drop_database(settings)
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server_of(settings) as server:
+        yield server
 
 
 @pytest.fixture

@@ -236,6 +236,12 @@ async def follow(
             return seqs, None
 
 
+async def signed_up_with_a_reply(gql: GraphQLClient) -> tuple[SignedIn, str]:
+    alice = await sign_up(gql)
+    reply = (await alice.ok(SEND, {"c": "hello"}))["sendMessage"]["assistantMessage"]["id"]
+    return alice, reply
+
+
 async def test_a_client_through_the_balancer_lands_on_every_instance_and_sees_one_service(
     deployment: Deployment,
 ) -> None:
@@ -274,8 +280,7 @@ async def test_a_follower_resumes_on_another_instance_with_every_seq_once(
     deployment.provider.default = SLOW
     a, b = deployment.servers
     async with client_of(a.http_url) as gql:
-        alice = await sign_up(gql)
-        reply = (await alice.ok(SEND, {"c": "hello"}))["sendMessage"]["assistantMessage"]["id"]
+        alice, reply = await signed_up_with_a_reply(gql)
         async with socket_of(a.ws_url, alice) as on_a:
             first, _ = await follow(on_a, reply, stop_at=10)
         async with socket_of(b.ws_url, alice) as on_b:
@@ -301,17 +306,14 @@ async def test_kill_9_of_the_producing_instance_ends_its_replies_and_frees_the_u
         ]
         assert (await alice_on_b.execute(SEND, {"c": "a fourth"})).error_codes == ["RATE_LIMITED"]
         async with socket_of(b.ws_url, alice) as follower:
-            await follower.subscribe(STREAM, {"id": replies[0], "after": 0})
+            following = asyncio.create_task(follow(follower, replies[0]))
             await asyncio.sleep(0.5)
             a.kill()
             loop = asyncio.get_running_loop()
             killed_at = loop.time()
-            while True:
-                message = await asyncio.wait_for(follower.receive(), timeout=LEASE * 4)
-                event = message["payload"]["data"]["messageStream"]
-                if event["done"]:
-                    break
-            assert event["status"] == "INTERRUPTED"
+            _, done = await following
+            assert done is not None
+            assert done["status"] == "INTERRUPTED"
             assert loop.time() - killed_at < LEASE * 3
         for _ in range(int(LEASE * 3 / 0.2)):
             if (await alice_on_b.execute(SEND, {"c": "after the lease"})).data is not None:
@@ -327,8 +329,7 @@ async def test_a_reply_survives_redis_stopping_and_starting_mid_reply(
     deployment.provider.default = SLOW
     a, b = deployment.servers
     async with client_of(a.http_url) as gql:
-        alice = await sign_up(gql)
-        reply = (await alice.ok(SEND, {"c": "hello"}))["sendMessage"]["assistantMessage"]["id"]
+        alice, reply = await signed_up_with_a_reply(gql)
         async with socket_of(b.ws_url, alice) as on_b:
             following = asyncio.create_task(follow(on_b, reply))
             await asyncio.sleep(0.5)

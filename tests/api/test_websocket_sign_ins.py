@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from gql_chat.app import create_app
 from gql_chat.config import Settings
-from tests.conftest import LiveServer, _drop_database
+from tests.conftest import LiveServer, live_server_of
 from tests.support import (
     DEFAULT_PASSWORD,
     GraphQLClient,
@@ -168,14 +167,8 @@ async def test_ending_one_sign_in_closes_only_its_sockets(
 async def short_token_server(
     settings_factory: Callable[..., Settings],
 ) -> AsyncIterator[LiveServer]:
-    settings = settings_factory(access_token_ttl=timedelta(seconds=2))
-    server = LiveServer(create_app(settings), settings)
-    await server.start()
-    try:
+    async with live_server_of(settings_factory(access_token_ttl=timedelta(seconds=2))) as server:
         yield server
-    finally:
-        await server.stop()
-        await _drop_database(settings)
 
 
 async def test_a_socket_closes_when_its_token_expires(short_token_server: LiveServer) -> None:
@@ -213,14 +206,8 @@ async def test_a_refreshed_token_signs_a_new_socket_in(short_token_server: LiveS
 
 @pytest.fixture
 async def legacy_server(settings_factory: Callable[..., Settings]) -> AsyncIterator[LiveServer]:
-    settings = settings_factory(enable_legacy_graphql_ws=True)
-    server = LiveServer(create_app(settings), settings)
-    await server.start()
-    try:
+    async with live_server_of(settings_factory(enable_legacy_graphql_ws=True)) as server:
         yield server
-    finally:
-        await server.stop()
-        await _drop_database(settings)
 
 
 async def test_a_legacy_protocol_socket_closes_when_its_user_is_disabled(
