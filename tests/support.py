@@ -148,6 +148,15 @@ async def ws_client(base_ws_url: str, **kwargs: Any) -> AsyncIterator[TransportW
         yield TransportWsClient(connection)
 
 
+@asynccontextmanager
+async def signed_in_socket(base_ws_url: str, token: str) -> AsyncIterator[TransportWsClient]:
+    """A graphql-transport-ws socket, acknowledged for this access token."""
+    async with ws_client(base_ws_url) as ws:
+        ack = await ws.init({"Authorization": f"Bearer {token}"})
+        assert ack["type"] == "connection_ack", ack
+        yield ws
+
+
 @dataclass
 class SignedIn:
     """A registered user and a client bound to their access token."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from tests.support import (
     close_code,
     send_message,
     sign_up,
-    ws_client,
+    signed_in_socket,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -82,14 +81,6 @@ async def pair(fake_openrouter: FakeOpenRouter) -> AsyncIterator[Pair]:
         await _drop_database(settings)
 
 
-@asynccontextmanager
-async def signed_in_socket(server: LiveServer, user: SignedIn) -> AsyncIterator[TransportWsClient]:
-    async with ws_client(server.ws_url) as ws:
-        ack = await ws.init({"Authorization": f"Bearer {user.token}"})
-        assert ack["type"] == "connection_ack"
-        yield ws
-
-
 async def next_event(ws: TransportWsClient, within: float = 3.0) -> dict[str, Any]:
     message = await asyncio.wait_for(ws.receive(), timeout=within)
     assert message["type"] == "next", message
@@ -113,8 +104,8 @@ async def test_user_events_reach_the_users_subscribers_on_every_instance(pair: P
     alice = await sign_up(pair.a_gql)
     bob = await sign_up(pair.a_gql)
     async with (
-        signed_in_socket(pair.b, alice) as alice_on_b,
-        signed_in_socket(pair.b, bob) as bob_on_b,
+        signed_in_socket(pair.b.ws_url, alice.token) as alice_on_b,
+        signed_in_socket(pair.b.ws_url, bob.token) as bob_on_b,
     ):
         await alice_on_b.subscribe(USER_EVENTS)
         await bob_on_b.subscribe(USER_EVENTS)
@@ -167,7 +158,7 @@ async def test_the_replies_of_a_dead_instance_end_when_their_lease_runs_out(
     reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
     services_a = pair.a.app.state.services
     await until(lambda: services_a.runner.running == 1)
-    async with signed_in_socket(pair.b, alice) as follower:
+    async with signed_in_socket(pair.b.ws_url, alice.token) as follower:
         await follower.subscribe(STREAM, {"id": reply})
         assert services_a.leases is not None
         await services_a.leases.close()
@@ -190,8 +181,8 @@ async def test_through_a_redis_outage_each_instance_serves_alone_then_they_hear_
 ) -> None:
     alice = await sign_up(pair.a_gql)
     async with (
-        signed_in_socket(pair.a, alice) as on_a,
-        signed_in_socket(pair.b, alice) as on_b,
+        signed_in_socket(pair.a.ws_url, alice.token) as on_a,
+        signed_in_socket(pair.b.ws_url, alice.token) as on_b,
     ):
         await on_a.subscribe(USER_EVENTS)
         await on_b.subscribe(USER_EVENTS)
@@ -226,7 +217,7 @@ async def test_disabling_a_user_on_one_instance_closes_their_sockets_on_the_othe
     admin = await sign_up(pair.a_gql)
     await pair.a.app.state.services.accounts.create_admin(admin.email, "")
     alice = await sign_up(pair.a_gql)
-    async with signed_in_socket(pair.b, alice) as alice_on_b:
+    async with signed_in_socket(pair.b.ws_url, alice.token) as alice_on_b:
         await alice_on_b.subscribe(USER_EVENTS)
         await asyncio.sleep(0.2)  # the subscription is open on B
 

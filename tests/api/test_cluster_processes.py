@@ -37,7 +37,7 @@ from tests.support import (
     SignedIn,
     TransportWsClient,
     sign_up,
-    ws_client,
+    signed_in_socket,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -210,15 +210,6 @@ async def client_of(base: str) -> AsyncIterator[GraphQLClient]:
         yield GraphQLClient(http)
 
 
-@asynccontextmanager
-async def socket_of(ws_base: str, user: SignedIn) -> AsyncIterator[TransportWsClient]:
-    async with ws_client(ws_base) as ws:
-        assert (await ws.init({"Authorization": f"Bearer {user.token}"}))["type"] == (
-            "connection_ack"
-        )
-        yield ws
-
-
 async def follow(
     ws: TransportWsClient, reply: str, after: int = 0, stop_at: int | None = None
 ) -> tuple[list[int], dict[str, Any] | None]:
@@ -251,14 +242,14 @@ async def test_a_client_through_the_balancer_lands_on_every_instance_and_sees_on
     base = f"http://{deployment.balancer}"
     async with client_of(base) as gql:
         alice = await sign_up(gql)
-        async with socket_of(f"ws://{deployment.balancer}", alice) as events:
+        async with signed_in_socket(f"ws://{deployment.balancer}", alice.token) as events:
             await events.subscribe("subscription { userEvents { kind messageId } }")
             await asyncio.sleep(0.3)
             for n in range(4):
                 reply = (await alice.ok(SEND, {"c": f"hello {n}"}))["sendMessage"][
                     "assistantMessage"
                 ]["id"]
-                async with socket_of(f"ws://{deployment.balancer}", alice) as follower:
+                async with signed_in_socket(f"ws://{deployment.balancer}", alice.token) as follower:
                     seqs, done = await follow(follower, reply)
                 assert done is not None
                 assert done["status"] == "COMPLETE"
@@ -281,9 +272,9 @@ async def test_a_follower_resumes_on_another_instance_with_every_seq_once(
     a, b = deployment.servers
     async with client_of(a.http_url) as gql:
         alice, reply = await signed_up_with_a_reply(gql)
-        async with socket_of(a.ws_url, alice) as on_a:
+        async with signed_in_socket(a.ws_url, alice.token) as on_a:
             first, _ = await follow(on_a, reply, stop_at=10)
-        async with socket_of(b.ws_url, alice) as on_b:
+        async with signed_in_socket(b.ws_url, alice.token) as on_b:
             rest, done = await follow(on_b, reply, after=first[-1])
     assert done is not None
     assert done["status"] == "COMPLETE"
@@ -305,7 +296,7 @@ async def test_kill_9_of_the_producing_instance_ends_its_replies_and_frees_the_u
             for n in range(3)
         ]
         assert (await alice_on_b.execute(SEND, {"c": "a fourth"})).error_codes == ["RATE_LIMITED"]
-        async with socket_of(b.ws_url, alice) as follower:
+        async with signed_in_socket(b.ws_url, alice.token) as follower:
             following = asyncio.create_task(follow(follower, replies[0]))
             await asyncio.sleep(0.5)
             a.kill()
@@ -330,7 +321,7 @@ async def test_a_reply_survives_redis_stopping_and_starting_mid_reply(
     a, b = deployment.servers
     async with client_of(a.http_url) as gql:
         alice, reply = await signed_up_with_a_reply(gql)
-        async with socket_of(b.ws_url, alice) as on_b:
+        async with signed_in_socket(b.ws_url, alice.token) as on_b:
             following = asyncio.create_task(follow(on_b, reply))
             await asyncio.sleep(0.5)
             await deployment.redis.stop()

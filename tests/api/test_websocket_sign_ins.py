@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from tests.support import (
     TransportWsClient,
     close_code,
     sign_up,
-    ws_client,
+    signed_in_socket,
 )
 
 USER_EVENTS = "subscription { userEvents { kind } }"
@@ -31,14 +30,6 @@ CREATE_FOLDER = 'mutation { createFolder(input: {name: "late"}) { id } }'
 LOGIN = """mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) {
     accessToken refreshToken } }"""
 DISABLE = "mutation($id: ID!, $d: Boolean!) { setUserDisabled(userId: $id, disabled: $d) { id } }"
-
-
-@asynccontextmanager
-async def socket_of(server: LiveServer, token: str) -> AsyncIterator[TransportWsClient]:
-    async with ws_client(server.ws_url) as ws:
-        ack = await ws.init({"Authorization": f"Bearer {token}"})
-        assert ack["type"] == "connection_ack"
-        yield ws
 
 
 async def still_open(ws: TransportWsClient) -> None:
@@ -74,9 +65,9 @@ async def test_disabling_a_user_closes_their_open_sockets_and_no_one_elses(
     alice = await sign_up(live_gql)
     bob = await sign_up(live_gql)
     async with (
-        socket_of(live_server, alice.token) as alice_events,
-        socket_of(live_server, alice.token) as alice_idle,
-        socket_of(live_server, bob.token) as bob_socket,
+        signed_in_socket(live_server.ws_url, alice.token) as alice_events,
+        signed_in_socket(live_server.ws_url, alice.token) as alice_idle,
+        signed_in_socket(live_server.ws_url, bob.token) as bob_socket,
     ):
         await alice_events.subscribe(USER_EVENTS)
         await asyncio.sleep(0.1)  # the subscription is running
@@ -94,7 +85,7 @@ async def test_an_operation_on_a_socket_of_a_disabled_user_is_refused_and_writes
     """Even when nothing announced the change (it was made straight in the database), the
     socket's next operation re-reads the user."""
     alice = await sign_up(live_gql)
-    async with socket_of(live_server, alice.token) as ws:
+    async with signed_in_socket(live_server.ws_url, alice.token) as ws:
         await still_open(ws)
         database = live_server.app.state.services.database
         await database.users.update(ObjectId(alice.user_id), disabled=True)
@@ -113,7 +104,7 @@ async def test_deleting_an_account_closes_its_sockets_before_they_write_again(
     live_server: LiveServer, live_gql: GraphQLClient
 ) -> None:
     alice = await sign_up(live_gql)
-    async with socket_of(live_server, alice.token) as ws:
+    async with signed_in_socket(live_server.ws_url, alice.token) as ws:
         await still_open(ws)
         await alice.ok(
             "mutation($p: String!) { deleteAccount(password: $p) }", {"p": DEFAULT_PASSWORD}
@@ -129,8 +120,8 @@ async def test_logout_all_closes_every_socket_of_the_user(
     alice = await sign_up(live_gql)
     laptop = await login(live_gql, alice.email)
     async with (
-        socket_of(live_server, alice.token) as phone_socket,
-        socket_of(live_server, laptop.token) as laptop_socket,
+        signed_in_socket(live_server.ws_url, alice.token) as phone_socket,
+        signed_in_socket(live_server.ws_url, laptop.token) as laptop_socket,
     ):
         await alice.ok("mutation { logoutAll }")
         assert await close_code(phone_socket) == 4403
@@ -146,8 +137,8 @@ async def test_ending_one_sign_in_closes_only_its_sockets(
     phone = await sign_up(live_gql)
     laptop = await login(live_gql, phone.email)
     async with (
-        socket_of(live_server, phone.token) as phone_socket,
-        socket_of(live_server, laptop.token) as laptop_socket,
+        signed_in_socket(live_server.ws_url, phone.token) as phone_socket,
+        signed_in_socket(live_server.ws_url, laptop.token) as laptop_socket,
     ):
         if how == "logout":
             await phone.ok(
@@ -176,7 +167,7 @@ async def test_a_socket_closes_when_its_token_expires(short_token_server: LiveSe
 
     async with httpx.AsyncClient(base_url=short_token_server.http_url) as http:
         alice = await sign_up(GraphQLClient(http))
-        async with socket_of(short_token_server, alice.token) as ws:
+        async with signed_in_socket(short_token_server.ws_url, alice.token) as ws:
             await ws.subscribe(USER_EVENTS)
             await still_open(ws)
             loop = asyncio.get_running_loop()
@@ -192,7 +183,7 @@ async def test_a_refreshed_token_signs_a_new_socket_in(short_token_server: LiveS
     async with httpx.AsyncClient(base_url=short_token_server.http_url) as http:
         gql = GraphQLClient(http)
         alice = await sign_up(gql)
-        async with socket_of(short_token_server, alice.token) as ws:
+        async with signed_in_socket(short_token_server.ws_url, alice.token) as ws:
             assert await close_code(ws, within=6) == 4403
         refreshed: dict[str, Any] = (
             await gql.execute(
@@ -200,7 +191,7 @@ async def test_a_refreshed_token_signs_a_new_socket_in(short_token_server: LiveS
                 {"t": alice.refresh_token},
             )
         ).ok()["refreshToken"]
-        async with socket_of(short_token_server, refreshed["accessToken"]) as ws:
+        async with signed_in_socket(short_token_server.ws_url, refreshed["accessToken"]) as ws:
             await still_open(ws)
 
 
