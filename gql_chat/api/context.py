@@ -174,7 +174,7 @@ class Context:
     async def principal(self) -> SignIn | None:
         """HTTP: the `Authorization` header's user, looked up (and re-checked) once per request.
         Websocket: the connection's sign-in, re-checked once per operation (an open socket
-        must not outlive its token, its user or a disabled account)."""
+        must not outlive its token, its user, a disabled account or its revoked login)."""
         if self.is_websocket:
             return await self._operation_sign_in()
         if not self._resolved:
@@ -183,15 +183,13 @@ class Context:
             self._resolved = True
         return self._principal
 
-    async def recheck_connection(self, *, revocations: bool = False) -> SignIn:
+    async def recheck_connection(self) -> SignIn:
         """Websocket: check the connection's sign-in again (see `AccountService.recheck`);
         when it has ended, `on_sign_in_ended` runs and `Unauthenticated` is raised."""
         if self._principal is None:
             raise Unauthenticated()
         try:
-            self._principal = await self.services.accounts.recheck(
-                self._principal, revocations=revocations
-            )
+            self._principal = await self.services.accounts.recheck(self._principal)
         except Unauthenticated:
             if self.on_sign_in_ended is not None:
                 self.on_sign_in_ended()

@@ -46,7 +46,8 @@ class ConnectionSignIn:
         self._context = context
         self._end = end
         self._ending: asyncio.Task[None] | None = None
-        self._rechecks: set[asyncio.Task[None]] = set()
+        self._rechecking: asyncio.Task[None] | None = None
+        self._recheck_again = False
         seconds = max(0.0, (sign_in.expires_at - utc_now()).total_seconds())
         self._expiry = asyncio.get_running_loop().call_later(seconds, self.end_soon, TOKEN_EXPIRED)
         context.on_sign_in_ended = self._ended
@@ -57,26 +58,36 @@ class ConnectionSignIn:
             self._ending = asyncio.create_task(self._end(reason))
 
     def recheck_soon(self) -> None:
-        """Some of the user's sign-ins ended: check this one."""
+        """Some of the user's sign-ins ended: check this one. News arriving while a check
+        runs makes one more check after it, however much arrives: a storm of sign-outs costs
+        each socket two checks, not one task per announcement."""
         if self._ending is not None:
             return
-        task = asyncio.create_task(self._recheck())
-        self._rechecks.add(task)
-        task.add_done_callback(self._rechecks.discard)
+        if self._rechecking is not None and not self._rechecking.done():
+            self._recheck_again = True
+            return
+        self._rechecking = asyncio.create_task(self._recheck_until_settled())
 
     def stop(self) -> None:
         """The socket has closed (the closing task itself, if any, runs to its end)."""
         self._expiry.cancel()
-        for task in self._rechecks:
-            task.cancel()
+        if self._rechecking is not None:
+            self._rechecking.cancel()
         self._context.on_sign_in_ended = None
 
     def _ended(self) -> None:
         self.end_soon(SIGN_IN_ENDED)
 
+    async def _recheck_until_settled(self) -> None:
+        while True:
+            self._recheck_again = False
+            await self._recheck()
+            if not self._recheck_again or self._ending is not None:
+                return
+
     async def _recheck(self) -> None:
         try:
-            await self._context.recheck_connection(revocations=True)
+            await self._context.recheck_connection()
         except Unauthenticated:
             pass  # `_ended` has run
         except Exception as error:

@@ -128,8 +128,7 @@ class AccountService:
         if record is None or record.token_hash != digest or record.user_id != claims.user_id:
             raise Unauthenticated(SESSION_ENDED)
         if not await self._refresh_tokens.mark_used(claims.jti, digest):
-            await self._refresh_tokens.revoke_family(record.user_id, record.family_id)
-            self._sign_ins.ended(record.user_id)
+            await self._revoke_family(record.user_id, record.family_id)
             if record.revoked_at is None:
                 logger.warning(
                     "refresh token reuse detected; session family revoked",
@@ -140,16 +139,23 @@ class AccountService:
         return await self._issue_session(user, record.family_id)
 
     async def logout(self, refresh_token: str) -> None:
-        """Ends the sign-in this refresh token belongs to; idempotent for an already ended one."""
+        """Ends the sign-in this refresh token belongs to; idempotent for an already ended one.
+        Counted with the refreshes: each call that ends something makes every open socket of
+        the user (on every instance) check its sign-in again."""
         claims = self._tokens.decode(refresh_token, TokenType.REFRESH)
+        await self._limits.hit(self._limits.refresh_per_user, "logout", str(claims.user_id))
         record = await self._refresh_tokens.get(claims.jti)
         if record is not None and record.token_hash == token_digest(refresh_token):
-            await self._refresh_tokens.revoke_family(record.user_id, record.family_id)
-            self._sign_ins.ended(record.user_id)
+            await self._revoke_family(record.user_id, record.family_id)
 
     async def logout_all(self, user: UserRecord) -> None:
-        await self._refresh_tokens.revoke_all(user.id)
-        self._sign_ins.ended(user.id)
+        if await self._refresh_tokens.revoke_all(user.id):
+            self._sign_ins.ended(user.id)
+
+    async def _revoke_family(self, user_id: ObjectId, family_id: str) -> None:
+        """Only news when something ended: a sign-in ended before has no sockets left."""
+        if await self._refresh_tokens.revoke_family(user_id, family_id):
+            self._sign_ins.ended(user_id)
 
     async def authenticate(self, access_token: str) -> SignIn:
         """The sign-in behind an access token, its user re-checked against the user record."""
@@ -157,18 +163,15 @@ class AccountService:
         user = await self._active_user(claims.user_id)
         return SignIn(user=user, family_id=claims.family_id, expires_at=claims.expires_at)
 
-    async def recheck(self, sign_in: SignIn, *, revocations: bool = False) -> SignIn:
+    async def recheck(self, sign_in: SignIn) -> SignIn:
         """A long-lived connection's sign-in, checked again (raises `Unauthenticated`): its token
-        has not expired, its user is neither disabled nor deleted (and is read afresh), and,
-        with `revocations`, its sign-in has not been revoked since (logout, logoutAll, a
-        password change)."""
+        has not expired, its user is neither disabled nor deleted (and is read afresh), and its
+        sign-in has not been revoked since (logout, logoutAll, a password change)."""
         if utc_now() >= sign_in.expires_at:
             raise Unauthenticated(TOKEN_EXPIRED)
         user = await self._active_user(sign_in.user.id)
-        if (
-            revocations
-            and sign_in.family_id is not None
-            and not await self._refresh_tokens.family_live(user.id, sign_in.family_id)
+        if sign_in.family_id is not None and not await self._refresh_tokens.family_live(
+            user.id, sign_in.family_id
         ):
             raise Unauthenticated(SESSION_ENDED)
         return replace(sign_in, user=user)
@@ -192,14 +195,15 @@ class AccountService:
         password_hash = await self._passwords.hash(new_password)
         # Both writes or neither: a new password with the old sessions still alive is the
         # state an attacker holding a session wants.
-        await self._writes.run(self._set_password(user.id, password_hash, keep_family))
-        self._sign_ins.ended(user.id)
+        if await self._writes.run(self._set_password(user.id, password_hash, keep_family)):
+            self._sign_ins.ended(user.id)
 
     async def _set_password(
         self, user_id: ObjectId, password_hash: str, keep_family: str | None
-    ) -> None:
+    ) -> int:
+        """How many sign-ins' tokens were revoked."""
         await self._users.update(user_id, password_hash=password_hash)
-        await self._refresh_tokens.revoke_all(user_id, except_family=keep_family)
+        return await self._refresh_tokens.revoke_all(user_id, except_family=keep_family)
 
     async def delete_account(self, user: UserRecord, password: str) -> None:
         if not await self._passwords.verify(user.password_hash, password):

@@ -77,17 +77,21 @@ class RefreshTokenStore:
         )
         return doc is not None
 
-    async def revoke_family(self, user_id: ObjectId, family_id: str) -> None:
-        await self._tokens.update_many(
+    async def revoke_family(self, user_id: ObjectId, family_id: str) -> int:
+        """How many tokens were revoked (0: the sign-in had ended before)."""
+        result = await self._tokens.update_many(
             {"user_id": user_id, "family_id": family_id, "revoked_at": None},
             {"$set": {"revoked_at": utc_now()}},
         )
+        return result.modified_count
 
-    async def revoke_all(self, user_id: ObjectId, *, except_family: str | None = None) -> None:
+    async def revoke_all(self, user_id: ObjectId, *, except_family: str | None = None) -> int:
+        """How many tokens were revoked."""
         query: dict[str, Any] = {"user_id": user_id, "revoked_at": None}
         if except_family is not None:
             query["family_id"] = {"$ne": except_family}
-        await self._tokens.update_many(query, {"$set": {"revoked_at": utc_now()}})
+        result = await self._tokens.update_many(query, {"$set": {"revoked_at": utc_now()}})
+        return result.modified_count
 
     async def delete_for_user(self, user_id: ObjectId) -> None:
         await self._tokens.delete_many({"user_id": user_id})

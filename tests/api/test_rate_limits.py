@@ -121,6 +121,22 @@ async def test_refresh_per_user(gql: GraphQLClient, app: Starlette) -> None:
     assert (await gql.execute(refresh, {"t": token})).error_codes == ["RATE_LIMITED"]
 
 
+async def test_logout_per_user(gql: GraphQLClient) -> None:
+    """Each logout that ends a sign-in makes every open socket of the user check itself again:
+    counted like refreshes, aliases included."""
+    session = await gql.register()
+    logout = (
+        "mutation($t: String!) { "
+        + " ".join(f"l{i}: logout(refreshToken: $t)" for i in range(30))
+        + " }"
+    )
+    assert (await gql.execute(logout, {"t": session["refreshToken"]})).errors == []
+    again = await gql.execute(
+        "mutation($t: String!) { logout(refreshToken: $t) }", {"t": session["refreshToken"]}
+    )
+    assert again.error_codes == ["RATE_LIMITED"]
+
+
 async def test_send_message_per_user(settings_factory: Callable[..., Settings]) -> None:
     settings = default_limits(
         settings_factory, rate_send_message_per_user="3/minute", offline_token_delay=0

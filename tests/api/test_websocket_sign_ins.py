@@ -13,6 +13,7 @@ import pytest
 from bson import ObjectId
 
 from gql_chat.config import Settings
+from gql_chat.services.tokens import TokenType
 from tests.conftest import LiveServer, live_server_of
 from tests.support import (
     DEFAULT_PASSWORD,
@@ -36,6 +37,8 @@ async def still_open(ws: TransportWsClient) -> None:
     """The socket still answers an operation as its user."""
     operation = await ws.subscribe(ME)
     message = await asyncio.wait_for(ws.receive(), timeout=3)
+    while message["type"] == "complete" and message["id"] != operation:  # an earlier one's
+        message = await asyncio.wait_for(ws.receive(), timeout=3)
     assert message["type"] == "next", message
     assert message["id"] == operation
     assert message["payload"]["data"]["me"]["disabled"] is False
@@ -230,3 +233,55 @@ async def test_a_legacy_protocol_socket_closes_when_its_user_is_disabled(
 
             await asyncio.wait_for(ws.wait_closed(), timeout=5)
             assert ws.close_code == 4403
+
+
+async def test_an_operation_on_a_socket_whose_login_was_revoked_is_refused_and_writes_nothing(
+    live_server: LiveServer, live_gql: GraphQLClient
+) -> None:
+    """Revoked straight in the database (no news of it reached the socket): the socket's next
+    operation still sees it. A send is refused before it stores anything or calls the model."""
+    phone = await sign_up(live_gql)
+    laptop = await login(live_gql, phone.email)
+    async with signed_in_socket(live_server.ws_url, laptop.token) as ws:
+        await still_open(ws)
+        database = live_server.app.state.services.database
+        claims = live_server.app.state.services.accounts._tokens.decode(
+            laptop.refresh_token, TokenType.REFRESH
+        )
+        assert await database.refresh_tokens.revoke_family(
+            ObjectId(phone.user_id), claims.family_id
+        )
+
+        await ws.subscribe(
+            'mutation { sendMessage(input: {content: "late"}) { conversation { id } } }'
+        )
+        assert await close_code(ws) == 4403
+
+    conversations = await phone.ok("{ conversations { edges { node { id } } } }")
+    assert conversations["conversations"]["edges"] == []
+
+
+async def test_a_storm_of_sign_in_news_costs_each_socket_at_most_two_checks(
+    live_server: LiveServer, live_gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await sign_up(live_gql)
+    accounts = live_server.app.state.services.accounts
+    checks = 0
+    real_recheck = accounts.recheck
+
+    async def counted(sign_in: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        await asyncio.sleep(0.05)  # a slow store: news keeps arriving meanwhile
+        return await real_recheck(sign_in)
+
+    async with signed_in_socket(live_server.ws_url, alice.token) as ws:
+        await still_open(ws)
+        monkeypatch.setattr(accounts, "recheck", counted)
+        for _ in range(200):
+            live_server.app.state.services.sign_ins.ended(ObjectId(alice.user_id))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.3)
+        assert checks == 2
+        monkeypatch.undo()
+        await still_open(ws)

@@ -1,5 +1,7 @@
-"""Account deletion's hook, without HTTP: stopping a user's replies is idempotent, so entering it
-twice is invisible through the public API; only counting the entries shows it."""
+"""Account services without HTTP, where the public API cannot see what matters: stopping a
+user's replies is idempotent, so entering the deletion hook twice is invisible; and the news that
+sign-ins ended (which makes every open socket of the user check itself again) must be sent only
+when something ended, or one account's repeated logouts become a storm."""
 
 from __future__ import annotations
 
@@ -20,6 +22,43 @@ from gql_chat.store.embedded import open_embedded_client
 
 PASSWORD = "a long enough password"
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123"
+
+
+async def accounts_over(
+    settings: Settings, sign_ins: SignInChanges
+) -> tuple[AccountService, Database]:
+    database = Database.over(open_embedded_client(), settings.mongodb_db, embedded=True)
+    await database.create_indexes()
+    accounts = AccountService(
+        database,
+        PasswordService(settings),
+        TokenService(settings, SECRET),
+        RateLimits(settings, MemoryStorage()),
+        sign_ins,
+    )
+    return accounts, database
+
+
+async def test_sign_in_news_is_sent_only_when_a_sign_in_ended(settings: Settings) -> None:
+    heard: list[ObjectId] = []
+    sign_ins = SignInChanges()
+    sign_ins.listen(heard.append)
+    accounts, _ = await accounts_over(settings, sign_ins)
+    first = await accounts.register("news@example.com", PASSWORD, None, "127.0.0.1")
+    user = first.user
+
+    await accounts.logout(first.refresh.token)
+    await accounts.logout(first.refresh.token)  # already ended: nothing to tell
+    assert heard == [user.id]
+
+    await accounts.logout_all(user)  # nothing left to end
+    second = await accounts.login("news@example.com", PASSWORD, "127.0.0.1")
+    await accounts.change_password(user, PASSWORD, "another long password", second.family_id)
+    assert heard == [user.id]  # the caller's own sign-in is kept: nothing else ended
+
+    await accounts.login("news@example.com", "another long password", "127.0.0.1")
+    await accounts.logout_all(user)
+    assert heard == [user.id, user.id]
 
 
 async def test_deleting_an_account_runs_the_user_removed_hook_once(settings: Settings) -> None:
