@@ -68,10 +68,10 @@ def build_services(
     settings: Settings, database: Database, http_client: httpx.AsyncClient
 ) -> Services:
     provider = build_provider(settings, http_client)
-    registry: ReplyRegistry[MessageRecord] = ReplyRegistry()
+    cluster = Cluster(settings)
+    registry: ReplyRegistry[MessageRecord] = ReplyRegistry(mirror=cluster.reply_streams)
     runner = GenerationRunner(settings, database.messages, provider, registry)
     rate_limits = RateLimits(settings, open_storage(settings))
-    cluster = Cluster(settings)
     events = UserEventBus(relay=cluster.relay_event if cluster.shared else None)
     sign_ins = SignInChanges(relay=cluster.relay_sign_ins_ended if cluster.shared else None)
     cluster.attach(events, runner, sign_ins)
@@ -125,7 +125,7 @@ def build_services(
         sending=SendService(database, conversations, prompts, starter),
         branching=BranchService(conversations, messages, prompts, starter),
         messages=messages,
-        following=ReplyFollower(settings, messages, registry),
+        following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,
         cluster=cluster,
         leases=ReplyLeases(settings, database.messages, runner) if cluster.shared else None,

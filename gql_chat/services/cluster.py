@@ -22,6 +22,7 @@ from gql_chat.domain.messages import MessageStatus
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.streams.redis_link import RedisLink
+from gql_chat.streams.reply_streams import RedisReplyStreams
 from gql_chat.streams.user_events import (
     UserEvent,
     UserEventBus,
@@ -50,6 +51,12 @@ class Cluster:
             if settings.redis_url is not None
             else None
         )
+        self.reply_streams = (
+            RedisReplyStreams(settings.redis_url.get_secret_value(), settings.mongodb_db)
+            if settings.redis_url is not None
+            else None
+        )
+        """Live reply deltas for followers on other instances."""
         self._events: UserEventBus | None = None
         self._runner: GenerationRunner | None = None
         self._sign_ins: SignInChanges | None = None
@@ -71,6 +78,8 @@ class Cluster:
     def start(self) -> None:
         if self._link is not None:
             self._link.start()
+        if self.reply_streams is not None:
+            self.reply_streams.start()
 
     async def close(self) -> None:
         for task in self._stopping:
@@ -78,6 +87,8 @@ class Cluster:
         await asyncio.gather(*self._stopping, return_exceptions=True)
         if self._link is not None:
             await self._link.close()
+        if self.reply_streams is not None:
+            await self.reply_streams.close()
 
     async def redis_available(self) -> bool | None:
         """None without Redis; else whether it answers a ping now."""

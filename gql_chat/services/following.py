@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bson import ObjectId
@@ -18,6 +18,11 @@ from gql_chat.errors import RateLimited
 from gql_chat.services.generation import STOP_TIMEOUT
 from gql_chat.services.messages import MessageService
 from gql_chat.streams.replies import Pacer, ReplyRegistry
+from gql_chat.streams.reply_streams import (
+    RedisReplyStreams,
+    StreamEnd,
+    StreamPosition,
+)
 
 STORE_POLL_INTERVAL = 0.5
 """How often a reply generated elsewhere is re-read while it is unfinished."""
@@ -39,10 +44,12 @@ class ReplyFollower:
         settings: Settings,
         messages: MessageService,
         registry: ReplyRegistry[MessageRecord],
+        streams: RedisReplyStreams | None = None,
     ) -> None:
         self._settings = settings
         self._messages = messages
         self._registry = registry
+        self._streams = streams
         self._following: Counter[ObjectId] = Counter()
 
     async def stream(
@@ -71,7 +78,9 @@ class ReplyFollower:
     ) -> AsyncIterator[StreamEvent]:
         """A reply generated here is followed from its live buffer, which holds every delta
         since it started (so replay and follow cannot race). Otherwise the stored message is
-        replayed and, while unfinished (another instance owns it), re-read until it is final."""
+        replayed and, while unfinished (another instance generates it), followed from that
+        instance's Redis stream and re-read every `STORE_POLL_INTERVAL` until it is final (the
+        re-read fills any gap in the stream, and without Redis it is the only source)."""
         message = await self._messages.get(owner_id, message_id)
         last_seq = max(after_seq, 0)
         live = self._registry.get(message.id)
@@ -83,6 +92,7 @@ class ReplyFollower:
                 yield _done(live.final)
                 return
             message = await self._messages.get(owner_id, message.id)
+        elsewhere = _Elsewhere(StreamPosition.after(message.id, last_seq))
         with Pacer() as pacer:  # the replay from the store
             while True:
                 for seq, text in message.deltas_after(last_seq):
@@ -92,19 +102,65 @@ class ReplyFollower:
                 if message.status.is_final:
                     yield _done(message)
                     return
-                pacer.idle()
                 if utc_now() > self._orphaned_after(message):
                     await self._messages.interrupt(message.id)
-                else:
+                elif self._streams is None:
+                    pacer.idle()
                     await asyncio.sleep(STORE_POLL_INTERVAL)
+                else:
+                    async for seq, text in self._from_stream(self._streams, elsewhere, last_seq):
+                        last_seq = seq
+                        yield StreamEvent(message.id, seq, text, MessageStatus.STREAMING)
+                        await pacer.pace()
                 message = await self._messages.get(owner_id, message.id)
                 pacer.reset()
+
+    async def _from_stream(
+        self, streams: RedisReplyStreams, elsewhere: _Elsewhere, last_seq: int
+    ) -> AsyncIterator[tuple[int, str]]:
+        """The deltas after `last_seq` from the generating instance's stream, in order, for one
+        `STORE_POLL_INTERVAL` (then the caller re-reads MongoDB); at the stream's end, at once.
+        Deltas past a gap wait in `pending` until MongoDB has filled it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STORE_POLL_INTERVAL
+        for seq in [seq for seq in elsewhere.pending if seq <= last_seq]:
+            del elsewhere.pending[seq]  # MongoDB gave them first
+        elsewhere.position.skip_to(last_seq)
+        if elsewhere.ended:  # the end was read: only MongoDB has more to say
+            await asyncio.sleep(STORE_POLL_INTERVAL)
+            return
+        while True:
+            while (text := elsewhere.pending.pop(last_seq + 1, None)) is not None:
+                last_seq += 1
+                yield last_seq, text
+            left = deadline - loop.time()
+            if left <= 0 or elsewhere.ended:
+                return
+            entries = await streams.read(elsewhere.position, left)
+            if entries is None:  # Redis cannot be read now: MongoDB only
+                await asyncio.sleep(max(0.0, deadline - loop.time()))
+                return
+            for entry in entries:
+                if isinstance(entry, StreamEnd):
+                    elsewhere.ended = True
+                elif entry.seq > last_seq:
+                    elsewhere.pending[entry.seq] = entry.text
 
     def _orphaned_after(self, message: MessageRecord) -> datetime:
         """No reply runs longer than `max_reply_seconds` plus its final write: one unfinished
         after that lost its process, and followers must not wait for it forever."""
         bound = self._settings.max_reply_seconds + STOP_TIMEOUT + STORE_POLL_INTERVAL
         return message.created_at + timedelta(seconds=bound)
+
+
+@dataclass(slots=True)
+class _Elsewhere:
+    """A follower's reading of a reply generated on another instance: its place in the
+    reply's Redis stream, and the deltas read there ahead of a gap (MongoDB fills it)."""
+
+    position: StreamPosition
+    pending: dict[int, str] = field(default_factory=dict)
+    ended: bool = False
 
 
 def _done(message: MessageRecord) -> StreamEvent:

@@ -288,3 +288,78 @@ async def test_through_a_redis_outage_each_instance_still_limits_replies_in_flig
     for n in range(3):
         await send_message(alice, f"reply {n}")
     assert (await alice.execute(SEND, {"c": "four"})).error_codes == ["RATE_LIMITED"]
+
+
+async def arrivals(ws: TransportWsClient, reply: str) -> tuple[dict[int, float], dict[str, Any]]:
+    """When each seq of the reply arrived on this socket, and the `done` event."""
+    await ws.subscribe(STREAM, {"id": reply})
+    loop = asyncio.get_running_loop()
+    seen: dict[int, float] = {}
+    while True:
+        event = (await next_event(ws, within=10.0))["messageStream"]
+        if event["done"]:
+            return seen, event
+        assert event["seq"] not in seen, "a seq came twice"
+        seen[event["seq"]] = loop.time()
+
+
+async def test_a_follower_on_another_instance_gets_each_delta_as_it_comes(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Through the reply's Redis stream, not MongoDB's 0.5 s re-reads: a follower on B gets
+    each delta about when a follower on A (where the reply runs) does."""
+    fake_openrouter.default = Reply(tokens=[f"d{i} " for i in range(40)], token_delay=0.05)
+    alice = await sign_up(pair.a_gql)
+    reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
+    async with (
+        signed_in_socket(pair.a.ws_url, alice.token) as on_a,
+        signed_in_socket(pair.b.ws_url, alice.token) as on_b,
+    ):
+        (seen_a, done_a), (seen_b, done_b) = await asyncio.gather(
+            arrivals(on_a, reply), arrivals(on_b, reply)
+        )
+    assert sorted(seen_b) == list(range(1, 41)) == sorted(seen_a)
+    assert done_b["status"] == done_a["status"] == "COMPLETE"
+    lags = sorted(seen_b[seq] - seen_a[seq] for seq in seen_a)
+    assert lags[len(lags) // 2] < 0.1, lags  # MongoDB's re-reads alone lag 0.25 s on average
+
+
+async def test_a_lost_stream_is_filled_from_mongodb_without_gap_or_repeat(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.default = Reply(tokens=[f"d{i} " for i in range(60)], token_delay=0.03)
+    alice = await sign_up(pair.a_gql)
+    reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
+    redis = Redis.from_url(pair.redis.url)
+    key = f"gql_chat:{pair.settings.mongodb_db}:reply:{reply}"
+    try:
+        async with signed_in_socket(pair.b.ws_url, alice.token) as on_b:
+            following = asyncio.create_task(arrivals(on_b, reply))
+            for _ in range(3):  # Redis loses the stream, more than once
+                await asyncio.sleep(0.4)
+                await redis.delete(key)
+            seen, done = await following
+        assert sorted(seen) == list(range(1, 61))
+        assert done["status"] == "COMPLETE"
+        assert 0 < await redis.ttl(key) <= 300  # the end's entry; the stream then expires
+    finally:
+        await redis.aclose()
+
+
+async def test_a_follower_elsewhere_gets_the_whole_reply_through_a_redis_outage(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Redis stops mid-reply and comes back: B's follower reads MongoDB meanwhile, then the
+    stream again, and gets every seq once."""
+    fake_openrouter.default = Reply(tokens=[f"d{i} " for i in range(80)], token_delay=0.03)
+    alice = await sign_up(pair.a_gql)
+    reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
+    async with signed_in_socket(pair.b.ws_url, alice.token) as on_b:
+        following = asyncio.create_task(arrivals(on_b, reply))
+        await asyncio.sleep(0.5)
+        await pair.redis.stop()
+        await asyncio.sleep(0.8)
+        await pair.redis.start()
+        seen, done = await following
+    assert sorted(seen) == list(range(1, 81))
+    assert done["status"] == "COMPLETE"

@@ -1,0 +1,197 @@
+"""Live reply deltas between instances: a Redis Stream per reply (`GQL_CHAT_REDIS_URL`).
+
+The instance generating a reply mirrors each delta into `gql_chat:<db>:reply:<message id>`
+(`XADD` with the entry id `<seq>-0` and the text in `t`), then one end entry (`e`, id one past
+the last delta). A follower on another instance reads it with `XREAD BLOCK` from the id of the
+last seq it has: a delta reaches it as soon as Redis has it, not at the next read of MongoDB,
+and a late follower starts where it is, skipping nothing.
+
+MongoDB stays the record: the stream is a fast path a follower may lose (Redis restarted, the
+stream trimmed, entries dropped while Redis was down), and the follower then fills the gap from
+the stored message, which it re-reads every `STORE_POLL_INTERVAL` anyway; deltas are delivered
+by `seq`, in order, so none is missed or repeated.
+
+Writes never block the generation: they queue (bounded) and one task sends them in pipelined
+batches. Each stream is trimmed to about `MAX_ENTRIES` and expires `KEEP_AFTER_END` seconds after
+its last write. Reads use a separate pool of at most `MAX_READERS` connections (a blocking read
+holds one); when it is exhausted or Redis does not answer, followers read MongoDB only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+OPERATION_TIMEOUT = 1.0
+"""The longest one write batch may take before it counts as failed."""
+OUTBOX_LIMIT = 100_000
+"""Deltas waiting to be written; beyond it new ones are dropped (followers fill from MongoDB)."""
+BATCH = 500
+"""Entries written per pipeline round trip."""
+MAX_ENTRIES = 20_000
+"""Entries one stream keeps (approximately: `MAXLEN ~`); a longer reply's start is read from
+MongoDB."""
+KEEP_AFTER_END = 300
+"""Seconds a stream lives after its last write (a follower arriving later replays MongoDB)."""
+MAX_READERS = 1_000
+"""Blocking reads at once per instance (each holds a Redis connection)."""
+READ_COUNT = 1_000
+"""Entries one read returns at most."""
+
+
+Fields = dict[Any, Any]
+"""A stream entry's fields: `t` for a delta, `e` for the end."""
+END: Fields = {"e": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The reply ended where it runs: its final state is in MongoDB."""
+
+
+StreamEntry = StreamDelta | StreamEnd
+
+
+@dataclass(slots=True)
+class StreamPosition:
+    """Where one follower is in one reply's stream: the id of the last entry it read."""
+
+    message_id: ObjectId
+    last_id: str
+
+    @classmethod
+    def after(cls, message_id: ObjectId, seq: int) -> StreamPosition:
+        return cls(message_id, f"{seq}-0")
+
+    def skip_to(self, seq: int) -> None:
+        """Read on after `seq` (MongoDB gave the deltas up to it)."""
+        if int(self.last_id.split("-", 1)[0]) < seq:
+            self.last_id = f"{seq}-0"
+
+
+class RedisReplyStreams:
+    def __init__(self, url: str, database_name: str) -> None:
+        self._prefix = f"gql_chat:{database_name}:reply:"
+        self._writer: Redis = Redis.from_url(
+            url, socket_timeout=OPERATION_TIMEOUT, socket_connect_timeout=OPERATION_TIMEOUT
+        )
+        self._readers = Redis(
+            connection_pool=ConnectionPool.from_url(
+                url,
+                max_connections=MAX_READERS,
+                socket_connect_timeout=OPERATION_TIMEOUT,
+            )
+        )
+        self._outbox: asyncio.Queue[tuple[str, str, Fields]] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
+        self._task: asyncio.Task[None] | None = None
+        self._writing = True
+        self._reading = True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._write_forever(), name="reply-streams-write")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for client in (self._writer, self._readers):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # --- the generating instance --------------------------------------------------------
+
+    def delta(self, message_id: ObjectId, seq: int, text: str) -> None:
+        self._queue(message_id, seq, {"t": text})
+
+    def ended(self, message_id: ObjectId, deltas: int) -> None:
+        self._queue(message_id, deltas + 1, END)
+
+    def _queue(self, message_id: ObjectId, position: int, fields: Fields) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # followers elsewhere fill from MongoDB
+            self._outbox.put_nowait((self._key(message_id), f"{position}-0", fields))
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while len(batch) < BATCH and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: Sequence[tuple[str, str, Fields]]) -> None:
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                async with self._writer.pipeline(transaction=False) as pipe:
+                    for key, entry_id, fields in batch:
+                        pipe.xadd(key, fields, id=entry_id, maxlen=MAX_ENTRIES, approximate=True)
+                    for key in {key for key, _, _ in batch}:
+                        pipe.expire(key, KEEP_AFTER_END)
+                    # An entry Redis refuses (its id was written before: a retried batch) is
+                    # skipped; the others stand.
+                    await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError, TimeoutError):
+            self._writing = _changed(self._writing, False, "written to")
+            return
+        self._writing = _changed(self._writing, True, "written to")
+
+    # --- a follower on another instance -------------------------------------------------
+
+    async def read(self, position: StreamPosition, block: float) -> list[StreamEntry] | None:
+        """The entries after `position` (advancing it), waiting at most `block` seconds for
+        one; None when Redis cannot be read now (the caller reads MongoDB)."""
+        key = self._key(position.message_id)
+        try:
+            async with asyncio.timeout(block + OPERATION_TIMEOUT):
+                result: Any = await self._readers.xread(
+                    {key: position.last_id}, count=READ_COUNT, block=max(1, int(block * 1000))
+                )
+        except (RedisError, OSError, TimeoutError):
+            self._reading = _changed(self._reading, False, "read from")
+            return None
+        self._reading = _changed(self._reading, True, "read from")
+        entries: list[StreamEntry] = []
+        for _, stream_entries in result or ():
+            for entry_id, fields in stream_entries:
+                position.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                entry = _entry(position.last_id, fields)
+                if entry is not None:
+                    entries.append(entry)
+        return entries
+
+    def _key(self, message_id: ObjectId) -> str:
+        return f"{self._prefix}{message_id}"
+
+
+def _entry(entry_id: str, fields: dict[bytes, bytes]) -> StreamEntry | None:
+    """An entry as written by `RedisReplyStreams`; None for anything else (ignored)."""
+    if b"e" in fields:
+        return StreamEnd()
+    try:
+        return StreamDelta(int(entry_id.split("-", 1)[0]), fields[b"t"].decode())
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _changed(was_working: bool, works: bool, how: str) -> bool:
+    """Log an outage once when it starts and once when it ends."""
+    if was_working and not works:
+        logger.warning(
+            "reply deltas cannot be %s Redis: followers on other instances read MongoDB", how
+        )
+    elif works and not was_working:
+        logger.warning("reply deltas are %s Redis again", how)
+    return works
