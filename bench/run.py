@@ -595,7 +595,29 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append(
         f"| `me` p99 during a login burst | {login['me_ms_during_logins']['p99']:.1f} ms | alone: {login['me_ms_alone']['p99']:.1f} ms | | < 50 ms |"
     )
+    lines.extend(cross_instance_rows(results.get("cross_instance") or {}))
     return "\n".join(lines)
+
+
+def cross_instance_rows(cluster: dict[str, Any]) -> list[str]:
+    if not cluster or "skipped" in cluster:
+        return [f"| cross-instance | skipped: {cluster.get('skipped', 'not run')} | | | |"]
+    rows = []
+    for key, label in (("1", "1 reply"), ("50", "50 concurrent replies")):
+        run = cluster[key]
+        first, later = run["added_first_token_ms"], run["added_later_token_ms"]
+        rows.append(
+            f"| follower on B vs on A, {label}: added first-token ms (p50/p99), later-token p99 "
+            f"| {first['p50']}/{first['p99']}, {later['p99']} | on A: {run['first_token_ms_on_a']['p50']:.0f} ms "
+            f"| {run['every_seq_once']}/{run['replies']} every seq once | p50 ≤ +1, p99 ≤ +5, gap p99 ≤ +5 |"
+        )
+    both = cluster["both_ways"]
+    redis = cluster["redis_commands"]
+    rows.append(
+        f"| {both['replies']} replies over two instances, followers on the other | {both['every_seq_once']} every seq once, {both['failed']} failed "
+        f"| | Redis: {redis['per_delta']} commands per delta | every seq once |"
+    )
+    return rows
 
 
 def ensure_wrk() -> None:
@@ -611,7 +633,7 @@ def ensure_wrk() -> None:
     sys.exit("bench: needs wrk (sudo apt-get install wrk)")
 
 
-SCENARIOS = ("query", "streaming", "capacity", "login")
+SCENARIOS = ("query", "streaming", "capacity", "login", "cross_instance")
 
 
 def parse_arguments() -> tuple[tuple[str, ...], str | None]:
@@ -684,6 +706,16 @@ def main() -> None:
         if "login" in scenarios:
             print("4. login", flush=True)
             results["login"] = login_scenario(api, seeded["token"])
+        if "cross_instance" in scenarios:
+            from bench import cross_instance
+
+            print("5. cross-instance", flush=True)
+            why_not = cross_instance.available(mongodb_url)
+            results["cross_instance"] = (
+                {"skipped": why_not}
+                if why_not is not None or mongodb_url is None
+                else cross_instance.cross_instance(provider, mongodb_url)
+            )
     if mongodb_url is not None:
         drop_bench_database(mongodb_url)
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)

@@ -2,7 +2,7 @@
 
 `direct`: read replies straight from the fake provider over SSE (the baseline).
 `gql`: sendMessage over HTTP, then follow the reply over a graphql-transport-ws websocket, as a
-frontend does. Prints one JSON object: time to first token and inter-token gaps (ms), and whether
+frontend does (`--follow-api`: on another instance than the one the send went to). Prints one JSON object: time to first token and inter-token gaps (ms), and whether
 every seq arrived exactly once.
 
 Each worker (one per reply slot) runs `--rounds` replies back to back. With `--stagger S` the
@@ -56,7 +56,12 @@ async def direct_reply(client: httpx.AsyncClient, provider: str) -> dict[str, An
 
 
 async def gql_reply(
-    client: httpx.AsyncClient, api: str, token: str, conversation: str, expected: int
+    client: httpx.AsyncClient,
+    api: str,
+    follow_api: str,
+    token: str,
+    conversation: str,
+    expected: int,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     response = await client.post(
@@ -67,7 +72,7 @@ async def gql_reply(
     message_id = response.json()["data"]["sendMessage"]["assistantMessage"]["id"]
     arrivals: list[float] = []
     seqs: list[int] = []
-    ws_url = api.replace("http://", "ws://") + "/graphql"
+    ws_url = follow_api.replace("http://", "ws://") + "/graphql"
     async with connect(
         ws_url,
         subprotocols=[Subprotocol("graphql-transport-ws")],
@@ -123,6 +128,7 @@ async def main() -> None:
     parser.add_argument("mode", choices=["direct", "gql"])
     parser.add_argument("--provider", default="")
     parser.add_argument("--api", default="")
+    parser.add_argument("--follow-api", default="", help="follow replies here (default: --api)")
     parser.add_argument("--work", help="JSON list of [token, conversation] pairs, one per reply")
     parser.add_argument("--replies", type=int, default=1)
     parser.add_argument("--expected", type=int, default=50)
@@ -136,7 +142,11 @@ async def main() -> None:
             replies = [partial(direct_reply, client, args.provider)] * args.replies
         else:
             work = json.loads(Path(args.work).read_text())  # noqa: ASYNC240
-            replies = [partial(gql_reply, client, args.api, t, c, args.expected) for t, c in work]
+            follow_api = args.follow_api or args.api
+            replies = [
+                partial(gql_reply, client, args.api, follow_api, t, c, args.expected)
+                for t, c in work
+            ]
         outcomes = await asyncio.gather(
             *(
                 worker(i, len(replies), reply, args.rounds, args.warmup, args.stagger)

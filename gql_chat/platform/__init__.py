@@ -5,6 +5,7 @@
 - `httpcore_pool`: httpcore's pool assignment pass, lock and event (global patch);
 - `httpcore_network`: an httpcore network backend on asyncio streams, set on httpx's pools;
 - `mongomock_indexes`: hash indexes for mongomock's collections (global patch);
+- `async_mock_bulk`: pymongo-async-mock's bulk-update patch, applied once (global patch);
 - `graphql_executor`: Strawberry's graphql-core execution context (the schema's executor class);
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
 
@@ -22,6 +23,7 @@ def install() -> None:
     """Check every patched library's version (raising `UnsupportedVersion` on one a module was
     not checked against) and install the global patches. Idempotent."""
     from gql_chat.platform import (
+        async_mock_bulk,
         graphql_executor,
         httpcore_network,
         httpcore_pool,
@@ -36,6 +38,7 @@ def install() -> None:
     strawberry_validation.require_supported_versions()
     httpcore_pool.install()
     mongomock_indexes.install()
+    async_mock_bulk.install()
     _installed[0] = True
 
 
