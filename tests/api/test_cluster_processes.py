@@ -331,3 +331,24 @@ async def test_a_reply_survives_redis_stopping_and_starting_mid_reply(
     assert done is not None
     assert done["status"] == "COMPLETE"
     assert seqs == list(range(1, 61))
+
+
+async def test_a_stop_sent_to_the_other_instance_ends_the_reply_and_its_upstream_request(
+    deployment: Deployment,
+) -> None:
+    deployment.provider.default = Reply(tokens=["slow "] * 600, token_delay=0.05)
+    a, b = deployment.servers
+    async with client_of(a.http_url) as on_a, client_of(b.http_url) as on_b:
+        alice, reply = await signed_up_with_a_reply(on_a)
+        alice_on_b = SignedIn(on_b, alice.token, alice.refresh_token, alice.user_id, alice.email)
+        async with signed_in_socket(a.ws_url, alice.token) as follower:
+            following = asyncio.create_task(follow(follower, reply))
+            await asyncio.sleep(0.5)
+            stopped = await alice_on_b.ok(
+                "mutation($id: ID!) { stopGeneration(messageId: $id) { status } }", {"id": reply}
+            )
+            assert stopped["stopGeneration"]["status"] == "STOPPED"
+            _, done = await asyncio.wait_for(following, timeout=5)
+        assert done is not None
+        assert done["status"] == "STOPPED"
+        await asyncio.wait_for(deployment.provider.disconnected.wait(), timeout=5)
