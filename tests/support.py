@@ -286,6 +286,7 @@ class RedisServer:
         self.process = await asyncio.create_subprocess_exec(
             *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
             *("--save", "", "--appendonly", "no"),
+            *("--enable-debug-command", "local"),  # DEBUG SLEEP: a stalled Redis, in tests
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from graphql import DocumentNode, FieldNode, OperationType
+from graphql import DocumentNode, FieldNode, GraphQLError, OperationType
 from graphql.utilities import get_operation_ast
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from starlette.websockets import WebSocketDisconnected as SendAfterClose
@@ -31,7 +31,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    ErrorMessage,
     Message,
+    SubscribeMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
@@ -232,6 +234,8 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
             return
         try:
             await super().handle_message(message)
+        except (WebSocketDisconnected, SendAfterClose):
+            return  # the socket closed meanwhile (its sign-in ended, say): nothing to answer
         except Exception as error:
             # Not the client's fault (the sign-in's database read failed, say): close with
             # 1011 rather than let the error escape the ASGI app and drop the connection.
@@ -241,6 +245,31 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
             else:
                 logger.error("websocket message failed", exc_info=error)
             await self._close(INTERNAL_ERROR, "Internal server error")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """Strawberry's, with the error past `max_ws_operations` carrying a code (it had none,
+        and spoke of subscriptions though queries and mutations count too)."""
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and message["id"] not in self.operations
+            and len(self.operations) >= limit
+        ):
+            error = GraphQLError(
+                f"At most {limit} operations can run at once on one websocket.",
+                extensions={"code": "RATE_LIMITED", "limit": limit},
+            )
+            await self.send_message(
+                ErrorMessage(id=message["id"], type="error", payload=[error.formatted])
+            )
+            return
+        await super().handle_subscribe(message)
+
+    def forget_id(self, id: str) -> None:
+        """An operation cancelled by `_cancel_operations` (its socket's sign-in ended) was
+        already removed; Strawberry's `del` then raised KeyError in the operation's task."""
+        self.operations.pop(id, None)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         kind = self._kinds[operation] = OperationKind()

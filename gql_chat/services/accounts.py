@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -30,6 +31,10 @@ UserHook = Callable[[ObjectId], AbstractAsyncContextManager[None]]
 are stopped first (the runner's `removing_owner`)."""
 WRITES_TIMEOUT = 30.0
 """The longest the writes of one account change may take once started."""
+SWEEPS_AFTER_DELETE = (1.0, 15.0)
+"""Seconds after deleting an account when its data is deleted again: a request of the user's
+authenticated just before (which may still write) has ended by the first; one waiting for the
+user's folder-tree lock (at most 10 s) by the second."""
 LOGIN_FAILED = "Invalid email or password."
 SESSION_ENDED = "The session has ended; sign in again."
 TOKEN_EXPIRED = "Invalid or expired token."
@@ -74,6 +79,7 @@ class AccountService:
         self._passwords = passwords
         self._tokens = tokens
         self._writes = Completions(WRITES_TIMEOUT)
+        self._sweeps: set[asyncio.Task[None]] = set()
 
     async def register(
         self, email: str, password: str, display_name: str | None, client_ip: str
@@ -213,8 +219,11 @@ class AccountService:
         logger.info("account deleted", extra={"user_id": str(user.id)})
 
     async def _delete(self, user_id: ObjectId) -> None:
-        """Replies stopped first; no new one starts meanwhile. The deletes run again once the
-        sends that were in flight have ended, so nothing they wrote is left."""
+        """The user is refused first (every request and websocket operation re-reads them), and
+        replies stopped; no new one starts meanwhile. The deletes run again once the sends in
+        flight have ended, and twice more later (`SWEEPS_AFTER_DELETE`) for other requests of
+        the user's that were already past their sign-in: nothing they wrote is left."""
+        await self._users.update(user_id, disabled=True)
         removing = (
             self._on_user_removed(user_id)
             if self._on_user_removed is not None
@@ -223,6 +232,24 @@ class AccountService:
         async with removing:
             await self._db.delete_user_and_owned_data(user_id)
         await self._db.delete_user_and_owned_data(user_id)
+        sweep = asyncio.create_task(self._sweep_deleted(user_id))
+        self._sweeps.add(sweep)
+        sweep.add_done_callback(self._sweeps.discard)
+
+    async def _sweep_deleted(self, user_id: ObjectId) -> None:
+        waited = 0.0
+        for after in SWEEPS_AFTER_DELETE:
+            await asyncio.sleep(after - waited)
+            waited = after
+            try:
+                async with asyncio.timeout(WRITES_TIMEOUT):
+                    await self._db.delete_user_and_owned_data(user_id)
+            except Exception as error:
+                logger.warning(
+                    "a deleted account's late sweep failed: %s",
+                    type(error).__name__,
+                    extra={"user_id": str(user_id)},
+                )
 
     async def create_admin(self, email: str, password: str) -> tuple[UserRecord, bool]:
         """Create an admin, or promote an existing account (its password is left as it was)."""

@@ -16,6 +16,7 @@ from gql_chat.domain.pages import Page
 from gql_chat.errors import NotFound
 from gql_chat.services.folders import ConversationsHook, FolderService
 from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.owners import keep_unless_owner_gone
 from gql_chat.services.pagination import page_size
 from gql_chat.services.validation import check_search, check_text
 from gql_chat.store.database import Database
@@ -74,7 +75,10 @@ class ConversationService:
         folder_id: str | None = None,
         llm_config_id: str | None = None,
         title_source: str | None = None,
+        check_owner: bool = True,
     ) -> ConversationRecord:
+        """`check_owner`: take the conversation back when its owner was deleted or disabled
+        meanwhile (`services/owners.py`); a send checks its user itself, after its writes."""
         clean_title = check_title(title) if title is not None else DEFAULT_TITLE
         folder = await self._folders.get(owner_id, folder_id) if folder_id is not None else None
         preset = (
@@ -87,6 +91,12 @@ class ConversationService:
             folder_id=folder.id if folder else None,
             llm_config_id=preset.id if preset else None,
         )
+        if check_owner:
+            await keep_unless_owner_gone(
+                self._db.users,
+                owner_id,
+                lambda: self._conversations.delete_many(owner_id, [conversation.id]),
+            )
         self.publish(owner_id, UserEventKind.CONVERSATION_CREATED, conversation.id)
         return conversation
 

@@ -27,6 +27,7 @@ from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.errors import BadUserInput, Conflict, LimitReached, NotFound
+from gql_chat.services.owners import keep_unless_owner_gone
 from gql_chat.services.tree_lock import LOCK_LEASE, LOCK_WAIT, TreeLock
 from gql_chat.services.validation import check_text
 from gql_chat.store.database import Database
@@ -121,6 +122,9 @@ class FolderService:
             parent_oid = parent.id if parent else None
             position = await self._folders.count_children(owner_id, parent_oid)
             folder = await self._folders.insert(owner_id, clean_name, parent_oid, position)
+            await keep_unless_owner_gone(
+                self._db.users, owner_id, lambda: self._folders.delete_many(owner_id, [folder.id])
+            )
         self._publish(owner_id, UserEventKind.FOLDER_CREATED, [folder.id])
         return folder
 

@@ -13,6 +13,7 @@ from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import BadUserInput, LimitReached, NotFound
 from gql_chat.services.keyed_lock import KeyedLock
+from gql_chat.services.owners import keep_unless_owner_gone
 from gql_chat.services.validation import check_prose, check_text
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
@@ -133,6 +134,9 @@ class LlmConfigService:
             config = await self._configs.insert(owner_id, fields)
             # Counted after the insert, so creates on other instances cannot pass the limit
             # together (at the limit, racing ones may all be refused; none is kept over it).
+            await keep_unless_owner_gone(
+                self._db.users, owner_id, lambda: self._configs.delete(owner_id, config.id)
+            )
             if await self._configs.count(owner_id) > self._max_presets:
                 await self._configs.delete(owner_id, config.id)
                 raise LimitReached(

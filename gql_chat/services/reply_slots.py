@@ -11,7 +11,9 @@ instance that died (`kill -9`) free themselves when their lease runs out.
 
 When Redis does not answer, the limit is counted per instance until it does (as the rate limits
 are): refusing every send during an outage would take the service down with Redis, and each
-instance still bounds what one user can run on it."""
+instance still bounds what one user can run on it. The slots taken meanwhile, and those Redis lost
+(a restart), are written again by the next renewal; a claim that timed out here, yet may still run
+in Redis, is removed again at once."""
 
 from __future__ import annotations
 
@@ -48,12 +50,13 @@ RENEW = """
 local now = redis.call('TIME')
 local until_ = tonumber(now[1]) + tonumber(now[2]) / 1000000 + tonumber(ARGV[1])
 for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', until_, ARGV[i])
+  redis.call('ZADD', KEYS[1], until_, ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000))
 return 1
 """
-"""KEYS[1] the user's set; ARGV: the lease in seconds, then this instance's members in it."""
+"""KEYS[1] the user's set; ARGV: the lease in seconds, then this instance's members (added
+again when Redis lost them)."""
 
 
 class SharedReplySlots:
@@ -67,6 +70,9 @@ class SharedReplySlots:
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewing: asyncio.Task[None] | None = None
         self._available = True
+        # A renewal and a release of the same member must not cross: a renewal writing a
+        # member just released would hold a slot nobody has until its lease ran out.
+        self._writing = asyncio.Lock()
 
     @classmethod
     def connect(cls, url: str, database_name: str, lease: float) -> SharedReplySlots:
@@ -98,13 +104,20 @@ class SharedReplySlots:
                 claimed = await self._claim(keys=[key], args=[member, limit, self._lease])
         except (RedisError, OSError, TimeoutError):
             self._went_down()
+            # The claim may still run in Redis: take it back, and hold the slot under a new
+            # member, which the next renewal writes once Redis answers.
+            self._remove_soon(slot.owner_id, member)
+            self._hold(slot, uuid.uuid4().hex)
             return True
         self._came_back()
         if not claimed:
             return False
+        self._hold(slot, member)
+        return True
+
+    def _hold(self, slot: SendSlot, member: str) -> None:
         self._held[slot] = member
         slot.freed.add_done_callback(lambda _: self._release_soon(slot))
-        return True
 
     async def renew(self) -> None:
         """Push back the lease of every slot this instance holds."""
@@ -114,13 +127,16 @@ class SharedReplySlots:
         if not by_owner:
             return
         try:
-            async with asyncio.timeout(OPERATION_TIMEOUT * len(by_owner)):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for owner_id, members in by_owner.items():
-                        await self._renew(
-                            keys=[self._key(owner_id)], args=[self._lease, *members], client=pipe
-                        )
-                    await pipe.execute()
+            async with (
+                self._writing,
+                asyncio.timeout(OPERATION_TIMEOUT * len(by_owner)),
+                self._redis.pipeline(transaction=False) as pipe,
+            ):
+                for owner_id, members in by_owner.items():
+                    await self._renew(
+                        keys=[self._key(owner_id)], args=[self._lease, *members], client=pipe
+                    )
+                await pipe.execute()
         except (RedisError, OSError, TimeoutError):
             self._went_down()
             return
@@ -128,15 +144,17 @@ class SharedReplySlots:
 
     def _release_soon(self, slot: SendSlot) -> None:
         member = self._held.pop(slot, None)
-        if member is None:
-            return
-        task = asyncio.create_task(self._release(slot.owner_id, member))
+        if member is not None:
+            self._remove_soon(slot.owner_id, member)
+
+    def _remove_soon(self, owner_id: ObjectId, member: str) -> None:
+        task = asyncio.create_task(self._remove(owner_id, member))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _release(self, owner_id: ObjectId, member: str) -> None:
+    async def _remove(self, owner_id: ObjectId, member: str) -> None:
         try:
-            async with asyncio.timeout(OPERATION_TIMEOUT):
+            async with self._writing, asyncio.timeout(OPERATION_TIMEOUT):
                 await self._redis.zrem(self._key(owner_id), member)
         except (RedisError, OSError, TimeoutError):
             self._went_down()  # its lease frees it

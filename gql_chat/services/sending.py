@@ -118,6 +118,7 @@ class SendService:
                     title=title_from(content),
                     folder_id=folder_id,
                     title_source="first_words",
+                    check_owner=False,
                 )
             try:
                 resolved = await self._prompts.resolve_model(

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from bson import ObjectId
 from starlette.applications import Starlette
 
 from gql_chat.app import create_app
+from gql_chat.services import accounts as accounts_service
 from tests.conftest import serve
-from tests.support import DEFAULT_PASSWORD, GraphQLClient, unique_email
+from tests.support import (
+    CREATE_CONVERSATION,
+    CREATE_FOLDER,
+    DEFAULT_PASSWORD,
+    GraphQLClient,
+    SignedIn,
+    sign_up,
+    unique_email,
+)
 
 ME = "{ me { id email displayName role disabled createdAt } }"
 REFRESH = """mutation($t: String!) { refreshToken(refreshToken: $t) {
@@ -214,3 +225,32 @@ async def test_login_rehashes_when_parameters_changed(app: Starlette, gql: Graph
     after = (await database.users.get_by_email(email)).password_hash
     assert ",t=1," in before
     assert ",t=2," in after
+
+
+async def test_deleting_an_account_leaves_nothing_its_racing_requests_wrote(
+    gql: GraphQLClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's own folder and conversation creates race the deletion (some are past their
+    sign-in when it starts); once the late sweeps have run, nothing owned by the user is left."""
+    monkeypatch.setattr(accounts_service, "SWEEPS_AFTER_DELETE", (0.2, 0.4))
+    database = app.state.services.database
+    deleted = []
+    for trial in range(5):
+        user = await sign_up(gql)
+
+        async def create(n: int, user: SignedIn = user) -> None:
+            await user.execute(CREATE_FOLDER, {"input": {"name": f"f{n}"}})
+            await user.execute(CREATE_CONVERSATION, {"input": {"title": f"c{n}"}})
+
+        racing = [asyncio.create_task(create(n)) for n in range(20)]
+        for _ in range(trial + 1):
+            await asyncio.sleep(0)
+        await user.ok(
+            "mutation($p: String!) { deleteAccount(password: $p) }", {"p": DEFAULT_PASSWORD}
+        )
+        await asyncio.gather(*racing)
+        deleted.append(ObjectId(user.user_id))
+    await asyncio.sleep(0.6)
+    for owner in deleted:
+        for collection in ("folders", "conversations", "messages"):
+            assert await database.db[collection].count_documents({"owner_id": owner}) == 0

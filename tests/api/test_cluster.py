@@ -363,3 +363,31 @@ async def test_a_follower_elsewhere_gets_the_whole_reply_through_a_redis_outage(
         seen, done = await following
     assert sorted(seen) == list(range(1, 81))
     assert done["status"] == "COMPLETE"
+
+
+async def slot_members(pair: Pair, user: SignedIn) -> list[object]:
+    redis = Redis.from_url(pair.redis.url)
+    try:
+        key = f"gql_chat:{pair.settings.mongodb_db}:slots:{user.user_id}"
+        members: list[object] = list(await redis.zrange(key, 0, -1))
+        return members
+    finally:
+        await redis.aclose()
+
+
+async def test_slots_taken_while_redis_was_down_count_once_it_is_back(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.default = SLOW
+    alice = await sign_up(pair.a_gql)
+    alice_on_b = as_user(alice, pair.b_gql)
+    await pair.redis.stop()
+    await send_message(alice, "one")
+    await send_message(alice, "two")
+    await pair.redis.start()
+    for _ in range(50):  # the next renewal (a third of the pair's one-second lease) writes them
+        await asyncio.sleep(0.1)
+        if len(await slot_members(pair, alice)) == 2:
+            break
+    await send_message(alice_on_b, "three")
+    assert (await alice_on_b.execute(SEND, {"c": "four"})).error_codes == ["RATE_LIMITED"]
