@@ -9,6 +9,7 @@ instances at once with followers on the other one, checking every `seq` arrives 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -128,7 +129,10 @@ def cross_instance(provider: str, mongodb_url: str) -> dict[str, Any]:
     }
     with processes() as group:
         group.start(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+            [
+                *("redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"),
+                *("--save", "", "--logfile", os.devnull),
+            ]
         )
         apis = []
         for _ in range(2):
