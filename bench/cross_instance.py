@@ -19,6 +19,7 @@ from typing import Any
 from bench.run import (
     PYTHON,
     Api,
+    drop_bench_database,
     free_port,
     merged,
     processes,
@@ -120,7 +121,7 @@ def compare(same: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 
 
 def cross_instance(provider: str, mongodb_url: str) -> dict[str, Any]:
-    drop_database(mongodb_url)
+    drop_bench_database(mongodb_url, CLUSTER_DATABASE)
     redis_port = free_port()
     env = {
         **server_env(provider, mongodb_url),
@@ -168,15 +169,5 @@ def cross_instance(provider: str, mongodb_url: str) -> dict[str, Any]:
             },
             "per_delta": round(sum(used.values()) / (replies * DELTAS), 3),
         }
-    drop_database(mongodb_url)
+    drop_bench_database(mongodb_url, CLUSTER_DATABASE)
     return results
-
-
-def drop_database(mongodb_url: str) -> None:
-    from pymongo import MongoClient
-
-    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
-    try:
-        client.drop_database(CLUSTER_DATABASE)
-    finally:
-        client.close()

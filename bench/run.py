@@ -144,12 +144,12 @@ def server_env(provider_url: str, mongodb_url: str | None) -> dict[str, str]:
     return env
 
 
-def drop_bench_database(mongodb_url: str) -> None:
+def drop_bench_database(mongodb_url: str, name: str = BENCH_DATABASE) -> None:
     from pymongo import MongoClient
 
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
     try:
-        client.drop_database(BENCH_DATABASE)
+        client.drop_database(name)
     finally:
         client.close()
 

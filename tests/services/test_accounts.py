@@ -12,7 +12,7 @@ from bson import ObjectId
 from limits.aio.storage import MemoryStorage
 
 from gql_chat.config import Settings
-from gql_chat.services.accounts import AccountService
+from gql_chat.services.accounts import AccountService, UserHook
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.sign_ins import SignInChanges
@@ -25,7 +25,7 @@ SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123"
 
 
 async def accounts_over(
-    settings: Settings, sign_ins: SignInChanges
+    settings: Settings, sign_ins: SignInChanges, on_user_removed: UserHook | None = None
 ) -> tuple[AccountService, Database]:
     database = Database.over(open_embedded_client(), settings.mongodb_db, embedded=True)
     await database.create_indexes()
@@ -35,6 +35,7 @@ async def accounts_over(
         TokenService(settings, SECRET),
         RateLimits(settings, MemoryStorage()),
         sign_ins,
+        on_user_removed=on_user_removed,
     )
     return accounts, database
 
@@ -69,16 +70,7 @@ async def test_deleting_an_account_runs_the_user_removed_hook_once(settings: Set
         removed.append(user_id)
         yield
 
-    database = Database.over(open_embedded_client(), settings.mongodb_db, embedded=True)
-    await database.create_indexes()
-    accounts = AccountService(
-        database,
-        PasswordService(settings),
-        TokenService(settings, SECRET),
-        RateLimits(settings, MemoryStorage()),
-        SignInChanges(),
-        on_user_removed=on_user_removed,
-    )
+    accounts, database = await accounts_over(settings, SignInChanges(), on_user_removed)
     session = await accounts.register("removed@example.com", PASSWORD, None, "127.0.0.1")
 
     await accounts.delete_account(session.user, PASSWORD)
