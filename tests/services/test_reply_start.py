@@ -128,6 +128,14 @@ def world() -> World:
     return World(database, store, provider, runner, registry, conversations, starter)
 
 
+async def a_user(world: World) -> ObjectId:
+    """An owner that exists (creates check their owner after their insert)."""
+    user = await world.database.users.create(
+        email=f"{ObjectId()}@example.com", display_name="owner", password_hash="unused"
+    )
+    return user.id
+
+
 async def stored(world: World, owner: ObjectId, message_id: ObjectId) -> MessageRecord | None:
     return await world.store.get(owner, message_id)
 
@@ -155,7 +163,7 @@ async def add(
 async def test_the_request_is_the_active_path_and_the_reply_is_pending_until_it_streams(
     world: World,
 ) -> None:
-    owner = ObjectId()
+    owner = await a_user(world)
     conversation = await world.conversations.create(owner, title="t")
     q1 = await add(world, owner, conversation.id, MessageRole.USER, "q1", None)
     a1 = await add(world, owner, conversation.id, MessageRole.ASSISTANT, "a1", q1)
@@ -197,7 +205,7 @@ async def test_the_request_is_the_active_path_and_the_reply_is_pending_until_it_
 
 
 async def test_a_first_question_sends_only_itself(world: World) -> None:
-    owner = ObjectId()
+    owner = await a_user(world)
     conversation = await world.conversations.create(owner)
     slot = await world.starter.claim_slot(owner)
     question = world.starter.draft_question(owner, conversation.id, "hello", None)
@@ -215,7 +223,7 @@ async def test_a_first_question_sends_only_itself(world: World) -> None:
 async def test_a_failed_write_abandons_the_reply_and_leaves_nothing_pending(
     world: World, when: str
 ) -> None:
-    owner = ObjectId()
+    owner = await a_user(world)
     conversation = await world.conversations.create(owner)
     world.store.fail = when
     slot = await world.starter.claim_slot(owner)
