@@ -110,6 +110,25 @@ def websocket_schema(schema: BaseSchema) -> BaseSchema:
     return copied
 
 
+CANCEL_ROUNDS = 3
+"""How many times an operation that goes on after being cancelled is cancelled again."""
+
+
+async def end_tasks(tasks: list[asyncio.Task[Any]], wait: float = 1.0) -> None:
+    """Cancel until they end. One cancellation is not always enough: one that lands inside
+    PyMongo's async read (an operation checking its sign-in) can be absorbed there, and the
+    operation then goes on to wait for events for ever, holding its socket and the shutdown."""
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(CANCEL_ROUNDS):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=wait)
+    if pending:
+        logger.warning("%d websocket operations did not end when cancelled", len(pending))
+
+
 OPTIONAL_PAYLOAD_FIELDS = (("operationName", str), ("variables", dict), ("extensions", dict))
 
 
@@ -303,12 +322,20 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
         await self._cancel_operations()
         await self._close(SIGNED_OUT, reason)
 
+    async def shutdown(self) -> None:
+        """Strawberry's, but an operation that outlives one cancellation is cancelled again
+        (`end_tasks`): Strawberry awaited it for ever, and the socket never closed."""
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.connection_init_timeout_task
+        await self._cancel_operations()
+
     async def _cancel_operations(self) -> None:
         running = [operation.task for operation in self.operations.values() if operation.task]
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
-        if running:
-            await asyncio.wait(running)  # their `finally` blocks run before the close
+        await end_tasks(running)  # their `finally` blocks run before the close
 
     async def _close(self, code: int, reason: str) -> None:
         websocket = self.context.request
