@@ -143,13 +143,7 @@ def cross_instance(provider: str, mongodb_url: str) -> dict[str, Any]:
         a, b = apis
         for api in apis:
             wait_until_up(f"{api.base}/healthz")
-        users = []
-        for index in range(10):
-            token = a.register(f"cluster{index}@example.com")
-            conversation = a.gql(
-                'mutation { createConversation(input: {title: "cluster"}) { id } }', token=token
-            )["createConversation"]["id"]
-            users.append((token, conversation))
+        users = a.stream_users("cluster")
         results: dict[str, Any] = {}
         for concurrency, rounds in ((1, 30), (50, 3)):
             on_a, on_b = [], []

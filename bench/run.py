@@ -178,6 +178,17 @@ class Api:
         token: str = data["register"]["accessToken"]
         return token
 
+    def stream_users(self, prefix: str, count: int = 10) -> list[tuple[str, str]]:
+        """`count` new users with a conversation each: (token, conversation id) pairs."""
+        users = []
+        for index in range(count):
+            token = self.register(f"{prefix}{index}@example.com")
+            conversation = self.gql(
+                'mutation { createConversation(input: {title: "stream"}) { id } }', token=token
+            )["createConversation"]["id"]
+            users.append((token, conversation))
+        return users
+
 
 def set_provider_pace(
     provider: str, first_delay: float, token_delay: float, tokens: int = 50
@@ -682,13 +693,7 @@ def main() -> None:
         wait_until_up(provider.rsplit("/api/v1", 1)[0] + "/api/v1/models")
         print("seeding…", flush=True)
         seeded = seed(api, provider)
-        stream_users = []
-        for index in range(10):
-            token = api.register(f"stream{index}@example.com")
-            conversation = api.gql(
-                'mutation { createConversation(input: {title: "stream"}) { id } }', token=token
-            )["createConversation"]["id"]
-            stream_users.append((token, conversation))
+        stream_users = api.stream_users("stream")
         if "query" in scenarios:
             print("1. query path", flush=True)
             results["query_path"] = query_path(api, seeded)

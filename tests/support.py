@@ -174,6 +174,11 @@ class SignedIn:
         return (await self.execute(query, variables)).ok()
 
 
+def as_user(user: SignedIn, gql: GraphQLClient) -> SignedIn:
+    """The same user, talking through another client (another instance, say)."""
+    return SignedIn(gql, user.token, user.refresh_token, user.user_id, user.email)
+
+
 async def sign_up(gql: GraphQLClient, email: str | None = None) -> SignedIn:
     payload = await gql.register(email=email)
     return SignedIn(

@@ -31,6 +31,7 @@ from tests.support import (
     RedisServer,
     SignedIn,
     TransportWsClient,
+    as_user,
     close_code,
     send_message,
     sign_up,
@@ -93,11 +94,6 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("not within the time allowed")
-
-
-def as_user(user: SignedIn, gql: GraphQLClient) -> SignedIn:
-    """The same user, talking to another instance."""
-    return SignedIn(gql, user.token, user.refresh_token, user.user_id, user.email)
 
 
 async def test_user_events_reach_the_users_subscribers_on_every_instance(pair: Pair) -> None:

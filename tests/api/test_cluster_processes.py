@@ -36,6 +36,7 @@ from tests.support import (
     RedisServer,
     SignedIn,
     TransportWsClient,
+    as_user,
     sign_up,
     signed_in_socket,
 )
@@ -290,7 +291,7 @@ async def test_kill_9_of_the_producing_instance_ends_its_replies_and_frees_the_u
     a, b = deployment.servers
     async with client_of(a.http_url) as on_a, client_of(b.http_url) as on_b:
         alice = await sign_up(on_a)
-        alice_on_b = SignedIn(on_b, alice.token, alice.refresh_token, alice.user_id, alice.email)
+        alice_on_b = as_user(alice, on_b)
         replies = [
             (await alice.ok(SEND, {"c": f"hello {n}"}))["sendMessage"]["assistantMessage"]["id"]
             for n in range(3)
@@ -340,7 +341,7 @@ async def test_a_stop_sent_to_the_other_instance_ends_the_reply_and_its_upstream
     a, b = deployment.servers
     async with client_of(a.http_url) as on_a, client_of(b.http_url) as on_b:
         alice, reply = await signed_up_with_a_reply(on_a)
-        alice_on_b = SignedIn(on_b, alice.token, alice.refresh_token, alice.user_id, alice.email)
+        alice_on_b = as_user(alice, on_b)
         async with signed_in_socket(a.ws_url, alice.token) as follower:
             following = asyncio.create_task(follow(follower, reply))
             await asyncio.sleep(0.5)

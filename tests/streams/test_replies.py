@@ -184,13 +184,17 @@ class FakeClock:
         return self.now
 
 
-async def test_pacer_yields_only_once_its_interval_has_passed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(replies, "time", clock)
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The pacers' clock, a one-second slice, and no pacer busy yet."""
+    fake = FakeClock()
+    monkeypatch.setattr(replies, "time", fake)
     monkeypatch.setattr(replies, "YIELD_EVERY", 1.0)
     monkeypatch.setattr(Pacer, "busy", 0)
+    return fake
+
+
+async def test_pacer_yields_only_once_its_interval_has_passed(clock: FakeClock) -> None:
     pacer = Pacer()
     ran = 0
 
@@ -219,13 +223,7 @@ async def test_pacer_yields_only_once_its_interval_has_passed(
     assert Pacer.busy == 0
 
 
-async def test_busy_pacers_share_one_slice_and_idle_ones_do_not_count(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(replies, "time", clock)
-    monkeypatch.setattr(replies, "YIELD_EVERY", 1.0)
-    monkeypatch.setattr(Pacer, "busy", 0)
+async def test_busy_pacers_share_one_slice_and_idle_ones_do_not_count(clock: FakeClock) -> None:
     yields = 0
 
     async def count_yields(pacer: Pacer) -> None:
