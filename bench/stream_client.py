@@ -2,8 +2,9 @@
 
 `direct`: read replies straight from the fake provider over SSE (the baseline).
 `gql`: sendMessage over HTTP, then follow the reply over a graphql-transport-ws websocket, as a
-frontend does (`--follow-api`: on another instance than the one the send went to). Prints one JSON object: time to first token and inter-token gaps (ms), and whether
-every seq arrived exactly once.
+frontend does (`--follow-api`: on another instance than the one the send went to; `--pair-api`:
+and on a second one at once). Prints one JSON object: time to first token and inter-token gaps
+(ms), and whether every seq arrived exactly once.
 
 Each worker (one per reply slot) runs `--rounds` replies back to back. With `--stagger S` the
 workers start evenly spread over S seconds, so that replies start and end at different moments
@@ -59,10 +60,13 @@ async def gql_reply(
     client: httpx.AsyncClient,
     api: str,
     follow_api: str,
+    pair_api: str,
     token: str,
     conversation: str,
     expected: int,
 ) -> dict[str, Any]:
+    """Send on `api`, follow on `follow_api` (and at once on `pair_api`, if given: the same
+    reply's first token on two instances, compared reply by reply)."""
     started = time.perf_counter()
     response = await client.post(
         f"{api}/graphql",
@@ -70,9 +74,24 @@ async def gql_reply(
         headers={"Authorization": f"Bearer {token}"},
     )
     message_id = response.json()["data"]["sendMessage"]["assistantMessage"]["id"]
+    followers = [follow(follow_api, token, message_id, expected)]
+    if pair_api:
+        followers.append(follow(pair_api, token, message_id, expected))
+    outcomes = await asyncio.gather(*followers)
+    result: dict[str, Any] = {}
+    for (arrivals, _), suffix in zip(outcomes, ("", "_pair"), strict=False):
+        result[f"ttft{suffix}"] = (arrivals[0] - started) * 1000 if arrivals else float("nan")
+        result[f"gaps{suffix}"] = _gaps(arrivals)
+    result["complete"] = all(complete for _, complete in outcomes)
+    return result
+
+
+async def follow(api: str, token: str, message_id: str, expected: int) -> tuple[list[float], bool]:
+    """Follow one reply over a websocket: the arrival times of its deltas, and whether every
+    seq arrived once, in order."""
     arrivals: list[float] = []
     seqs: list[int] = []
-    ws_url = follow_api.replace("http://", "ws://") + "/graphql"
+    ws_url = api.replace("http://", "ws://") + "/graphql"
     async with connect(
         ws_url,
         subprotocols=[Subprotocol("graphql-transport-ws")],
@@ -101,9 +120,7 @@ async def gql_reply(
                 break
             arrivals.append(time.perf_counter())
             seqs.append(event["seq"])
-    complete = seqs == list(range(1, expected + 1))
-    ttft = (arrivals[0] - started) * 1000 if arrivals else float("nan")
-    return {"ttft": ttft, "gaps": _gaps(arrivals), "complete": complete}
+    return arrivals, seqs == list(range(1, expected + 1))
 
 
 async def worker(
@@ -129,6 +146,7 @@ async def main() -> None:
     parser.add_argument("--provider", default="")
     parser.add_argument("--api", default="")
     parser.add_argument("--follow-api", default="", help="follow replies here (default: --api)")
+    parser.add_argument("--pair-api", default="", help="and follow each reply here at once")
     parser.add_argument("--work", help="JSON list of [token, conversation] pairs, one per reply")
     parser.add_argument("--replies", type=int, default=1)
     parser.add_argument("--expected", type=int, default=50)
@@ -144,7 +162,7 @@ async def main() -> None:
             work = json.loads(Path(args.work).read_text())  # noqa: ASYNC240
             follow_api = args.follow_api or args.api
             replies = [
-                partial(gql_reply, client, args.api, follow_api, t, c, args.expected)
+                partial(gql_reply, client, args.api, follow_api, args.pair_api, t, c, args.expected)
                 for t, c in work
             ]
         outcomes = await asyncio.gather(
@@ -163,6 +181,14 @@ async def main() -> None:
             {
                 "ttft": [r["ttft"] for r in good],
                 "gaps": [g for r in good for g in r["gaps"]],
+                **(
+                    {
+                        "ttft_pair": [r["ttft_pair"] for r in good],
+                        "gaps_pair": [g for r in good for g in r["gaps_pair"]],
+                    }
+                    if args.pair_api
+                    else {}
+                ),
                 "complete": sum(1 for r in good if r["complete"]),
                 "failed": len(results) - len(good),
                 "errors": sorted({repr(r)[:200] for r in results if not isinstance(r, dict)})[:5],

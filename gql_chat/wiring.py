@@ -128,7 +128,11 @@ def build_services(
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,
         cluster=cluster,
-        leases=ReplyLeases(settings, database.messages, runner) if cluster.shared else None,
+        leases=(
+            ReplyLeases(settings, database.messages, runner, cluster.reply_streams)
+            if cluster.shared
+            else None
+        ),
         reply_slots=reply_slots,
         reports=ReportService(database, conversations),
         events=events,

@@ -52,7 +52,11 @@ class Cluster:
             else None
         )
         self.reply_streams = (
-            RedisReplyStreams(settings.redis_url.get_secret_value(), settings.mongodb_db)
+            RedisReplyStreams(
+                settings.redis_url.get_secret_value(),
+                settings.mongodb_db,
+                longest_reply=settings.max_reply_seconds,
+            )
             if settings.redis_url is not None
             else None
         )

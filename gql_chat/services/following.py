@@ -25,7 +25,13 @@ from gql_chat.streams.reply_streams import (
 )
 
 STORE_POLL_INTERVAL = 0.5
-"""How often a reply generated elsewhere is re-read while it is unfinished."""
+"""How often a reply generated elsewhere is re-read while it is unfinished (without Redis, or
+with a gap in its stream)."""
+STREAM_RECHECK_INTERVAL = 2.0
+"""How often it is re-read while its Redis stream delivers every delta: only to notice an end
+the stream does not carry (an instance that died mid-reply and was swept). Re-reading it every
+0.5 s cost each follower two reads of the whole message a second, and each read held up its
+deltas (at 50 replies on a busy database, a later-token p99 of 134 ms against 42 ms on A)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +125,11 @@ class ReplyFollower:
         self, streams: RedisReplyStreams, elsewhere: _Elsewhere, last_seq: int
     ) -> AsyncIterator[tuple[int, str]]:
         """The deltas after `last_seq` from the generating instance's stream, in order, for one
-        `STORE_POLL_INTERVAL` (then the caller re-reads MongoDB); at the stream's end, at once.
-        Deltas past a gap wait in `pending` until MongoDB has filled it."""
+        `STREAM_RECHECK_INTERVAL` (then the caller re-reads MongoDB); at the stream's end, at
+        once. Deltas past a gap wait in `pending` until MongoDB has filled it, at most
+        `STORE_POLL_INTERVAL` later."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STORE_POLL_INTERVAL
+        deadline = loop.time() + STREAM_RECHECK_INTERVAL
         for seq in [seq for seq in elsewhere.pending if seq <= last_seq]:
             del elsewhere.pending[seq]  # MongoDB gave them first
         elsewhere.position.skip_to(last_seq)
@@ -133,12 +140,14 @@ class ReplyFollower:
             while (text := elsewhere.pending.pop(last_seq + 1, None)) is not None:
                 last_seq += 1
                 yield last_seq, text
+            if elsewhere.pending:  # a gap (entries lost or trimmed): MongoDB fills it
+                deadline = min(deadline, loop.time() + STORE_POLL_INTERVAL)
             left = deadline - loop.time()
             if left <= 0 or elsewhere.ended:
                 return
             entries = await streams.read(elsewhere.position, left)
             if entries is None:  # Redis cannot be read now: MongoDB only
-                await asyncio.sleep(max(0.0, deadline - loop.time()))
+                await asyncio.sleep(max(0.0, min(deadline - loop.time(), STORE_POLL_INTERVAL)))
                 return
             for entry in entries:
                 if isinstance(entry, StreamEnd):

@@ -2,9 +2,12 @@
 message), renewed by the instance generating it every third of `GQL_CHAT_REPLY_LEASE`. Every
 instance sweeps, every half lease, for unfinished replies whose lease ran out: their instance
 died (`kill -9`, a lost machine), so they become INTERRUPTED with the text saved so far, and
-their followers anywhere get `done`. Nothing waits for the dead process to start again, and
-start-up no longer ends every unfinished reply, only those whose lease ran out, so a restart
-never cuts a reply another live instance is generating.
+their followers anywhere get `done`. The deltas it streamed through Redis after its last save
+(followers elsewhere already show them) are read back from the reply's stream and saved first,
+so the INTERRUPTED text is what those followers saw, and the stream gets its end entry. Nothing
+waits for the dead process to start again, and start-up no longer ends every unfinished reply,
+only those whose lease ran out, so a restart never cuts a reply another live instance is
+generating.
 
 One instance alone (no Redis) keeps the simpler rule: at start-up, every unfinished reply was
 its own, and ends then."""
@@ -12,29 +15,43 @@ its own, and ends then."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import random
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
 from gql_chat.services.generation import WRITE_TIMEOUT, GenerationRunner
 from gql_chat.store.messages import MessageStore
+from gql_chat.streams.reply_streams import RedisReplyStreams
 
 logger = logging.getLogger(__name__)
+
+RECOVER_AT_MOST = 100
+"""Abandoned replies one sweep ends one by one, through their streams (the rest, if an instance
+died with more, end at once with their saved text; their followers notice within seconds)."""
+RECOVERY_TIMEOUT = WRITE_TIMEOUT / 2
+"""The longest one sweep spends ending replies one by one before ending what is left at once."""
 
 T = TypeVar("T")
 
 
 class ReplyLeases:
     def __init__(
-        self, settings: Settings, messages: MessageStore, runner: GenerationRunner
+        self,
+        settings: Settings,
+        messages: MessageStore,
+        runner: GenerationRunner,
+        streams: RedisReplyStreams | None = None,
     ) -> None:
         self._lease = timedelta(seconds=settings.reply_lease)
         self._messages = messages
         self._runner = runner
+        self._streams = streams
         self._tasks: list[asyncio.Task[None]] = []
         self._failing = False
 
@@ -51,8 +68,31 @@ class ReplyLeases:
 
     async def sweep(self) -> int:
         """End the replies whose instance died; how many there were."""
+        now = utc_now()
+        ended = 0
+        if self._streams is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECOVERY_TIMEOUT):
+                    ended = await self._end_in_streams(self._streams, now)
         async with asyncio.timeout(WRITE_TIMEOUT):
-            return await self._messages.interrupt_abandoned(utc_now(), self._lease)
+            return ended + await self._messages.interrupt_abandoned(now, self._lease)
+
+    async def _end_in_streams(self, streams: RedisReplyStreams, now: datetime) -> int:
+        """End abandoned replies one by one: each with the unsaved deltas in its stream saved,
+        then an end entry in that stream (its followers elsewhere re-read it at once); how
+        many."""
+        ended = 0
+        abandoned = await self._messages.abandoned(now, self._lease, RECOVER_AT_MOST)
+        for message_id, saved, text_end in abandoned:
+            texts = await streams.unsaved_deltas(message_id, saved)
+            ends = list(itertools.accumulate(map(len, texts), initial=text_end))[1:]
+            appended = (saved, "".join(texts), ends)
+            if await self._messages.interrupt_abandoned_with(
+                message_id, now, self._lease, appended
+            ):
+                streams.ended(message_id, saved + len(texts))
+                ended += 1
+        return ended
 
     async def renew(self) -> None:
         async with asyncio.timeout(WRITE_TIMEOUT):

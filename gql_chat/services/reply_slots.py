@@ -27,11 +27,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gql_chat.services.generation import SendSlot
+from gql_chat.streams.redis_clients import OPERATION_TIMEOUT, redis_client
 
 logger = logging.getLogger(__name__)
-
-OPERATION_TIMEOUT = 1.0
-"""The longest one Redis call may take before the slot is counted by this instance alone."""
 
 CLAIM = """
 local now = redis.call('TIME')
@@ -76,10 +74,7 @@ class SharedReplySlots:
 
     @classmethod
     def connect(cls, url: str, database_name: str, lease: float) -> SharedReplySlots:
-        redis: Redis = Redis.from_url(
-            url, socket_timeout=OPERATION_TIMEOUT, socket_connect_timeout=OPERATION_TIMEOUT
-        )
-        return cls(redis, database_name, lease)
+        return cls(redis_client(url), database_name, lease)
 
     def start(self) -> None:
         self._renewing = asyncio.create_task(self._renew_forever(), name="reply-slots-renew")

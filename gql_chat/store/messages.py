@@ -209,23 +209,7 @@ class MessageStore:
         count = saved + len(new_ends)
         result = await self._messages.update_one(
             {"_id": message_id, "status": {"$in": UNFINISHED}, "seq": saved},
-            [
-                {
-                    "$set": {
-                        # $literal: text starting with "$" is text, not a field path.
-                        "content": {"$concat": [{"$ifNull": ["$content", ""]}, {"$literal": text}]},
-                        "seq_ends": {
-                            "$concatArrays": [
-                                {"$ifNull": ["$seq_ends", []]},
-                                {"$literal": new_ends},
-                            ]
-                        },
-                        "seq": count,
-                        "status": MessageStatus.STREAMING.value,
-                        "updated_at": utc_now(),
-                    }
-                }
-            ],
+            _appending(saved, text, new_ends, MessageStatus.STREAMING, utc_now()),
         )
         if result.matched_count:
             return count
@@ -251,18 +235,40 @@ class MessageStore:
                 {"$set": {"lease_until": until}},
             )
 
+    async def abandoned(
+        self, now: datetime, lease: timedelta, limit: int
+    ) -> list[tuple[ObjectId, int, int]]:
+        """Up to `limit` of the replies `interrupt_abandoned` would end: each one's id, the
+        deltas saved and where their text ends."""
+        cursor = self._messages.find(_abandoned(now, lease), {"seq": 1, "seq_ends": 1}, limit=limit)
+        return [
+            (doc["_id"], int(doc.get("seq") or 0), (doc.get("seq_ends") or [0])[-1])
+            async for doc in cursor
+        ]
+
+    async def interrupt_abandoned_with(
+        self,
+        message_id: ObjectId,
+        now: datetime,
+        lease: timedelta,
+        appended: tuple[int, str, list[int]],
+    ) -> bool:
+        """End one abandoned reply (as `interrupt_abandoned`) with deltas its instance streamed
+        but never saved appended (`save_progress`'s `saved`, `text` and `new_ends`); False when
+        it is no longer abandoned or its saved deltas changed meanwhile."""
+        saved, text, new_ends = appended
+        result = await self._messages.update_one(
+            {**_abandoned(now, lease), "_id": message_id, "seq": saved},
+            _appending(saved, text, new_ends, MessageStatus.INTERRUPTED, now),
+        )
+        return result.modified_count == 1
+
     async def interrupt_abandoned(self, now: datetime, lease: timedelta) -> int:
         """Unfinished replies whose instance stopped renewing their lease (it died) become
         INTERRUPTED, keeping their saved text. One never leased yet counts from its last write,
         so a reply stored a moment ago is not taken for dead."""
         result = await self._messages.update_many(
-            {
-                "status": {"$in": UNFINISHED},
-                "$or": [
-                    {"lease_until": {"$lt": now}},
-                    {"lease_until": {"$exists": False}, "updated_at": {"$lt": now - lease}},
-                ],
-            },
+            _abandoned(now, lease),
             {"$set": {"status": MessageStatus.INTERRUPTED.value, "updated_at": now}},
         )
         return result.modified_count
@@ -295,3 +301,36 @@ class MessageStore:
 
     async def delete_for_owner(self, owner_id: ObjectId) -> None:
         await self._messages.delete_many({"owner_id": owner_id})
+
+
+def _abandoned(now: datetime, lease: timedelta) -> dict[str, Any]:
+    """Unfinished replies whose lease ran out, or that were never leased and not written for a
+    lease's time."""
+    return {
+        "status": {"$in": UNFINISHED},
+        "$or": [
+            {"lease_until": {"$lt": now}},
+            {"lease_until": {"$exists": False}, "updated_at": {"$lt": now - lease}},
+        ],
+    }
+
+
+def _appending(
+    saved: int, text: str, new_ends: list[int], status: MessageStatus, now: datetime
+) -> list[dict[str, Any]]:
+    """The update appending deltas after the `saved` ones to a reply's text (see
+    `save_progress`)."""
+    return [
+        {
+            "$set": {
+                # $literal: text starting with "$" is text, not a field path.
+                "content": {"$concat": [{"$ifNull": ["$content", ""]}, {"$literal": text}]},
+                "seq_ends": {
+                    "$concatArrays": [{"$ifNull": ["$seq_ends", []]}, {"$literal": new_ends}]
+                },
+                "seq": saved + len(new_ends),
+                "status": status.value,
+                "updated_at": now,
+            }
+        }
+    ]

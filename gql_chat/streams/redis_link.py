@@ -21,10 +21,10 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gql_chat.streams.redis_clients import OPERATION_TIMEOUT, redis_client
+
 logger = logging.getLogger(__name__)
 
-OPERATION_TIMEOUT = 1.0
-"""The longest one Redis command may take before it counts as failed."""
 LISTEN_POLL = 1.0
 """How long the listener waits for a message before checking the connection again."""
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
@@ -42,11 +42,7 @@ class RedisLink:
 
     def __init__(self, url: str, handlers: dict[str, Handler]) -> None:
         self.instance_id = uuid.uuid4().hex
-        self._redis: Redis = Redis.from_url(
-            url,
-            socket_timeout=OPERATION_TIMEOUT,
-            socket_connect_timeout=OPERATION_TIMEOUT,
-        )
+        self._redis: Redis = redis_client(url)
         self._handlers = {channel.encode(): handler for channel, handler in handlers.items()}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []

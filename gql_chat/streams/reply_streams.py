@@ -8,13 +8,15 @@ and a late follower starts where it is, skipping nothing.
 
 MongoDB stays the record: the stream is a fast path a follower may lose (Redis restarted, the
 stream trimmed, entries dropped while Redis was down), and the follower then fills the gap from
-the stored message, which it re-reads every `STORE_POLL_INTERVAL` anyway; deltas are delivered
-by `seq`, in order, so none is missed or repeated.
+the stored message, which it re-reads every few seconds anyway and half a second after it sees a
+gap; deltas are delivered by `seq`, in order, so none is missed or repeated.
 
 Writes never block the generation: they queue (bounded) and one task sends them in pipelined
 batches. Each stream is trimmed to about `MAX_ENTRIES` and expires `KEEP_AFTER_END` seconds after
-its last write. Reads use a separate pool of at most `MAX_READERS` connections (a blocking read
-holds one); when it is exhausted or Redis does not answer, followers read MongoDB only."""
+its end; its expiry is set with the first delta and every `EXPIRE_EVERY` deltas (not with every
+write: that doubled Redis's commands per delta), long enough for the longest reply. Reads use a
+separate pool of at most `MAX_READERS` connections (a blocking read holds one); when it is
+exhausted or Redis does not answer, followers read MongoDB only."""
 
 from __future__ import annotations
 
@@ -26,13 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from gql_chat.streams.redis_clients import OPERATION_TIMEOUT, redis_client
 
 logger = logging.getLogger(__name__)
 
-OPERATION_TIMEOUT = 1.0
-"""The longest one write batch may take before it counts as failed."""
 OUTBOX_LIMIT = 100_000
 """Deltas waiting to be written; beyond it new ones are dropped (followers fill from MongoDB)."""
 BATCH = 500
@@ -41,7 +43,10 @@ MAX_ENTRIES = 20_000
 """Entries one stream keeps (approximately: `MAXLEN ~`); a longer reply's start is read from
 MongoDB."""
 KEEP_AFTER_END = 300
-"""Seconds a stream lives after its last write (a follower arriving later replays MongoDB)."""
+"""Seconds a stream lives after its end (a follower arriving later replays MongoDB)."""
+EXPIRE_EVERY = 50
+"""Deltas between two settings of a running reply's stream expiry (in case its end is never
+written: its instance died, or Redis lost the stream and then the end)."""
 MAX_READERS = 1_000
 """Blocking reads at once per instance (each holds a Redis connection)."""
 READ_COUNT = 1_000
@@ -51,6 +56,16 @@ READ_COUNT = 1_000
 Fields = dict[Any, Any]
 """A stream entry's fields: `t` for a delta, `e` for the end."""
 END: Fields = {"e": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One entry to write, and the stream's expiry to set after it (seconds), if any."""
+
+    key: str
+    entry_id: str
+    fields: Fields
+    expiry: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +100,13 @@ class StreamPosition:
 
 
 class RedisReplyStreams:
-    def __init__(self, url: str, database_name: str) -> None:
+    def __init__(self, url: str, database_name: str, longest_reply: float) -> None:
+        self._running_expiry = int(longest_reply) + KEEP_AFTER_END
         self._prefix = f"gql_chat:{database_name}:reply:"
-        self._writer: Redis = Redis.from_url(
-            url, socket_timeout=OPERATION_TIMEOUT, socket_connect_timeout=OPERATION_TIMEOUT
-        )
-        self._readers = Redis(
-            connection_pool=ConnectionPool.from_url(
-                url,
-                max_connections=MAX_READERS,
-                socket_connect_timeout=OPERATION_TIMEOUT,
-            )
-        )
-        self._outbox: asyncio.Queue[tuple[str, str, Fields]] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
+        self._writer: Redis = redis_client(url)
+        # A blocking read waits longer than any socket timeout: `read` bounds each one.
+        self._readers = redis_client(url, socket_timeout=None, max_connections=MAX_READERS)
+        self._outbox: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self._task: asyncio.Task[None] | None = None
         self._writing = True
         self._reading = True
@@ -116,14 +125,15 @@ class RedisReplyStreams:
     # --- the generating instance --------------------------------------------------------
 
     def delta(self, message_id: ObjectId, seq: int, text: str) -> None:
-        self._queue(message_id, seq, {"t": text})
+        expiry = self._running_expiry if seq % EXPIRE_EVERY == 1 else None
+        self._queue(_Entry(self._key(message_id), f"{seq}-0", {"t": text}, expiry))
 
     def ended(self, message_id: ObjectId, deltas: int) -> None:
-        self._queue(message_id, deltas + 1, END)
+        self._queue(_Entry(self._key(message_id), f"{deltas + 1}-0", END, KEEP_AFTER_END))
 
-    def _queue(self, message_id: ObjectId, position: int, fields: Fields) -> None:
+    def _queue(self, entry: _Entry) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # followers elsewhere fill from MongoDB
-            self._outbox.put_nowait((self._key(message_id), f"{position}-0", fields))
+            self._outbox.put_nowait(entry)
 
     async def _write_forever(self) -> None:
         while True:
@@ -132,14 +142,20 @@ class RedisReplyStreams:
                 batch.append(self._outbox.get_nowait())
             await self._write(batch)
 
-    async def _write(self, batch: Sequence[tuple[str, str, Fields]]) -> None:
+    async def _write(self, batch: Sequence[_Entry]) -> None:
         try:
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 async with self._writer.pipeline(transaction=False) as pipe:
-                    for key, entry_id, fields in batch:
-                        pipe.xadd(key, fields, id=entry_id, maxlen=MAX_ENTRIES, approximate=True)
-                    for key in {key for key, _, _ in batch}:
-                        pipe.expire(key, KEEP_AFTER_END)
+                    for entry in batch:
+                        pipe.xadd(
+                            entry.key,
+                            entry.fields,
+                            id=entry.entry_id,
+                            maxlen=MAX_ENTRIES,
+                            approximate=True,
+                        )
+                        if entry.expiry is not None:
+                            pipe.expire(entry.key, entry.expiry)
                     # An entry Redis refuses (its id was written before: a retried batch) is
                     # skipped; the others stand.
                     await pipe.execute(raise_on_error=False)
@@ -147,6 +163,25 @@ class RedisReplyStreams:
             self._writing = _changed(self._writing, False, "written to")
             return
         self._writing = _changed(self._writing, True, "written to")
+
+    async def unsaved_deltas(self, message_id: ObjectId, saved: int) -> list[str]:
+        """The texts of deltas `saved + 1`, `saved + 2`, ... as far as the stream holds them
+        without a gap: what an instance that died streamed to followers but never saved.
+        Empty when Redis does not answer."""
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                result: Any = await self._writer.xrange(
+                    self._key(message_id), min=f"{saved + 1}-0", count=MAX_ENTRIES
+                )
+        except (RedisError, OSError, TimeoutError):
+            return []
+        texts: list[str] = []
+        for entry_id, fields in result:
+            entry = _entry(entry_id.decode(), fields)
+            if not isinstance(entry, StreamDelta) or entry.seq != saved + len(texts) + 1:
+                break
+            texts.append(entry.text)
+        return texts
 
     # --- a follower on another instance -------------------------------------------------
 

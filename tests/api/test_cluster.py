@@ -44,6 +44,8 @@ pytestmark = pytest.mark.skipif(
 
 USER_EVENTS = "subscription { userEvents { kind conversationId } }"
 STREAM = "subscription($id: ID!) { messageStream(messageId: $id) { seq done status } }"
+TEXT_STREAM = """subscription($id: ID!) { messageStream(messageId: $id) {
+    seq delta done status message { content } } }"""
 STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) { id status } }"
 CREATE = 'mutation { createConversation(input: {title: "t"}) { id } }'
 SLOW = Reply(tokens=["slow "] * 400, token_delay=0.05)
@@ -170,6 +172,36 @@ async def test_the_replies_of_a_dead_instance_end_when_their_lease_runs_out(
             if event["done"]:
                 break
     assert event["status"] == "INTERRUPTED"
+
+
+async def test_a_dead_instances_unsaved_deltas_are_kept_as_its_followers_saw_them(
+    pair: Pair, fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streams deltas through Redis, then dies before saving them: B's sweep reads them back
+    from the reply's stream, so the INTERRUPTED reply's text is the text its follower saw."""
+    fake_openrouter.default = SLOW
+    alice = await sign_up(pair.a_gql)
+    services_a = pair.a.app.state.services
+
+    async def lost(*_: Any) -> bool:
+        return False
+
+    monkeypatch.setattr(services_a.database.messages, "save_progress", lost)
+    reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
+    shown: list[str] = []
+    async with signed_in_socket(pair.b.ws_url, alice.token) as follower:
+        await follower.subscribe(TEXT_STREAM, {"id": reply})
+        while len(shown) < 10:
+            shown.append((await next_event(follower, within=5.0))["messageStream"]["delta"])
+        assert services_a.leases is not None
+        await services_a.leases.close()
+        monkeypatch.setattr(services_a.database.messages, "finish", lost)
+        await services_a.runner.stop_owner(ObjectId(alice.user_id))
+        while not (event := (await next_event(follower, within=5.0))["messageStream"])["done"]:
+            shown.append(event["delta"])
+    assert event["status"] == "INTERRUPTED"
+    assert event["message"]["content"] == "".join(shown)
+    assert len(shown) >= 10
 
 
 async def test_through_a_redis_outage_each_instance_serves_alone_then_they_hear_each_other(
@@ -343,6 +375,30 @@ async def test_a_lost_stream_is_filled_from_mongodb_without_gap_or_repeat(
         await redis.aclose()
 
 
+async def test_a_reply_stream_outlives_the_reply_then_expires(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """The expiry is set with the first delta (long enough for the longest reply, so a reply
+    whose end is never written still leaves nothing behind for good), then shortened at the
+    end."""
+    fake_openrouter.default = Reply(tokens=[f"d{i} " for i in range(20)], token_delay=0.05)
+    alice = await sign_up(pair.a_gql)
+    reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
+    redis = Redis.from_url(pair.redis.url)
+    key = f"gql_chat:{pair.settings.mongodb_db}:reply:{reply}"
+    longest = pair.settings.max_reply_seconds + 300
+    try:
+        async with signed_in_socket(pair.b.ws_url, alice.token) as on_b:
+            following = asyncio.create_task(arrivals(on_b, reply))
+            await asyncio.sleep(0.4)
+            assert 300 < await redis.ttl(key) <= longest
+            seen, done = await following
+        assert sorted(seen) == list(range(1, 21))
+        assert 0 < await redis.ttl(key) <= 300
+    finally:
+        await redis.aclose()
+
+
 async def test_a_follower_elsewhere_gets_the_whole_reply_through_a_redis_outage(
     pair: Pair, fake_openrouter: FakeOpenRouter
 ) -> None:
@@ -387,4 +443,27 @@ async def test_slots_taken_while_redis_was_down_count_once_it_is_back(
         if len(await slot_members(pair, alice)) == 2:
             break
     await send_message(alice_on_b, "three")
+    assert (await alice_on_b.execute(SEND, {"c": "four"})).error_codes == ["RATE_LIMITED"]
+
+
+async def test_just_after_a_redis_restart_the_limit_still_counts_every_instance(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """B's first claim after a restart goes out on a connection Redis closed: it is sent again
+    on a new one (it once counted B's replies alone, letting a user past the limit)."""
+    fake_openrouter.default = SLOW
+    alice = await sign_up(pair.a_gql)
+    alice_on_b = as_user(alice, pair.b_gql)
+    on_b = (await send_message(alice_on_b, "opens B's connection"))["assistantMessage"]["id"]
+    await alice_on_b.ok(STOP, {"id": on_b})
+    for n in range(3):
+        await send_message(alice, f"reply {n}")
+    await pair.redis.stop()
+    await pair.redis.start()
+    for _ in range(50):  # A's renewals write its three slots into the new Redis
+        if len(await slot_members(pair, alice)) == 3:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("A's slots were never written again")
     assert (await alice_on_b.execute(SEND, {"c": "four"})).error_codes == ["RATE_LIMITED"]

@@ -212,9 +212,14 @@ async def client_of(base: str) -> AsyncIterator[GraphQLClient]:
 
 
 async def follow(
-    ws: TransportWsClient, reply: str, after: int = 0, stop_at: int | None = None
+    ws: TransportWsClient,
+    reply: str,
+    after: int = 0,
+    stop_at: int | None = None,
+    texts: list[str] | None = None,
 ) -> tuple[list[int], dict[str, Any] | None]:
-    """The seqs of the deltas received, and the `done` event (None when stopped at `stop_at`)."""
+    """The seqs of the deltas received (their text appended to `texts`), and the `done` event
+    (None when stopped at `stop_at`)."""
     await ws.subscribe(STREAM, {"id": reply, "after": after})
     seqs: list[int] = []
     while True:
@@ -224,6 +229,8 @@ async def follow(
         if event["done"]:
             return seqs, event
         seqs.append(event["seq"])
+        if texts is not None:
+            texts.append(event["delta"])
         if stop_at is not None and len(seqs) >= stop_at:
             return seqs, None
 
@@ -285,7 +292,8 @@ async def test_a_follower_resumes_on_another_instance_with_every_seq_once(
 async def test_kill_9_of_the_producing_instance_ends_its_replies_and_frees_the_users_slots(
     deployment: Deployment,
 ) -> None:
-    """The follower on B gets `done` INTERRUPTED within the lease plus a sweep; the user's three
+    """The follower on B gets `done` INTERRUPTED within the lease plus a sweep, with the text it
+    was shown (the deltas A streamed after its last save are saved from Redis); the user's three
     slots, held in Redis by the dead instance, free themselves when their lease runs out."""
     deployment.provider.default = Reply(tokens=["slow "] * 600, token_delay=0.05)
     a, b = deployment.servers
@@ -298,7 +306,8 @@ async def test_kill_9_of_the_producing_instance_ends_its_replies_and_frees_the_u
         ]
         assert (await alice_on_b.execute(SEND, {"c": "a fourth"})).error_codes == ["RATE_LIMITED"]
         async with signed_in_socket(b.ws_url, alice.token) as follower:
-            following = asyncio.create_task(follow(follower, replies[0]))
+            shown: list[str] = []
+            following = asyncio.create_task(follow(follower, replies[0], texts=shown))
             await asyncio.sleep(0.5)
             a.kill()
             loop = asyncio.get_running_loop()
@@ -306,6 +315,7 @@ async def test_kill_9_of_the_producing_instance_ends_its_replies_and_frees_the_u
             _, done = await following
             assert done is not None
             assert done["status"] == "INTERRUPTED"
+            assert done["message"]["content"] == "".join(shown)
             assert loop.time() - killed_at < LEASE * 3
         for _ in range(int(LEASE * 3 / 0.2)):
             if (await alice_on_b.execute(SEND, {"c": "after the lease"})).data is not None:
