@@ -392,7 +392,7 @@ async def test_a_reply_stream_outlives_the_reply_then_expires(
             following = asyncio.create_task(arrivals(on_b, reply))
             await asyncio.sleep(0.4)
             assert 300 < await redis.ttl(key) <= longest
-            seen, done = await following
+            seen, _ = await following
         assert sorted(seen) == list(range(1, 21))
         assert 0 < await redis.ttl(key) <= 300
     finally:
