@@ -10,7 +10,17 @@ from gql_chat.api.context import Info
 from gql_chat.api.inputs import given, unless_null
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.domain.presets import ReasoningEffort as ReasoningEffortValue
 from gql_chat.services.llm_configs import NewPreset, PresetChanges
+
+ReasoningEffort = strawberry.enum(
+    ReasoningEffortValue,
+    name="ReasoningEffort",
+    description=(
+        "How hard a reasoning model thinks, sent as OpenRouter's `reasoning.effort`; NONE asks "
+        "for no reasoning. Models that do not reason ignore it."
+    ),
+)
 
 
 @strawberry.type(name="LlmConfig")
@@ -22,6 +32,9 @@ class LlmConfigType:
     temperature: float | None
     top_p: float | None
     max_tokens: int | None
+    reasoning_effort: ReasoningEffort | None = strawberry.field(  # type: ignore[valid-type]
+        description="Null: the model's own default."
+    )
     is_default: bool
     created_at: datetime
     updated_at: datetime
@@ -36,6 +49,7 @@ class LlmConfigType:
             temperature=config.temperature,
             top_p=config.top_p,
             max_tokens=config.max_tokens,
+            reasoning_effort=config.reasoning_effort,
             is_default=config.is_default,
             created_at=config.created_at,
             updated_at=config.updated_at,
@@ -50,6 +64,7 @@ class CreateLlmConfigInput:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    reasoning_effort: ReasoningEffort | None = None  # type: ignore[valid-type]
     is_default: bool | None = None
 
 
@@ -61,6 +76,7 @@ class UpdateLlmConfigInput:
     temperature: strawberry.Maybe[float | None]
     top_p: strawberry.Maybe[float | None]
     max_tokens: strawberry.Maybe[int | None]
+    reasoning_effort: strawberry.Maybe[ReasoningEffort | None]  # type: ignore[valid-type]
     is_default: bool | None = None
 
 
@@ -72,6 +88,7 @@ def _new_preset(data: CreateLlmConfigInput) -> NewPreset:
         temperature=data.temperature,
         top_p=data.top_p,
         max_tokens=data.max_tokens,
+        reasoning_effort=data.reasoning_effort,
         is_default=bool(data.is_default),
     )
 
@@ -85,6 +102,7 @@ def _changes(data: UpdateLlmConfigInput) -> PresetChanges:
         temperature=given(data.temperature),
         top_p=given(data.top_p),
         max_tokens=given(data.max_tokens),
+        reasoning_effort=given(data.reasoning_effort),
         is_default=unless_null(data.is_default),
     )
 

@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from gql_chat.api.context import Info, response_budget
 from gql_chat.api.conversations import ConversationType
+from gql_chat.api.llm_configs import ReasoningEffort
 from gql_chat.api.numbers import finite_or_none, saturated
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
@@ -38,14 +39,22 @@ class Usage:
     cost: float | None = strawberry.field(
         description="Cost in USD as reported by the provider; null when unknown."
     )
+    reasoning_tokens: int | None = strawberry.field(
+        description=(
+            "Of the completion tokens, those the model spent reasoning (shown or not); null "
+            "when the provider does not say."
+        )
+    )
 
     @classmethod
     def of(cls, usage: UsageRecord) -> Usage:
+        reasoning = usage.reasoning_tokens
         return cls(
             prompt_tokens=saturated(usage.prompt_tokens),
             completion_tokens=saturated(usage.completion_tokens),
             total_tokens=saturated(usage.total_tokens),
             cost=finite_or_none(usage.cost),
+            reasoning_tokens=saturated(reasoning) if reasoning is not None else None,
         )
 
 
@@ -64,12 +73,26 @@ def _content(root: MessageType, info: Info) -> str:
     return text
 
 
+def _reasoning(root: MessageType, info: Info) -> str | None:
+    """Charged like `content`."""
+    text = root.record.reasoning
+    info.context.charge_text(text)
+    return text or None
+
+
 @strawberry.type(name="Message")
 class MessageType:
     id: strawberry.ID
     conversation_id: strawberry.ID
     role: MessageRole  # type: ignore[valid-type]
     content: str = strawberry.field(resolver=_content)
+    reasoning: str | None = strawberry.field(
+        resolver=_reasoning,
+        description=(
+            "The reasoning the model showed before (or while) answering; null when it showed "
+            "none. It is never sent back to the model."
+        ),
+    )
     status: MessageStatus  # type: ignore[valid-type]
     model: str | None = strawberry.field(description="Model that produced an assistant message.")
     parent_id: strawberry.ID | None = strawberry.field(
@@ -148,6 +171,12 @@ class Model:
     completion_price: float | None = strawberry.field(
         description="USD per completion token; null when unknown."
     )
+    input_modalities: list[str] = strawberry.field(
+        description='What the model reads, e.g. ["text", "image", "file"].'
+    )
+    supports_reasoning: bool = strawberry.field(
+        description="Whether it takes a reasoning effort (LlmConfig.reasoningEffort)."
+    )
 
     @classmethod
     def of(cls, model: ModelInfo) -> Model:
@@ -157,6 +186,8 @@ class Model:
             context_length=model.context_length,
             prompt_price=model.prompt_price,
             completion_price=model.completion_price,
+            input_modalities=list(model.input_modalities),
+            supports_reasoning=model.supports_reasoning,
         )
 
 
@@ -171,6 +202,9 @@ class SendMessageInput:
     )
     model: str | None = strawberry.field(
         default=None, description="Overrides the preset's model for this reply."
+    )
+    reasoning_effort: ReasoningEffort | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Overrides the preset's reasoning effort for this reply."
     )
     client_message_id: str | None = strawberry.field(
         default=None,
@@ -211,7 +245,17 @@ class MessageStreamEvent:
         )
     )
     delta: str = strawberry.field(
-        description="Text appended to the reply by this event (may be empty)."
+        description=(
+            "Answer text appended to the reply by this event; empty for a reasoning event "
+            "and for the `done` event."
+        )
+    )
+    reasoning_delta: str = strawberry.field(
+        description=(
+            "Reasoning text appended to `Message.reasoning` by this event; empty when the "
+            "event carries answer text. Reasoning and answer events share one `seq` "
+            "numbering. Models that reason without showing it send no reasoning events."
+        )
     )
     status: MessageStatus  # type: ignore[valid-type]
     done: bool = strawberry.field(
@@ -227,6 +271,7 @@ class MessageStreamEvent:
             message_id=strawberry.ID(str(event.message_id)),
             seq=event.seq,
             delta=event.delta,
+            reasoning_delta=event.reasoning_delta,
             status=event.status,
             done=event.done,
             message=MessageType.from_record(event.message) if event.message else None,
@@ -258,6 +303,7 @@ class MessageMutation:
             folder_id=input.folder_id,
             llm_config_id=input.llm_config_id,
             model=input.model,
+            reasoning_effort=input.reasoning_effort,
             client_message_id=input.client_message_id,
         )
         return SendMessagePayload.of(result)

@@ -1,12 +1,15 @@
 """Messages: a tree per conversation through `parent_id`, and what reports sum over them.
 
-An assistant reply is kept while it streams: `content` holds the text so far and `seq_ends[i]`
-is where delta `i + 1` ends in it, so any suffix after a given `seq` can be replayed exactly
-(`MessageRecord.deltas_after`)."""
+An assistant reply is kept while it streams. Its deltas are answer text (kept in `content`) or
+reasoning text (kept in `reasoning`), numbered together by `seq`. `seq_ends[i]` says where
+delta `i + 1` ends: at `content[seq_ends[i]]` when positive, at `reasoning[-seq_ends[i]]` when
+negative (a delta is never empty, so no end is 0). Any suffix after a given `seq` can then be
+replayed exactly, each delta with its kind (`MessageRecord.deltas_after`), from one array that
+a save appends to."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,10 +37,55 @@ class MessageStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed piece of a reply: answer text, or the model's reasoning (`reasoning`)."""
+
+    seq: int
+    text: str
+    reasoning: bool = False
+
+
+def delta_end(end: int, reasoning: bool) -> int:
+    """A delta's entry in `seq_ends`: where it ends in its own text, negative for reasoning."""
+    return -end if reasoning else end
+
+
+def text_lengths(seq_ends: Sequence[int], before: int) -> tuple[int, int]:
+    """How long the answer and the reasoning are after the first `before` deltas: the last end
+    of each kind among them (0 for a kind with none)."""
+    answer = reasoning = None
+    for index in range(min(before, len(seq_ends)) - 1, -1, -1):
+        end = seq_ends[index]
+        if end > 0 and answer is None:
+            answer = end
+        elif end < 0 and reasoning is None:
+            reasoning = -end
+        if answer is not None and reasoning is not None:
+            break
+    return answer or 0, reasoning or 0
+
+
+def appended_ends(seq_ends: Sequence[int], deltas: Iterable[Delta]) -> list[int]:
+    """The `seq_ends` entries of `deltas` appended after all of `seq_ends`."""
+    answer, reasoning = text_lengths(seq_ends, len(seq_ends))
+    ends = []
+    for delta in deltas:
+        if delta.reasoning:
+            reasoning += len(delta.text)
+            ends.append(delta_end(reasoning, True))
+        else:
+            answer += len(delta.text)
+            ends.append(delta_end(answer, False))
+    return ends
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
+    reasoning_tokens: int | None = None
+    """Of the completion tokens, those the model spent reasoning (when the provider says)."""
 
     @property
     def total_tokens(self) -> int:
@@ -62,18 +110,23 @@ class MessageRecord:
     client_message_id: str | None
     created_at: datetime
     updated_at: datetime
+    reasoning: str = ""
+    """The model's reasoning before (or between) the answer's text; never sent back to it."""
 
-    def deltas_after(self, after_seq: int) -> Iterator[tuple[int, str]]:
-        """(seq, text) of every stored delta after `after_seq`, lazily: constant work per
-        delta, so a replay costs what it sends."""
+    def deltas_after(self, after_seq: int) -> Iterator[Delta]:
+        """Every stored delta after `after_seq`, lazily: constant work per delta after finding
+        where the first one starts, so a replay costs what it sends."""
         ends = self.seq_ends
-        content = self.content
         first = max(after_seq, 0)
-        start = ends[first - 1] if 0 < first <= len(ends) else 0
+        answer_at, reasoning_at = text_lengths(ends, first)
         for index in range(first, len(ends)):
             end = ends[index]
-            yield index + 1, content[start:end]
-            start = end
+            if end < 0:
+                yield Delta(index + 1, self.reasoning[reasoning_at:-end], reasoning=True)
+                reasoning_at = -end
+            else:
+                yield Delta(index + 1, self.content[answer_at:end])
+                answer_at = end
 
 
 @dataclass(frozen=True, slots=True)

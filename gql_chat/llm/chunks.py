@@ -28,16 +28,20 @@ def first_choice(chunk: dict[str, Any]) -> dict[str, Any]:
     return choices[0]
 
 
+def _delta(choice: dict[str, Any]) -> dict[str, Any]:
+    delta = choice.get("delta")
+    if delta is None:
+        return {}
+    if not isinstance(delta, dict):
+        raise MalformedStream()
+    return delta
+
+
 def delta_text(choice: dict[str, Any]) -> str:
     """The text a choice's delta adds: a string, or a list of content parts whose text parts
     count (other parts, e.g. images, are skipped). Anything else is a malformed stream, never a
     value that fails later, outside the provider's error handling."""
-    delta = choice.get("delta")
-    if delta is None:
-        return ""
-    if not isinstance(delta, dict):
-        raise MalformedStream()
-    content = delta.get("content")
+    content = _delta(choice).get("content")
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
@@ -51,6 +55,41 @@ def delta_text(choice: dict[str, Any]) -> str:
             if not isinstance(text, str):
                 raise MalformedStream()
             texts.append(text)
+    return "".join(texts)
+
+
+REASONING_DETAIL_TEXT = {"reasoning.text": "text", "reasoning.summary": "summary"}
+"""The `reasoning_details` entries that carry readable text, and the key holding it (an
+encrypted entry, `reasoning.encrypted`, shows nothing)."""
+
+
+def delta_reasoning(choice: dict[str, Any]) -> str:
+    """The reasoning text a choice's delta adds: OpenRouter's `reasoning` string, or else the
+    readable entries of `reasoning_details` (it sends the same text in both). A value of the
+    wrong shape is a malformed stream, like `delta_text`'s."""
+    delta = _delta(choice)
+    reasoning = delta.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise MalformedStream()
+    if reasoning:
+        return reasoning
+    details = delta.get("reasoning_details")
+    if details is None:
+        return ""
+    if not isinstance(details, list):
+        raise MalformedStream()
+    texts = []
+    for detail in details:
+        if not isinstance(detail, dict):
+            raise MalformedStream()
+        kind = detail.get("type")
+        key = REASONING_DETAIL_TEXT.get(kind) if isinstance(kind, str) else None
+        if key is None:  # encrypted, or a kind this version does not know: nothing to show
+            continue
+        text = detail.get(key)
+        if text is not None and not isinstance(text, str):
+            raise MalformedStream()
+        texts.append(text or "")
     return "".join(texts)
 
 
@@ -94,7 +133,20 @@ def believable_usage(raw: Any) -> TokenUsage | None:
             return None
     if prompt is None or completion is None:
         return None
-    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion, cost=cost)
+    return TokenUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=cost,
+        reasoning_tokens=reasoning_tokens(raw.get("completion_tokens_details")),
+    )
+
+
+def reasoning_tokens(details: Any) -> int | None:
+    """`completion_tokens_details.reasoning_tokens`; None when absent or not a believable count
+    (the rest of the report still stands)."""
+    if not isinstance(details, dict) or details.get("reasoning_tokens") is None:
+        return None
+    return token_count(details["reasoning_tokens"])
 
 
 def float_or_none(value: Any) -> float | None:

@@ -1,6 +1,8 @@
 """The offline model: a real provider that needs no network, so a fresh server can chat at once.
 
-It answers deterministically from the prompt, word by word, at a realistic pace."""
+It answers deterministically from the prompt, word by word, at a realistic pace; with a reasoning
+effort set (other than "none") it first reasons aloud, briefly and as deterministically, so that
+clients can be built against reasoning offline."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from gql_chat.llm.types import (
     Completion,
     ModelInfo,
     ProviderEvent,
+    ReasoningDelta,
     RequestSent,
     TextDelta,
     TokenUsage,
@@ -26,6 +29,7 @@ OFFLINE_MODEL = ModelInfo(
     context_length=16_000,
     prompt_price=0.0,
     completion_price=0.0,
+    supports_reasoning=True,
 )
 QUOTE_WORDS = 60
 
@@ -42,6 +46,17 @@ def offline_answer(request: ChatRequest) -> str:
     )
 
 
+def offline_reasoning(request: ChatRequest) -> str:
+    """What the offline model "thinks" before answering; empty without a reasoning effort."""
+    if request.reasoning_effort in (None, "none"):
+        return ""
+    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    return (
+        f"Reasoning effort {request.reasoning_effort}. The last message has "
+        f"{len(last_user.split())} words; I will quote it back."
+    )
+
+
 class OfflineProvider:
     def __init__(self, token_delay: float) -> None:
         self._token_delay = token_delay
@@ -51,16 +66,25 @@ class OfflineProvider:
     ) -> AsyncIterator[ProviderEvent]:
         if on_sent is not None:
             on_sent()  # nothing to send: the answer starts now
+        reasoning = offline_reasoning(request)
+        for piece in re.findall(r"\S+\s*", reasoning):
+            if self._token_delay:
+                await asyncio.sleep(self._token_delay)
+            yield ReasoningDelta(piece)
         answer = offline_answer(request)
         for piece in re.findall(r"\S+\s*", answer):
             if self._token_delay:
                 await asyncio.sleep(self._token_delay)
             yield TextDelta(piece)
         prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        reasoning_tokens = estimate_tokens(reasoning)
         yield Completion(
             finish_reason="stop",
             usage=TokenUsage(
-                prompt_tokens=prompt, completion_tokens=estimate_tokens(answer), cost=0.0
+                prompt_tokens=prompt,
+                completion_tokens=estimate_tokens(answer) + reasoning_tokens,
+                cost=0.0,
+                reasoning_tokens=reasoning_tokens if reasoning else None,
             ),
             generation_id=None,
         )

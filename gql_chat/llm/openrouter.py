@@ -18,6 +18,7 @@ import orjson
 from gql_chat.config import Settings
 from gql_chat.errors import UpstreamError, UpstreamTimeout
 from gql_chat.llm.chunks import (
+    delta_reasoning,
     delta_text,
     first_choice,
     float_or_none,
@@ -36,6 +37,7 @@ from gql_chat.llm.types import (
     Completion,
     ModelInfo,
     ProviderEvent,
+    ReasoningDelta,
     RequestSent,
     TextDelta,
     TokenUsage,
@@ -271,6 +273,10 @@ class OpenRouterProvider:
                     generation_id = generation_id or text_or_none(chunk.get("id"))
                     choice = first_choice(chunk)
                     finish_reason = text_or_none(choice.get("finish_reason")) or finish_reason
+                    reasoning = delta_reasoning(choice)
+                    if reasoning:
+                        delivered = True
+                        yield ReasoningDelta(reasoning)
                     content = delta_text(choice)
                     if content:
                         delivered = True
@@ -306,6 +312,8 @@ class OpenRouterProvider:
         ):
             if value is not None:
                 body[key] = value
+        if request.reasoning_effort is not None:
+            body["reasoning"] = {"effort": request.reasoning_effort}
         return body
 
     async def list_models(self) -> list[ModelInfo]:
@@ -338,10 +346,19 @@ class OpenRouterProvider:
     def _parse_model(entry: dict[str, Any]) -> ModelInfo:
         pricing = entry.get("pricing") or {}
         context = entry.get("context_length")
+        architecture = entry.get("architecture") or {}
+        modalities = architecture.get("input_modalities")
+        if not isinstance(modalities, list) or not modalities:
+            modalities = ["text"]
+        parameters = entry.get("supported_parameters")
+        if not isinstance(parameters, list):
+            parameters = []
         return ModelInfo(
             id=str(entry["id"]),
             name=str(entry.get("name") or entry["id"]),
             context_length=int(context) if isinstance(context, int | float) else None,
             prompt_price=float_or_none(pricing.get("prompt")),
             completion_price=float_or_none(pricing.get("completion")),
+            input_modalities=tuple(str(m) for m in modalities),
+            supports_reasoning="reasoning" in parameters,
         )

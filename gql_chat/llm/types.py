@@ -1,4 +1,5 @@
-"""What every provider speaks: a prompt in, text deltas and one completion record out."""
+"""What every provider speaks: a prompt in, answer and reasoning deltas and one completion
+record out."""
 
 from __future__ import annotations
 
@@ -20,10 +21,21 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None
+    """OpenRouter's `reasoning.effort` ("none" ... "xhigh"); None: the model's default."""
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    """Answer text (never empty)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """Reasoning text the model shows before or while it answers (never empty)."""
+
     text: str
 
 
@@ -32,6 +44,7 @@ class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
     cost: float | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -47,7 +60,7 @@ class Completion:
     generation_id: str | None = None
 
 
-ProviderEvent = TextDelta | Completion
+ProviderEvent = TextDelta | ReasoningDelta | Completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,8 @@ class ModelInfo:
     context_length: int | None = None
     prompt_price: float | None = None
     completion_price: float | None = None
+    input_modalities: tuple[str, ...] = ("text",)
+    supports_reasoning: bool = False
 
 
 RequestSent = Callable[[], None]

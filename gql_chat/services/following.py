@@ -13,7 +13,7 @@ from bson import ObjectId
 
 from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
-from gql_chat.domain.messages import MessageRecord, MessageStatus
+from gql_chat.domain.messages import Delta, MessageRecord, MessageStatus
 from gql_chat.errors import RateLimited
 from gql_chat.services.generation import STOP_TIMEOUT
 from gql_chat.services.messages import MessageService
@@ -42,6 +42,14 @@ class StreamEvent:
     status: MessageStatus
     done: bool = False
     message: MessageRecord | None = None
+    reasoning_delta: str = ""
+
+    @classmethod
+    def of(cls, message_id: ObjectId, delta: Delta, status: MessageStatus) -> StreamEvent:
+        """A delta's event: its text in `delta`, or in `reasoning_delta` for reasoning."""
+        if delta.reasoning:
+            return cls(message_id, delta.seq, "", status, reasoning_delta=delta.text)
+        return cls(message_id, delta.seq, delta.text, status)
 
 
 class ReplyFollower:
@@ -93,7 +101,7 @@ class ReplyFollower:
         if live is not None:
             async for delta in live.follow(last_seq):  # paces itself
                 last_seq = delta.seq
-                yield StreamEvent(message.id, delta.seq, delta.text, MessageStatus.STREAMING)
+                yield StreamEvent.of(message.id, delta, MessageStatus.STREAMING)
             if live.final is not None:
                 yield _done(live.final)
                 return
@@ -101,9 +109,9 @@ class ReplyFollower:
         elsewhere = _Elsewhere(StreamPosition.after(message.id, last_seq))
         with Pacer() as pacer:  # the replay from the store
             while True:
-                for seq, text in message.deltas_after(last_seq):
-                    last_seq = seq
-                    yield StreamEvent(message.id, seq, text, message.status)
+                for delta in message.deltas_after(last_seq):
+                    last_seq = delta.seq
+                    yield StreamEvent.of(message.id, delta, message.status)
                     await pacer.pace()
                 if message.status.is_final:
                     yield _done(message)
@@ -114,16 +122,16 @@ class ReplyFollower:
                     pacer.idle()
                     await asyncio.sleep(STORE_POLL_INTERVAL)
                 else:
-                    async for seq, text in self._from_stream(self._streams, elsewhere, last_seq):
-                        last_seq = seq
-                        yield StreamEvent(message.id, seq, text, MessageStatus.STREAMING)
+                    async for delta in self._from_stream(self._streams, elsewhere, last_seq):
+                        last_seq = delta.seq
+                        yield StreamEvent.of(message.id, delta, MessageStatus.STREAMING)
                         await pacer.pace()
                 message = await self._messages.get(owner_id, message.id)
                 pacer.reset()
 
     async def _from_stream(
         self, streams: RedisReplyStreams, elsewhere: _Elsewhere, last_seq: int
-    ) -> AsyncIterator[tuple[int, str]]:
+    ) -> AsyncIterator[Delta]:
         """The deltas after `last_seq` from the generating instance's stream, in order, for one
         `STREAM_RECHECK_INTERVAL` (then the caller re-reads MongoDB); at the stream's end, at
         once. Deltas past a gap wait in `pending` until MongoDB has filled it, at most
@@ -137,9 +145,9 @@ class ReplyFollower:
             await asyncio.sleep(STORE_POLL_INTERVAL)
             return
         while True:
-            while (text := elsewhere.pending.pop(last_seq + 1, None)) is not None:
+            while (delta := elsewhere.pending.pop(last_seq + 1, None)) is not None:
                 last_seq += 1
-                yield last_seq, text
+                yield delta
             if elsewhere.pending:  # a gap (entries lost or trimmed): MongoDB fills it
                 deadline = min(deadline, loop.time() + STORE_POLL_INTERVAL)
             left = deadline - loop.time()
@@ -153,7 +161,7 @@ class ReplyFollower:
                 if isinstance(entry, StreamEnd):
                     elsewhere.ended = True
                 elif entry.seq > last_seq:
-                    elsewhere.pending[entry.seq] = entry.text
+                    elsewhere.pending[entry.seq] = entry
 
     def _orphaned_after(self, message: MessageRecord) -> datetime:
         """No reply runs longer than `max_reply_seconds` plus its final write: one unfinished
@@ -168,7 +176,7 @@ class _Elsewhere:
     reply's Redis stream, and the deltas read there ahead of a gap (MongoDB fills it)."""
 
     position: StreamPosition
-    pending: dict[int, str] = field(default_factory=dict)
+    pending: dict[int, Delta] = field(default_factory=dict)
     ended: bool = False
 
 

@@ -32,9 +32,9 @@ from typing import Any
 from bson import ObjectId
 
 from gql_chat.config import Settings
-from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageRecord
+from gql_chat.domain.messages import Delta, MessageRecord, MessageStatus, UsageRecord, delta_end
 from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
-from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, TextDelta
+from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, ReasoningDelta, TextDelta
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.usage import usage_to_document
 from gql_chat.streams.replies import LiveReply, ReplyRegistry
@@ -138,25 +138,34 @@ class Generation:
 
 @dataclass
 class _Progress:
-    """The reply text as it grows, and how much of it is saved."""
+    """The reply's deltas as they come (answer and reasoning), and how many are saved."""
 
-    parts: list[str] = field(default_factory=list)
+    deltas: list[Delta] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     saved: int = 0
     unsaved_chars: int = 0
+    answer_length: int = 0
+    reasoning_length: int = 0
 
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.ends.append(self.length + len(text))
-        self.unsaved_chars += len(text)
+    def add(self, delta: Delta) -> None:
+        self.deltas.append(delta)
+        if delta.reasoning:
+            self.reasoning_length += len(delta.text)
+            self.ends.append(delta_end(self.reasoning_length, True))
+        else:
+            self.answer_length += len(delta.text)
+            self.ends.append(delta_end(self.answer_length, False))
+        self.unsaved_chars += len(delta.text)
 
     @property
     def length(self) -> int:
-        return self.ends[-1] if self.ends else 0
+        return self.answer_length + self.reasoning_length
 
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
+    def texts(self, start: int = 0, stop: int | None = None) -> tuple[str, str]:
+        """The answer and the reasoning text of deltas `start` to `stop`."""
+        chosen = self.deltas[start:stop]
+        answer = "".join(d.text for d in chosen if not d.reasoning)
+        return answer, "".join(d.text for d in chosen if d.reasoning)
 
 
 @dataclass
@@ -421,15 +430,15 @@ class GenerationRunner:
                 async for event in self._provider.stream(
                     generation.job.request, generation.sent.set
                 ):
-                    if isinstance(event, TextDelta):
+                    if isinstance(event, TextDelta | ReasoningDelta):
                         if progress.length + len(event.text) > max_chars:
                             outcome.fail(
                                 UpstreamError(f"The reply exceeded {max_chars} characters.")
                             )
                             break
                         outcome.first_token_at = outcome.first_token_at or time.monotonic()
-                        progress.add(event.text)
-                        generation.reply.append(event.text)
+                        reasoning = isinstance(event, ReasoningDelta)
+                        progress.add(generation.reply.append(event.text, reasoning))
                         if progress.unsaved_chars >= flush_bytes:
                             wake_saver.set()
                     else:
@@ -544,10 +553,10 @@ class GenerationRunner:
         progress.unsaved_chars = 0
         saved = progress.saved
         try:
-            text = "".join(progress.parts[saved:count])
+            answer, reasoning = progress.texts(saved, count)
             async with asyncio.timeout(WRITE_TIMEOUT):
                 stored = await self._messages.save_progress(
-                    message_id, saved, text, progress.ends[saved:count]
+                    message_id, saved, (answer, reasoning), progress.ends[saved:count]
                 )
         except Exception:
             logger.warning(
@@ -573,15 +582,22 @@ class GenerationRunner:
         usage = completion.usage if completion else None
         finished = time.monotonic()
         first_token_at = outcome.first_token_at
+        answer, reasoning = progress.texts()
         return {
             "status": outcome.status.value,
-            "content": progress.text,
+            "content": answer,
+            **({"reasoning": reasoning} if reasoning else {}),
             "seq": len(progress.ends),
             "seq_ends": progress.ends,
             "error": outcome.error,
             "usage": (
                 usage_to_document(
-                    UsageRecord(usage.prompt_tokens, usage.completion_tokens, usage.cost)
+                    UsageRecord(
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        usage.cost,
+                        usage.reasoning_tokens,
+                    )
                 )
                 if usage
                 else None

@@ -10,7 +10,7 @@ from bson import ObjectId
 
 from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.ids import parse_object_id
-from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.domain.presets import LlmConfigRecord, ReasoningEffort
 from gql_chat.errors import BadUserInput, LimitReached, NotFound
 from gql_chat.services.keyed_lock import KeyedLock
 from gql_chat.services.owners import keep_unless_owner_gone
@@ -34,6 +34,7 @@ class NewPreset:
     top_p: float | None = None
     max_tokens: int | None = None
     is_default: bool = False
+    reasoning_effort: ReasoningEffort | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class PresetChanges:
     top_p: Maybe[float | None] = UNSET
     max_tokens: Maybe[int | None] = UNSET
     is_default: Maybe[bool] = UNSET
+    reasoning_effort: Maybe[ReasoningEffort | None] = UNSET
 
 
 def _check_number(
@@ -86,6 +88,9 @@ def _checked_fields(values: NewPreset | PresetChanges) -> dict[str, Any]:
         if tokens is not None and not 1 <= tokens <= MAX_TOKENS_LIMIT:
             raise BadUserInput("maxTokens", f"maxTokens must be 1 to {MAX_TOKENS_LIMIT}.")
         fields["max_tokens"] = tokens
+    if values.reasoning_effort is not UNSET:
+        effort = values.reasoning_effort
+        fields["reasoning_effort"] = None if effort is None else effort.value
     return fields
 
 

@@ -10,7 +10,7 @@ from bson import ObjectId
 from gql_chat.config import Settings
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRole
-from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.domain.presets import LlmConfigRecord, ReasoningEffort
 from gql_chat.llm.offline import OFFLINE_MODEL_ID
 from gql_chat.llm.tokens import trim_to_budget
 from gql_chat.llm.types import ChatProvider, ChatRequest, ModelInfo, PromptMessage
@@ -24,6 +24,7 @@ PROMPT_ROLES = {MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
 class ResolvedModel:
     model: str
     preset: LlmConfigRecord | None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class PromptService:
@@ -43,8 +44,10 @@ class PromptService:
         conversation: ConversationRecord,
         llm_config_id: str | None,
         model_override: str | None,
+        effort_override: ReasoningEffort | None = None,
     ) -> ResolvedModel:
-        """Input preset, then the conversation's, then the user's default, then the setting."""
+        """Input preset, then the conversation's, then the user's default, then the setting;
+        the reasoning effort given with the send, else the preset's."""
         preset: LlmConfigRecord | None = None
         if llm_config_id is not None:
             preset = await self._presets.get(owner_id, llm_config_id)
@@ -57,12 +60,17 @@ class PromptService:
         model = model_override or (preset.model if preset else None)
         if self._settings.uses_offline_model:
             model = OFFLINE_MODEL_ID
-        return ResolvedModel(model=model or self._settings.default_model, preset=preset)
+        return ResolvedModel(
+            model=model or self._settings.default_model,
+            preset=preset,
+            reasoning_effort=effort_override or (preset.reasoning_effort if preset else None),
+        )
 
     def build_request(
         self, turns: list[tuple[MessageRole, str]], resolved: ResolvedModel
     ) -> ChatRequest:
-        """The preset's system prompt plus the conversation's turns, trimmed oldest first."""
+        """The preset's system prompt plus the conversation's turns (their answers only: a
+        reply's reasoning is never sent back), trimmed oldest first."""
         history = [
             PromptMessage(role=PROMPT_ROLES[role], content=content)
             for role, content in turns
@@ -80,4 +88,5 @@ class PromptService:
             temperature=preset.temperature if preset else None,
             top_p=preset.top_p if preset else None,
             max_tokens=preset.max_tokens if preset else None,
+            reasoning_effort=resolved.reasoning_effort.value if resolved.reasoning_effort else None,
         )

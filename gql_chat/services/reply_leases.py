@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 from collections.abc import Coroutine
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 
 from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
+from gql_chat.domain.messages import appended_ends
 from gql_chat.services.generation import WRITE_TIMEOUT, GenerationRunner
 from gql_chat.store.messages import MessageStore
 from gql_chat.streams.reply_streams import RedisReplyStreams
@@ -83,14 +83,16 @@ class ReplyLeases:
         many."""
         ended = 0
         abandoned = await self._messages.abandoned(now, self._lease, RECOVER_AT_MOST)
-        for message_id, saved, text_end in abandoned:
-            texts = await streams.unsaved_deltas(message_id, saved)
-            ends = list(itertools.accumulate(map(len, texts), initial=text_end))[1:]
-            appended = (saved, "".join(texts), ends)
+        for message_id, seq_ends in abandoned:
+            saved = len(seq_ends)
+            deltas = await streams.unsaved_deltas(message_id, saved)
+            answer = "".join(d.text for d in deltas if not d.reasoning)
+            reasoning = "".join(d.text for d in deltas if d.reasoning)
+            appended = (saved, (answer, reasoning), appended_ends(seq_ends, deltas))
             if await self._messages.interrupt_abandoned_with(
                 message_id, now, self._lease, appended
             ):
-                streams.ended(message_id, saved + len(texts))
+                streams.ended(message_id, saved + len(deltas))
                 ended += 1
         return ended
 

@@ -55,7 +55,9 @@ class ReportService:
         store = self._db.messages
         path = path_to(await store.nodes(owner_id, [conversation.id]), conversation.active_leaf_id)
         messages = await store.get_many(owner_id, path)
-        estimate = len(conversation.title) + sum(len(m.content) for m in messages)
+        estimate = len(conversation.title) + sum(
+            len(m.content) + len(m.reasoning) for m in messages
+        )
         if charge is not None:
             charge(estimate)
         exported = self._render(conversation, messages, fmt)
@@ -84,6 +86,9 @@ class ReportService:
             details = _details(message)
             if details:
                 lines.append(f"_{details}_")
+            if message.reasoning:  # collapsed: a reader opens it if they want it
+                lines += ["", "<details>", "<summary>Reasoning</summary>", ""]
+                lines += [message.reasoning, "", "</details>"]
             lines += ["", message.content]
         return "\n".join(lines) + "\n"
 
@@ -107,6 +112,7 @@ def _message_json(message: MessageRecord) -> dict[str, Any]:
         "id": str(message.id),
         "role": message.role.value,
         "content": message.content,
+        "reasoning": message.reasoning or None,
         "status": message.status.value,
         "model": message.model,
         "createdAt": message.created_at.isoformat(),
@@ -116,6 +122,7 @@ def _message_json(message: MessageRecord) -> dict[str, Any]:
                 "completionTokens": usage.completion_tokens,
                 "totalTokens": usage.total_tokens,
                 "cost": usage.cost,
+                "reasoningTokens": usage.reasoning_tokens,
             }
             if usage
             else None

@@ -14,6 +14,7 @@ from bson import ObjectId
 
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord
+from gql_chat.domain.presets import ReasoningEffort
 from gql_chat.errors import AlreadyExists, BadUserInput, NotFound
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import WRITE_TIMEOUT
@@ -60,6 +61,7 @@ class SendService:
         folder_id: str | None = None,
         llm_config_id: str | None = None,
         model: str | None = None,
+        reasoning_effort: ReasoningEffort | None = None,
         client_message_id: str | None = None,
     ) -> SendResult:
         """Validates at once; the rest runs to its end even if the caller goes away (a
@@ -79,6 +81,7 @@ class SendService:
                 folder_id=folder_id,
                 llm_config_id=llm_config_id,
                 model=model,
+                reasoning_effort=reasoning_effort,
                 client_message_id=client_message_id,
             )
         )
@@ -102,6 +105,7 @@ class SendService:
         folder_id: str | None,
         llm_config_id: str | None,
         model: str | None,
+        reasoning_effort: ReasoningEffort | None,
         client_message_id: str | None,
     ) -> SendResult:
         if client_message_id is not None:
@@ -122,7 +126,7 @@ class SendService:
                 )
             try:
                 resolved = await self._prompts.resolve_model(
-                    owner_id, conversation, llm_config_id, model
+                    owner_id, conversation, llm_config_id, model, reasoning_effort
                 )
                 user_message = self._starter.draft_question(
                     owner_id,

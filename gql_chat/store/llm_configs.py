@@ -12,7 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from gql_chat.domain.clock import as_utc, utc_now
-from gql_chat.domain.presets import LlmConfigRecord
+from gql_chat.domain.presets import LlmConfigRecord, ReasoningEffort
 from gql_chat.errors import Conflict
 from gql_chat.store.indexes import ensure_indexes
 
@@ -32,7 +32,16 @@ def llm_config_from_document(doc: dict[str, Any]) -> LlmConfigRecord:
         is_default=bool(doc.get("is_default", False)),
         created_at=as_utc(doc["created_at"]),
         updated_at=as_utc(doc["updated_at"]),
+        reasoning_effort=_effort(doc.get("reasoning_effort")),
     )
+
+
+def _effort(value: Any) -> ReasoningEffort | None:
+    """The stored effort; None for none, or for a value this version does not know."""
+    try:
+        return ReasoningEffort(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class LlmConfigStore:

@@ -50,6 +50,7 @@ def message_from_document(doc: dict[str, Any]) -> MessageRecord:
         client_message_id=doc.get("client_message_id"),
         created_at=as_utc(doc["created_at"]),
         updated_at=as_utc(doc["updated_at"]),
+        reasoning=doc.get("reasoning") or "",
     )
 
 
@@ -65,6 +66,7 @@ def message_to_document(message: MessageRecord) -> dict[str, Any]:
         "parent_id": message.parent_id,
         "seq": message.seq,
         "seq_ends": list(message.seq_ends),
+        **({"reasoning": message.reasoning} if message.reasoning else {}),
         "usage": usage_to_document(message.usage) if message.usage else None,
         "error": (
             {"code": message.error_code, "message": message.error_message}
@@ -199,17 +201,18 @@ class MessageStore:
         ]
 
     async def save_progress(
-        self, message_id: ObjectId, saved: int, text: str, new_ends: list[int]
+        self, message_id: ObjectId, saved: int, texts: tuple[str, str], new_ends: list[int]
     ) -> int | None:
-        """Append deltas `saved + 1 ...` (their `text` and where each ends) to the text saved
-        so far, only while the reply is unfinished and only onto exactly `saved` stored deltas:
-        the write costs what is new, not the whole reply, and is never applied twice (a write
-        that timed out yet landed, or lands late, makes the next one match nothing rather than
-        append again). Returns the number of deltas now stored, or None once finished."""
+        """Append deltas `saved + 1 ...` (their answer and reasoning `texts` and where each
+        ends) to the text saved so far, only while the reply is unfinished and only onto
+        exactly `saved` stored deltas: the write costs what is new, not the whole reply, and is
+        never applied twice (a write that timed out yet landed, or lands late, makes the next
+        one match nothing rather than append again). Returns the number of deltas now stored,
+        or None once finished."""
         count = saved + len(new_ends)
         result = await self._messages.update_one(
             {"_id": message_id, "status": {"$in": UNFINISHED}, "seq": saved},
-            _appending(saved, text, new_ends, MessageStatus.STREAMING, utc_now()),
+            _appending(saved, texts, new_ends, MessageStatus.STREAMING, utc_now()),
         )
         if result.matched_count:
             return count
@@ -237,29 +240,26 @@ class MessageStore:
 
     async def abandoned(
         self, now: datetime, lease: timedelta, limit: int
-    ) -> list[tuple[ObjectId, int, int]]:
-        """Up to `limit` of the replies `interrupt_abandoned` would end: each one's id, the
-        deltas saved and where their text ends."""
-        cursor = self._messages.find(_abandoned(now, lease), {"seq": 1, "seq_ends": 1}, limit=limit)
-        return [
-            (doc["_id"], int(doc.get("seq") or 0), (doc.get("seq_ends") or [0])[-1])
-            async for doc in cursor
-        ]
+    ) -> list[tuple[ObjectId, list[int]]]:
+        """Up to `limit` of the replies `interrupt_abandoned` would end: each one's id and the
+        ends of its saved deltas."""
+        cursor = self._messages.find(_abandoned(now, lease), {"seq_ends": 1}, limit=limit)
+        return [(doc["_id"], list(doc.get("seq_ends") or ())) async for doc in cursor]
 
     async def interrupt_abandoned_with(
         self,
         message_id: ObjectId,
         now: datetime,
         lease: timedelta,
-        appended: tuple[int, str, list[int]],
+        appended: tuple[int, tuple[str, str], list[int]],
     ) -> bool:
         """End one abandoned reply (as `interrupt_abandoned`) with deltas its instance streamed
-        but never saved appended (`save_progress`'s `saved`, `text` and `new_ends`); False when
+        but never saved appended (`save_progress`'s `saved`, `texts` and `new_ends`); False when
         it is no longer abandoned or its saved deltas changed meanwhile."""
-        saved, text, new_ends = appended
+        saved, texts, new_ends = appended
         result = await self._messages.update_one(
             {**_abandoned(now, lease), "_id": message_id, "seq": saved},
-            _appending(saved, text, new_ends, MessageStatus.INTERRUPTED, now),
+            _appending(saved, texts, new_ends, MessageStatus.INTERRUPTED, now),
         )
         return result.modified_count == 1
 
@@ -316,15 +316,20 @@ def _abandoned(now: datetime, lease: timedelta) -> dict[str, Any]:
 
 
 def _appending(
-    saved: int, text: str, new_ends: list[int], status: MessageStatus, now: datetime
+    saved: int, texts: tuple[str, str], new_ends: list[int], status: MessageStatus, now: datetime
 ) -> list[dict[str, Any]]:
-    """The update appending deltas after the `saved` ones to a reply's text (see
-    `save_progress`)."""
+    """The update appending deltas after the `saved` ones to a reply's answer and reasoning
+    (see `save_progress`); the reasoning is written only when there is some."""
+    answer, reasoning = texts
+    appended = {"content": answer, **({"reasoning": reasoning} if reasoning else {})}
     return [
         {
             "$set": {
-                # $literal: text starting with "$" is text, not a field path.
-                "content": {"$concat": [{"$ifNull": ["$content", ""]}, {"$literal": text}]},
+                **{
+                    # $literal: text starting with "$" is text, not a field path.
+                    name: {"$concat": [{"$ifNull": [f"${name}", ""]}, {"$literal": text}]}
+                    for name, text in appended.items()
+                },
                 "seq_ends": {
                     "$concatArrays": [{"$ifNull": ["$seq_ends", []]}, {"$literal": new_ends}]
                 },

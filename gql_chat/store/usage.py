@@ -18,6 +18,11 @@ def usage_to_document(usage: UsageRecord) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "cost": usage.cost,
+        **(
+            {"reasoning_tokens": usage.reasoning_tokens}
+            if usage.reasoning_tokens is not None
+            else {}
+        ),
     }
 
 
@@ -25,10 +30,12 @@ def usage_from_document(doc: dict[str, Any] | None) -> UsageRecord | None:
     if not doc:
         return None
     cost = doc.get("cost")
+    reasoning = doc.get("reasoning_tokens")
     return UsageRecord(
         prompt_tokens=int(doc.get("prompt_tokens") or 0),
         completion_tokens=int(doc.get("completion_tokens") or 0),
         cost=float(cost) if cost is not None else None,
+        reasoning_tokens=int(reasoning) if reasoning is not None else None,
     )
 
 

@@ -14,6 +14,8 @@ from typing import Generic, Protocol, TypeVar
 
 from bson import ObjectId
 
+from gql_chat.domain.messages import Delta
+
 FinalT = TypeVar("FinalT")
 
 YIELD_EVERY = 0.002
@@ -69,15 +71,9 @@ class Pacer:
 class ReplyMirror(Protocol):
     """Where a reply's deltas and end also go (never blocking the generation)."""
 
-    def delta(self, message_id: ObjectId, seq: int, text: str) -> None: ...
+    def delta(self, message_id: ObjectId, delta: Delta) -> None: ...
 
     def ended(self, message_id: ObjectId, deltas: int) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    seq: int
-    text: str
 
 
 @dataclass
@@ -86,7 +82,7 @@ class LiveReply(Generic[FinalT]):
 
     message_id: ObjectId
     owner_id: ObjectId
-    deltas: list[str] = field(default_factory=list)
+    deltas: list[Delta] = field(default_factory=list)
     final: FinalT | None = None
     closed: bool = False
     mirror: ReplyMirror | None = None
@@ -96,13 +92,13 @@ class LiveReply(Generic[FinalT]):
     def done(self) -> bool:
         return self.final is not None or self.closed
 
-    def append(self, text: str) -> int:
-        self.deltas.append(text)
+    def append(self, text: str, reasoning: bool = False) -> Delta:
+        delta = Delta(len(self.deltas) + 1, text, reasoning)
+        self.deltas.append(delta)
         self._notify()
-        seq = len(self.deltas)
         if self.mirror is not None:
-            self.mirror.delta(self.message_id, seq, text)
-        return seq
+            self.mirror.delta(self.message_id, delta)
+        return delta
 
     def finish(self, final: FinalT) -> None:
         self.final = final
@@ -130,7 +126,7 @@ class LiveReply(Generic[FinalT]):
                 changed = self._changed  # taken before reading, so no notification is lost
                 while position < len(self.deltas):
                     position += 1
-                    yield Delta(seq=position, text=self.deltas[position - 1])
+                    yield self.deltas[position - 1]
                     await pacer.pace()
                 if self.done:
                     return

@@ -1,10 +1,10 @@
 """Live reply deltas between instances: a Redis Stream per reply (`GQL_CHAT_REDIS_URL`).
 
 The instance generating a reply mirrors each delta into `gql_chat:<db>:reply:<message id>`
-(`XADD` with the entry id `<seq>-0` and the text in `t`), then one end entry (`e`, id one past
-the last delta). A follower on another instance reads it with `XREAD BLOCK` from the id of the
-last seq it has: a delta reaches it as soon as Redis has it, not at the next read of MongoDB,
-and a late follower starts where it is, skipping nothing.
+(`XADD` with the entry id `<seq>-0` and the text in `t`, or in `r` for reasoning), then one end
+entry (`e`, id one past the last delta). A follower on another instance reads it with
+`XREAD BLOCK` from the id of the last seq it has: a delta reaches it as soon as Redis has it,
+not at the next read of MongoDB, and a late follower starts where it is, skipping nothing.
 
 MongoDB stays the record: the stream is a fast path a follower may lose (Redis restarted, the
 stream trimmed, entries dropped while Redis was down), and the follower then fills the gap from
@@ -31,6 +31,7 @@ from bson import ObjectId
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gql_chat.domain.messages import Delta
 from gql_chat.streams.redis_clients import OPERATION_TIMEOUT, redis_client
 
 logger = logging.getLogger(__name__)
@@ -69,17 +70,11 @@ class _Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamDelta:
-    seq: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class StreamEnd:
     """The reply ended where it runs: its final state is in MongoDB."""
 
 
-StreamEntry = StreamDelta | StreamEnd
+StreamEntry = Delta | StreamEnd
 
 
 @dataclass(slots=True)
@@ -124,9 +119,10 @@ class RedisReplyStreams:
 
     # --- the generating instance --------------------------------------------------------
 
-    def delta(self, message_id: ObjectId, seq: int, text: str) -> None:
-        expiry = self._running_expiry if seq % EXPIRE_EVERY == 1 else None
-        self._queue(_Entry(self._key(message_id), f"{seq}-0", {"t": text}, expiry))
+    def delta(self, message_id: ObjectId, delta: Delta) -> None:
+        expiry = self._running_expiry if delta.seq % EXPIRE_EVERY == 1 else None
+        fields = {"r" if delta.reasoning else "t": delta.text}
+        self._queue(_Entry(self._key(message_id), f"{delta.seq}-0", fields, expiry))
 
     def ended(self, message_id: ObjectId, deltas: int) -> None:
         self._queue(_Entry(self._key(message_id), f"{deltas + 1}-0", END, KEEP_AFTER_END))
@@ -164,10 +160,10 @@ class RedisReplyStreams:
             return
         self._writing = _changed(self._writing, True, "written to")
 
-    async def unsaved_deltas(self, message_id: ObjectId, saved: int) -> list[str]:
-        """The texts of deltas `saved + 1`, `saved + 2`, ... as far as the stream holds them
-        without a gap: what an instance that died streamed to followers but never saved.
-        Empty when Redis does not answer."""
+    async def unsaved_deltas(self, message_id: ObjectId, saved: int) -> list[Delta]:
+        """Deltas `saved + 1`, `saved + 2`, ... as far as the stream holds them without a gap:
+        what an instance that died streamed to followers but never saved. Empty when Redis
+        does not answer."""
         try:
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 result: Any = await self._writer.xrange(
@@ -175,13 +171,13 @@ class RedisReplyStreams:
                 )
         except (RedisError, OSError, TimeoutError):
             return []
-        texts: list[str] = []
+        deltas: list[Delta] = []
         for entry_id, fields in result:
             entry = _entry(entry_id.decode(), fields)
-            if not isinstance(entry, StreamDelta) or entry.seq != saved + len(texts) + 1:
+            if not isinstance(entry, Delta) or entry.seq != saved + len(deltas) + 1:
                 break
-            texts.append(entry.text)
-        return texts
+            deltas.append(entry)
+        return deltas
 
     # --- a follower on another instance -------------------------------------------------
 
@@ -215,8 +211,10 @@ def _entry(entry_id: str, fields: dict[bytes, bytes]) -> StreamEntry | None:
     """An entry as written by `RedisReplyStreams`; None for anything else (ignored)."""
     if b"e" in fields:
         return StreamEnd()
+    reasoning = b"r" in fields
     try:
-        return StreamDelta(int(entry_id.split("-", 1)[0]), fields[b"t"].decode())
+        text = fields[b"r" if reasoning else b"t"].decode()
+        return Delta(int(entry_id.split("-", 1)[0]), text, reasoning) if text else None
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
 

@@ -46,6 +46,8 @@ USER_EVENTS = "subscription { userEvents { kind conversationId } }"
 STREAM = "subscription($id: ID!) { messageStream(messageId: $id) { seq done status } }"
 TEXT_STREAM = """subscription($id: ID!) { messageStream(messageId: $id) {
     seq delta done status message { content } } }"""
+REASONING_STREAM = """subscription($id: ID!) { messageStream(messageId: $id) {
+    seq delta reasoningDelta done message { reasoning } } }"""
 STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) { id status } }"
 CREATE = 'mutation { createConversation(input: {title: "t"}) { id } }'
 SLOW = Reply(tokens=["slow "] * 400, token_delay=0.05)
@@ -351,6 +353,27 @@ async def test_a_follower_on_another_instance_gets_each_delta_as_it_comes(
     assert done_b["status"] == done_a["status"] == "COMPLETE"
     lags = sorted(seen_b[seq] - seen_a[seq] for seq in seen_a)
     assert lags[len(lags) // 2] < 0.1, lags  # MongoDB's re-reads alone lag 0.25 s on average
+
+
+async def test_reasoning_crosses_instances_as_reasoning(
+    pair: Pair, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Reasoning deltas go through the reply's Redis stream with their kind: a follower on B
+    gets them as `reasoningDelta`, in one `seq` numbering with the answer."""
+    tokens = [f"t{i} " for i in range(20)]
+    thinking = frozenset(range(8))
+    fake_openrouter.default = Reply(tokens=tokens, token_delay=0.03, reasoning_at=thinking)
+    alice = await sign_up(pair.a_gql)
+    reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
+    async with signed_in_socket(pair.b.ws_url, alice.token) as on_b:
+        await on_b.subscribe(REASONING_STREAM, {"id": reply})
+        events = []
+        while not (event := (await next_event(on_b, within=5.0))["messageStream"])["done"]:
+            events.append(event)
+    assert [e["seq"] for e in events] == list(range(1, 21))
+    assert [e["reasoningDelta"] for e in events[:8]] == tokens[:8]
+    assert [e["delta"] for e in events[8:]] == tokens[8:]
+    assert event["message"]["reasoning"] == "".join(tokens[:8])
 
 
 async def test_a_lost_stream_is_filled_from_mongodb_without_gap_or_repeat(

@@ -26,6 +26,8 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "name": "OpenAI: GPT-4o-mini",
         "context_length": 128000,
         "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
+        "architecture": {"input_modalities": ["text", "image", "file"]},
+        "supported_parameters": ["temperature", "reasoning", "max_tokens"],
     },
     {"id": "meta/free", "name": "Free model", "context_length": None, "pricing": {}},
 ]
@@ -53,6 +55,9 @@ class Reply:
         default_factory=lambda: {"prompt_tokens": 12, "completion_tokens": 4, "cost": 0.00042}
     )
     generation_id: str = "gen-fake-1"
+    reasoning_at: frozenset[int] = frozenset()  # these tokens are sent as reasoning
+    reasoning_details_only: bool = False  # reasoning only in `reasoning_details`
+    hidden_reasoning: bool = False  # reasoning tokens as encrypted details only (no text)
 
 
 class ConnectionDropped(Exception):
@@ -169,7 +174,16 @@ class FakeOpenRouter:
                 if index and gap:
                     await asyncio.sleep(gap)
                 content: Any = [{"type": "text", "text": token}] if reply.content_parts else token
-                chunk = _chunk(reply.generation_id, model, {"content": content}, None)
+                delta: dict[str, Any] = {"content": content}
+                if index in reply.reasoning_at:  # as OpenRouter sends it: the text twice
+                    delta = {"reasoning_details": [{"type": "reasoning.text", "text": token}]}
+                    if not reply.reasoning_details_only:
+                        delta["reasoning"] = token
+                    if reply.hidden_reasoning:
+                        delta = {
+                            "reasoning_details": [{"type": "reasoning.encrypted", "data": "x"}]
+                        }
+                chunk = _chunk(reply.generation_id, model, delta, None)
                 yield _data({**chunk, **reply.chunk_extra})
             yield _data(_chunk(reply.generation_id, model, {}, "stop"))
             if reply.usage is not None:

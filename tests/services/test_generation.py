@@ -65,11 +65,11 @@ class StallingStore(MessageStore):
         self.stall_finish = False
 
     async def save_progress(
-        self, message_id: ObjectId, saved: int, text: str, new_ends: list[int]
+        self, message_id: ObjectId, saved: int, texts: tuple[str, str], new_ends: list[int]
     ) -> int | None:
         if self.stall_progress:
             await asyncio.sleep(3600)
-        return await super().save_progress(message_id, saved, text, new_ends)
+        return await super().save_progress(message_id, saved, texts, new_ends)
 
     async def finish(self, message_id: ObjectId, fields: dict[str, Any]) -> bool:
         if self.stall_finish:
@@ -264,10 +264,10 @@ class LateLandingStore(MessageStore):
         self.seen: list[dict[str, Any]] = []
 
     async def save_progress(
-        self, message_id: ObjectId, saved: int, text: str, new_ends: list[int]
+        self, message_id: ObjectId, saved: int, texts: tuple[str, str], new_ends: list[int]
     ) -> int | None:
         self.calls += 1
-        stored = await super().save_progress(message_id, saved, text, new_ends)
+        stored = await super().save_progress(message_id, saved, texts, new_ends)
         doc = await self._messages.find_one({"_id": message_id})
         assert doc is not None
         self.seen.append(doc)

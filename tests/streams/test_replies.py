@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import pytest
 from bson import ObjectId
 
+from gql_chat.domain.messages import Delta
 from gql_chat.streams import replies
-from gql_chat.streams.replies import Delta, LiveReply, Pacer, ReplyRegistry
+from gql_chat.streams.replies import LiveReply, Pacer, ReplyRegistry
 
 SEEDS = range(40)
 
@@ -47,7 +48,7 @@ async def produce(
 ) -> None:
     for text in texts:
         await idle(rng)
-        assert reply.append(text) == len(reply.deltas)
+        assert reply.append(text).seq == len(reply.deltas)
     await idle(rng)
     if fail:
         reply.close()
