@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(
 USER_EVENTS = "subscription { userEvents { kind conversationId } }"
 STREAM = "subscription($id: ID!) { messageStream(messageId: $id) { seq done status } }"
 TEXT_STREAM = """subscription($id: ID!) { messageStream(messageId: $id) {
-    seq delta done status message { content } } }"""
+    seq delta reasoningDelta done status message { content reasoning } } }"""
 REASONING_STREAM = """subscription($id: ID!) { messageStream(messageId: $id) {
     seq delta reasoningDelta done message { reasoning } } }"""
 STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) { id status } }"
@@ -179,9 +179,12 @@ async def test_the_replies_of_a_dead_instance_end_when_their_lease_runs_out(
 async def test_a_dead_instances_unsaved_deltas_are_kept_as_its_followers_saw_them(
     pair: Pair, fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A streams deltas through Redis, then dies before saving them: B's sweep reads them back
-    from the reply's stream, so the INTERRUPTED reply's text is the text its follower saw."""
-    fake_openrouter.default = SLOW
+    """A streams deltas through Redis (reasoning, then answer), then dies before saving them:
+    B's sweep reads them back from the reply's stream, so the INTERRUPTED reply's reasoning and
+    answer are what its follower saw."""
+    fake_openrouter.default = Reply(
+        tokens=[f"t{i} " for i in range(400)], token_delay=0.05, reasoning_at=frozenset(range(6))
+    )
     alice = await sign_up(pair.a_gql)
     services_a = pair.a.app.state.services
 
@@ -190,19 +193,21 @@ async def test_a_dead_instances_unsaved_deltas_are_kept_as_its_followers_saw_the
 
     monkeypatch.setattr(services_a.database.messages, "save_progress", lost)
     reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
-    shown: list[str] = []
+    shown: list[dict[str, Any]] = []
     async with signed_in_socket(pair.b.ws_url, alice.token) as follower:
         await follower.subscribe(TEXT_STREAM, {"id": reply})
         while len(shown) < 10:
-            shown.append((await next_event(follower, within=5.0))["messageStream"]["delta"])
+            shown.append((await next_event(follower, within=5.0))["messageStream"])
         assert services_a.leases is not None
         await services_a.leases.close()
         monkeypatch.setattr(services_a.database.messages, "finish", lost)
         await services_a.runner.stop_owner(ObjectId(alice.user_id))
         while not (event := (await next_event(follower, within=5.0))["messageStream"])["done"]:
-            shown.append(event["delta"])
+            shown.append(event)
     assert event["status"] == "INTERRUPTED"
-    assert event["message"]["content"] == "".join(shown)
+    assert event["message"]["content"] == "".join(e["delta"] for e in shown)
+    assert event["message"]["reasoning"] == "".join(e["reasoningDelta"] for e in shown)
+    assert event["message"]["reasoning"] == "".join(f"t{i} " for i in range(6))
     assert len(shown) >= 10
 
 
