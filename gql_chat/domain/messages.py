@@ -65,6 +65,15 @@ def text_lengths(seq_ends: Sequence[int], before: int) -> tuple[int, int]:
     return answer or 0, reasoning or 0
 
 
+def split_texts(deltas: Iterable[Delta]) -> tuple[str, str]:
+    """The answer and the reasoning text of `deltas`, each joined in order."""
+    answer: list[str] = []
+    reasoning: list[str] = []
+    for delta in deltas:
+        (reasoning if delta.reasoning else answer).append(delta.text)
+    return "".join(answer), "".join(reasoning)
+
+
 def appended_ends(seq_ends: Sequence[int], deltas: Iterable[Delta]) -> list[int]:
     """The `seq_ends` entries of `deltas` appended after all of `seq_ends`."""
     answer, reasoning = text_lengths(seq_ends, len(seq_ends))

@@ -32,7 +32,14 @@ from typing import Any
 from bson import ObjectId
 
 from gql_chat.config import Settings
-from gql_chat.domain.messages import Delta, MessageRecord, MessageStatus, UsageRecord, delta_end
+from gql_chat.domain.messages import (
+    Delta,
+    MessageRecord,
+    MessageStatus,
+    UsageRecord,
+    delta_end,
+    split_texts,
+)
 from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
 from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, ReasoningDelta, TextDelta
 from gql_chat.store.messages import MessageStore
@@ -163,9 +170,7 @@ class _Progress:
 
     def texts(self, start: int = 0, stop: int | None = None) -> tuple[str, str]:
         """The answer and the reasoning text of deltas `start` to `stop`."""
-        chosen = self.deltas[start:stop]
-        answer = "".join(d.text for d in chosen if not d.reasoning)
-        return answer, "".join(d.text for d in chosen if d.reasoning)
+        return split_texts(self.deltas[start:stop])
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
-from gql_chat.domain.messages import appended_ends
+from gql_chat.domain.messages import appended_ends, split_texts
 from gql_chat.services.generation import WRITE_TIMEOUT, GenerationRunner
 from gql_chat.store.messages import MessageStore
 from gql_chat.streams.reply_streams import RedisReplyStreams
@@ -86,9 +86,7 @@ class ReplyLeases:
         for message_id, seq_ends in abandoned:
             saved = len(seq_ends)
             deltas = await streams.unsaved_deltas(message_id, saved)
-            answer = "".join(d.text for d in deltas if not d.reasoning)
-            reasoning = "".join(d.text for d in deltas if d.reasoning)
-            appended = (saved, (answer, reasoning), appended_ends(seq_ends, deltas))
+            appended = (saved, split_texts(deltas), appended_ends(seq_ends, deltas))
             if await self._messages.interrupt_abandoned_with(
                 message_id, now, self._lease, appended
             ):
