@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from gql_chat.api.downloads import download_file
 from gql_chat.api.schema import build_schema
 from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
@@ -31,6 +32,9 @@ from gql_chat.web.middleware import (
 from gql_chat.wiring import build_services
 
 logger = logging.getLogger(__name__)
+
+UPLOAD_ENVELOPE_BYTES = 1_048_576
+"""A multipart upload's body beyond its file: the operation, the map and the part headers."""
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -94,6 +98,7 @@ def create_app(
                 services.leases.start()
             if services.reply_slots is not None:
                 services.reply_slots.start()
+            services.attachments.start()
             app.state.services = services
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             services.sign_ins.listen(graphql.websockets.sign_ins.sign_ins_ended)
@@ -105,6 +110,7 @@ def create_app(
                 # `gql-chat serve` has done this before uvicorn closed the websockets (see
                 # `DrainingServer`); then it is a no-op. Other servers get it here.
                 await services.runner.shutdown(settings.shutdown_grace)
+                await services.attachments.close()
                 if services.leases is not None:
                     await services.leases.close()
                 if services.reply_slots is not None:
@@ -119,6 +125,7 @@ def create_app(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/files/{attachment_id}", download_file, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
@@ -138,7 +145,11 @@ def create_app(
                 ],
                 expose_headers=["X-Request-ID"],
             ),
-            Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodySizeLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                max_upload_bytes=settings.max_upload_bytes + UPLOAD_ENVELOPE_BYTES,
+            ),
         ],
         lifespan=lifespan,
     )

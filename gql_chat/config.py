@@ -27,6 +27,15 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class PdfEngine(StrEnum):
+    """OpenRouter's `file-parser` plugin engines for PDFs (models that read files natively
+    ignore it)."""
+
+    PDF_TEXT = "pdf-text"
+    MISTRAL_OCR = "mistral-ocr"
+    NATIVE = "native"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -113,6 +122,12 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=65_536, ge=4096)
     max_connections: int = Field(default=1000, ge=1)
 
+    max_upload_bytes: int = Field(default=20 * 1_048_576, ge=1024)
+    user_storage_bytes: int = Field(default=1_073_741_824, ge=0)
+    file_url_ttl: timedelta = timedelta(hours=1)
+    pdf_engine: PdfEngine = PdfEngine.PDF_TEXT
+    public_url: str | None = None
+
     redis_url: SecretStr | None = None
     reply_lease: float = Field(default=15.0, ge=1)
     rate_login_per_email: str = "10/minute"
@@ -158,7 +173,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
         return level
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", mode="before")
+    @field_validator("access_token_ttl", "refresh_token_ttl", "file_url_ttl", mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         """Plain numbers are seconds; anything else is left to ISO 8601 parsing (e.g. PT15M)."""
@@ -166,7 +181,7 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl")
+    @field_validator("access_token_ttl", "refresh_token_ttl", "file_url_ttl")
     @classmethod
     def _check_positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -17,9 +17,11 @@ from gql_chat.llm.openrouter import OpenRouterProvider
 from gql_chat.llm.types import ChatProvider
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
+from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
 from gql_chat.services.generation import GenerationRunner
@@ -93,10 +95,12 @@ def build_services(
         )
 
     runner.on_finished += [announce_completion, titles.after_reply]
+    jwt_secret = jwt_secret_for(settings)
+    attachments = AttachmentService(settings, database, FileUrls(jwt_secret, settings.file_url_ttl))
     accounts = AccountService(
         database,
         PasswordService(settings),
-        TokenService(settings, jwt_secret_for(settings)),
+        TokenService(settings, jwt_secret),
         rate_limits,
         sign_ins,
         on_user_removed=cluster.removing_owner,
@@ -111,7 +115,15 @@ def build_services(
         else None
     )
     starter = ReplyStarter(
-        settings, database, accounts, conversations, prompts, runner, rate_limits, reply_slots
+        settings,
+        database,
+        accounts,
+        conversations,
+        prompts,
+        attachments,
+        runner,
+        rate_limits,
+        reply_slots,
     )
     return Services(
         settings=settings,
@@ -122,8 +134,9 @@ def build_services(
         presets=presets,
         admin=AdminService(database, sign_ins, on_user_disabled=cluster.removing_owner),
         prompts=prompts,
-        sending=SendService(database, conversations, prompts, starter),
-        branching=BranchService(conversations, messages, prompts, starter),
+        sending=SendService(database, conversations, prompts, attachments, starter),
+        branching=BranchService(conversations, messages, prompts, attachments, starter),
+        attachments=attachments,
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,

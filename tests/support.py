@@ -322,3 +322,44 @@ def within(seconds: float) -> Iterator[None]:
     yield
     elapsed = time.process_time() - started
     assert elapsed < seconds, f"took {elapsed:.2f} s of CPU"
+
+
+UPLOAD = """mutation($file: Upload!) { uploadAttachment(file: $file) {
+    id kind filename mediaType size sha256 width height pageCount createdAt url } }"""
+
+
+async def upload_file(
+    user: SignedIn,
+    content: bytes,
+    filename: str = "notes.txt",
+    content_type: str | None = "application/octet-stream",
+    *,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """`uploadAttachment` as apollo-upload-client sends it: a GraphQL multipart request (the
+    operation, a map from file part to variable, the file part) with its preflight header."""
+    operations = {"query": UPLOAD, "variables": {"file": None}}
+    file_part: tuple[Any, ...] = (
+        (filename, content, content_type) if content_type is not None else (filename, content)
+    )
+    return await user.gql.http.post(
+        "/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps({"1": ["variables.file"]})},
+        files={"1": file_part},
+        headers={
+            "Authorization": f"Bearer {user.token}",
+            "Apollo-Require-Preflight": "true",
+            **(headers or {}),
+        },
+    )
+
+
+async def upload_attachment(
+    user: SignedIn, content: bytes, filename: str = "notes.txt", content_type: str | None = None
+) -> dict[str, Any]:
+    response = await upload_file(user, content, filename, content_type)
+    body = response.json()
+    assert response.status_code == 200, body
+    assert not body.get("errors"), body
+    attachment: dict[str, Any] = body["data"]["uploadAttachment"]
+    return attachment

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql_chat.api.context import Info
@@ -35,10 +37,19 @@ class BranchMutation:
         permission_classes=[IsAuthenticated],
     )
     async def edit_message(
-        self, info: Info, message_id: strawberry.ID, content: str
+        self,
+        info: Info,
+        message_id: strawberry.ID,
+        content: str,
+        attachment_ids: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(
+                description="The edited message's files; omit (or null) to keep the original's."
+            ),
+        ] = None,
     ) -> SendMessagePayload:
         result = await info.context.services.branching.edit(
-            await info.context.owner_id(), message_id, content
+            await info.context.owner_id(), message_id, content, attachment_ids
         )
         return SendMessagePayload.of(result)
 

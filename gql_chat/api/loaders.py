@@ -10,6 +10,7 @@ from functools import cached_property
 from bson import ObjectId
 from strawberry.dataloader import DataLoader
 
+from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.messages import MessageNode, UsageRecord
 from gql_chat.domain.presets import LlmConfigRecord
@@ -23,6 +24,7 @@ class Loaders:
         self._folders = services.folders
         self._presets = services.presets
         self._messages = services.messages
+        self._attachments = services.attachments
         self._owner_id = owner_id
 
     @cached_property
@@ -48,6 +50,14 @@ class Loaders:
     @cached_property
     def usage(self) -> DataLoader[ObjectId, UsageRecord]:
         return DataLoader(load_fn=self._load_usage)
+
+    @cached_property
+    def attachment(self) -> DataLoader[ObjectId, AttachmentRecord | None]:
+        return DataLoader(load_fn=self._load_attachments)
+
+    async def _load_attachments(self, ids: Sequence[ObjectId]) -> list[AttachmentRecord | None]:
+        found = await self._attachments.get_many(self._owner_id, ids)
+        return [found.get(i) for i in ids]
 
     async def _load_folders(self, ids: Sequence[ObjectId]) -> list[FolderRecord | None]:
         found = {f.id: f for f in await self._folders.get_many(self._owner_id, list(ids))}

@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 from bson import ObjectId
 
+from gql_chat.api.attachments import AttachmentType
 from gql_chat.api.context import Info, response_budget
 from gql_chat.api.conversations import ConversationType
 from gql_chat.api.llm_configs import ReasoningEffort
@@ -126,6 +127,19 @@ class MessageType:
 
     @strawberry.field(
         description=(
+            "The files a user message carries, in the order sent (an attachment deleted "
+            "meanwhile is left out)."
+        )
+    )
+    async def attachments(self, info: Info) -> list[AttachmentType]:
+        if not self.record.attachment_ids:
+            return []
+        loader = (await info.context.loaders()).attachment
+        found = await loader.load_many(list(self.record.attachment_ids))
+        return [AttachmentType.from_record(a) for a in found if a is not None]
+
+    @strawberry.field(
+        description=(
             "Messages sharing this one's parent (edits and regenerations), this one included, "
             "oldest first."
         )
@@ -216,6 +230,13 @@ class SendMessageInput:
     folder_id: strawberry.ID | None = strawberry.field(
         default=None, description="Folder for a new conversation."
     )
+    attachment_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description=(
+            "Uploaded attachments to send (at most 10): unsent uploads, or ones already in this "
+            "conversation. With files, `content` may be empty."
+        ),
+    )
 
 
 @strawberry.type
@@ -305,6 +326,7 @@ class MessageMutation:
             model=input.model,
             reasoning_effort=input.reasoning_effort,
             client_message_id=input.client_message_id,
+            attachment_ids=input.attachment_ids or (),
         )
         return SendMessagePayload.of(result)
 

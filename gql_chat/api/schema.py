@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminMutation, AdminQuery
+from gql_chat.api.attachments import AttachmentMutation
 from gql_chat.api.branching import BranchMutation
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
@@ -46,6 +47,7 @@ class Mutation(
     LlmConfigMutation,
     MessageMutation,
     BranchMutation,
+    AttachmentMutation,
     AdminMutation,
 ):
     pass

@@ -75,6 +75,7 @@ class GraphQLView(GraphQL[Context, None]):
             allowed_origins=settings.cors_origins,
             connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
             max_subscriptions_per_connection=settings.max_ws_operations,
+            multipart_uploads_enabled=True,
         )
         self._graphiql_assets_url = settings.graphiql_assets_url
         self._trusted_proxies = settings.trusted_proxies

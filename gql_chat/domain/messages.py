@@ -121,6 +121,8 @@ class MessageRecord:
     updated_at: datetime
     reasoning: str = ""
     """The model's reasoning before (or between) the answer's text; never sent back to it."""
+    attachment_ids: tuple[ObjectId, ...] = ()
+    """The files a user message carries, in the order sent."""
 
     def deltas_after(self, after_seq: int) -> Iterator[Delta]:
         """Every stored delta after `after_seq`, lazily: constant work per delta after finding
@@ -155,6 +157,7 @@ class ThreadTurn:
     parent_id: ObjectId | None
     role: MessageRole
     content: str
+    attachment_ids: tuple[ObjectId, ...] = ()
 
 
 class UsageGroup(StrEnum):

@@ -2,7 +2,9 @@
 
 It answers deterministically from the prompt, word by word, at a realistic pace; with a reasoning
 effort set (other than "none") it first reasons aloud, briefly and as deterministically, so that
-clients can be built against reasoning offline."""
+clients can be built against reasoning offline. It takes files too, and says what it was sent:
+each file's name, type and size, an image's dimensions, a PDF's pages, a text file's first
+words."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from gql_chat.llm.tokens import estimate_tokens
+from gql_chat.domain.attachments import AttachmentKind
+from gql_chat.llm.tokens import estimate_tokens, file_tokens
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
     ModelInfo,
+    PromptFile,
     ProviderEvent,
     ReasoningDelta,
     RequestSent,
@@ -30,20 +34,37 @@ OFFLINE_MODEL = ModelInfo(
     prompt_price=0.0,
     completion_price=0.0,
     supports_reasoning=True,
+    input_modalities=("text", "image", "file"),
 )
 QUOTE_WORDS = 60
+FILE_QUOTE_WORDS = 12
 
 
 def offline_answer(request: ChatRequest) -> str:
-    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-    words = last_user.split()
+    last = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    words = last.content.split() if last else []
     quoted = " ".join(words[:QUOTE_WORDS]) + (" …" if len(words) > QUOTE_WORDS else "")
     turns = sum(1 for m in request.messages if m.role == "user")
+    files = "".join(f" {describe_file(file)}" for file in last.files) if last else ""
     return (
         f"You said: “{quoted}”. This is {OFFLINE_MODEL_ID}, the built-in offline model "
-        f"(turn {turns} of this conversation, {len(words)} words in your message). "
+        f"(turn {turns} of this conversation, {len(words)} words in your message).{files} "
         "Set OPENROUTER_API_KEY to talk to a real model."
     )
+
+
+def describe_file(file: PromptFile) -> str:
+    """One sentence about a file, from what the prompt carries."""
+    said = f"You attached {file.filename} ({file.media_type}, {file.size} bytes"
+    if file.kind is AttachmentKind.IMAGE:
+        said += f", {file.width}x{file.height} pixels"
+    elif file.kind is AttachmentKind.PDF and file.page_count:
+        said += f", {file.page_count} pages"
+    elif file.kind is AttachmentKind.TEXT:
+        words = file.content.split()
+        first = " ".join(words[:FILE_QUOTE_WORDS]) + (" …" if len(words) > FILE_QUOTE_WORDS else "")
+        said += f", starting “{first}”"
+    return said + ")."
 
 
 def offline_reasoning(request: ChatRequest) -> str:
@@ -76,7 +97,10 @@ class OfflineProvider:
             if self._token_delay:
                 await asyncio.sleep(self._token_delay)
             yield TextDelta(piece)
-        prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        prompt = sum(
+            estimate_tokens(m.content) + sum(file_tokens(file) for file in m.files)
+            for m in request.messages
+        )
         reasoning_tokens = estimate_tokens(reasoning)
         yield Completion(
             finish_reason="stop",

@@ -25,6 +25,7 @@ from gql_chat.llm.chunks import (
     parse_usage,
     text_or_none,
 )
+from gql_chat.llm.content_parts import message_body, plugins
 from gql_chat.llm.errors import (
     RETRYABLE_STATUSES,
     MalformedStream,
@@ -301,7 +302,7 @@ class OpenRouterProvider:
     def _body(request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [message_body(m) for m in request.messages],
             "stream": True,
             "usage": {"include": True},
         }
@@ -314,6 +315,8 @@ class OpenRouterProvider:
                 body[key] = value
         if request.reasoning_effort is not None:
             body["reasoning"] = {"effort": request.reasoning_effort}
+        if request_plugins := plugins(request):
+            body["plugins"] = request_plugins
         return body
 
     async def list_models(self) -> list[ModelInfo]:

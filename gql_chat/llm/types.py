@@ -7,11 +7,32 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bson import ObjectId
+
+from gql_chat.domain.attachments import AttachmentKind
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFile:
+    """A file a user message carries: what it is, and (loaded just before the request goes)
+    `content`: an image's or a PDF's `data:` URL, a text file's text."""
+
+    file_id: ObjectId
+    kind: AttachmentKind
+    filename: str
+    media_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    page_count: int | None = None
+    content: str = ""
+
 
 @dataclass(frozen=True, slots=True)
 class PromptMessage:
     role: str  # "system" | "user" | "assistant"
     content: str
+    files: tuple[PromptFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +44,8 @@ class ChatRequest:
     max_tokens: int | None = None
     reasoning_effort: str | None = None
     """OpenRouter's `reasoning.effort` ("none" ... "xhigh"); None: the model's default."""
+    pdf_engine: str | None = None
+    """OpenRouter's `file-parser` engine for the PDFs of the prompt."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@
 - `httpcore_network`: an httpcore network backend on asyncio streams, set on httpx's pools;
 - `mongomock_indexes`: hash indexes for mongomock's collections (global patch);
 - `async_mock_bulk`: pymongo-async-mock's bulk-update patch, applied once (global patch);
+- `mongomock_gridfs`: PyMongo's `AsyncGridFSBucket` over pymongo-async-mock (global patch);
 - `graphql_executor`: Strawberry's graphql-core execution context (the schema's executor class);
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
 
@@ -27,6 +28,7 @@ def install() -> None:
         graphql_executor,
         httpcore_network,
         httpcore_pool,
+        mongomock_gridfs,
         mongomock_indexes,
         strawberry_validation,
         uvicorn_limits,
@@ -39,6 +41,7 @@ def install() -> None:
     httpcore_pool.install()
     mongomock_indexes.install()
     async_mock_bulk.install()
+    mongomock_gridfs.install()
     _installed[0] = True
 
 

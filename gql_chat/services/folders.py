@@ -192,7 +192,10 @@ class FolderService:
         )
         async with removing:  # their replies stop first, and none starts meanwhile
             await self._db.messages.delete_for_conversations(owner_id, conversation_ids)
+            await self._db.attachments.delete_for_conversations(owner_id, conversation_ids)
             await self._db.conversations.delete_many(owner_id, conversation_ids)
+            # Again: a send that bound a file meanwhile finds the conversation gone after.
+            await self._db.attachments.delete_for_conversations(owner_id, conversation_ids)
         for level in reversed(levels):  # leaves first, the folder itself last
             await self._folders.delete_many(owner_id, level)
         await self._renumber(owner_id, folder.parent_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gql_chat.config import Settings
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
+from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.conversations import ConversationService
@@ -40,6 +41,7 @@ class Services:
     prompts: PromptService
     sending: SendService
     branching: BranchService
+    attachments: AttachmentService
     messages: MessageService
     following: ReplyFollower
     runner: GenerationRunner

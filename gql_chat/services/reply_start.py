@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
 
 from gql_chat.config import Settings
+from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
 from gql_chat.domain.trees import path_to
@@ -25,7 +26,9 @@ from gql_chat.errors import (
     RateLimited,
     Unauthenticated,
 )
+from gql_chat.llm.types import ChatRequest
 from gql_chat.services.accounts import AccountService
+from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.completion import Completions
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import (
@@ -66,10 +69,12 @@ class ReplyStarter:
         accounts: AccountService,
         conversations: ConversationService,
         prompts: PromptService,
+        attachments: AttachmentService,
         runner: GenerationRunner,
         rate_limits: RateLimits,
         shared_slots: SharedReplySlots | None = None,
     ) -> None:
+        self._attachments = attachments
         self._settings = settings
         self._messages = database.messages
         self._accounts = accounts
@@ -80,9 +85,10 @@ class ReplyStarter:
         self._shared_slots = shared_slots
         self._sends = Completions(SEND_TIMEOUT)
 
-    def check_content(self, content: str) -> None:
+    def check_content(self, content: str, *, with_files: bool = False) -> None:
+        """A message with files may have no text."""
         limit = self._settings.max_message_chars
-        if not content.strip() or len(content) > limit:
+        if len(content) > limit or not (content.strip() or with_files):
             raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
         check_prose(content, "content", "A message")
 
@@ -127,6 +133,7 @@ class ReplyStarter:
         content: str,
         parent_id: ObjectId | None,
         client_message_id: str | None = None,
+        attachments: Sequence[AttachmentRecord] = (),
     ) -> MessageRecord:
         """A user message, complete from the start, not yet stored (`reply_to` stores it)."""
         return self._messages.draft(
@@ -137,6 +144,7 @@ class ReplyStarter:
             status=MessageStatus.COMPLETE,
             parent_id=parent_id,
             client_message_id=client_message_id,
+            attachment_ids=tuple(a.id for a in attachments),
         )
 
     async def reply_to(
@@ -166,10 +174,11 @@ class ReplyStarter:
             if user_message.parent_id is not None
             else []
         )
-        texts = {turn.id: (turn.role, turn.content) for turn in thread}
-        turns = [texts[i] for i in path_to(thread, user_message.parent_id)]
-        turns.append((user_message.role, user_message.content))
-        request = self._prompts.build_request(turns, resolved)
+        turns_by_id = {turn.id: turn for turn in thread}
+        path = [turns_by_id[i] for i in path_to(thread, user_message.parent_id)]
+        turns = [(turn.role, turn.content, turn.attachment_ids) for turn in path]
+        turns.append((user_message.role, user_message.content, user_message.attachment_ids))
+        request = await self._prompt(owner_id, turns, resolved)
         assistant = self._messages.draft(
             owner_id,
             conversation.id,
@@ -235,6 +244,25 @@ class ReplyStarter:
             user_message=user_message,
             assistant_message=assistant,
         )
+
+    async def _prompt(
+        self,
+        owner_id: ObjectId,
+        turns: list[tuple[MessageRole, str, tuple[ObjectId, ...]]],
+        resolved: ResolvedModel,
+    ) -> ChatRequest:
+        """The request, with the files of the turns the token budget keeps read in."""
+        if not any(ids for _, _, ids in turns):
+            return self._prompts.build_request([(r, c, ()) for r, c, _ in turns], resolved)
+        model = await self._prompts.model_info(resolved.model)
+        files = await self._attachments.prompt_files(
+            owner_id, [(role, ids) for role, _, ids in turns], model
+        )
+        request = self._prompts.build_request(
+            [(role, content, f) for (role, content, _), f in zip(turns, files, strict=True)],
+            resolved,
+        )
+        return await self._attachments.load(request)
 
     async def _undo(self, owner_id: ObjectId, written: list[MessageRecord]) -> None:
         if not written:

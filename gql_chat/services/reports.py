@@ -10,6 +10,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
 from gql_chat.domain.trees import path_to
@@ -60,22 +61,33 @@ class ReportService:
         )
         if charge is not None:
             charge(estimate)
-        exported = self._render(conversation, messages, fmt)
+        files = await self._db.attachments.get_many(
+            owner_id, {i for m in messages for i in m.attachment_ids}
+        )
+        exported = self._render(conversation, messages, files, fmt)
         if charge is not None and len(exported) > estimate:
             charge(len(exported) - estimate)
         return exported
 
     @staticmethod
     def _render(
-        conversation: ConversationRecord, messages: list[MessageRecord], fmt: ExportFormat
+        conversation: ConversationRecord,
+        messages: list[MessageRecord],
+        files: dict[ObjectId, AttachmentRecord],
+        fmt: ExportFormat,
     ) -> str:
+        """Attachments are listed with their metadata (the bytes are downloaded apart)."""
+
+        def attachments(message: MessageRecord) -> list[AttachmentRecord]:
+            return [files[i] for i in message.attachment_ids if i in files]
+
         if fmt is ExportFormat.JSON:
             return json.dumps(
                 {
                     "id": str(conversation.id),
                     "title": conversation.title,
                     "createdAt": conversation.created_at.isoformat(),
-                    "messages": [_message_json(m) for m in messages],
+                    "messages": [_message_json(m, attachments(m)) for m in messages],
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -90,6 +102,8 @@ class ReportService:
                 lines += ["", "<details>", "<summary>Reasoning</summary>", ""]
                 lines += [message.reasoning, "", "</details>"]
             lines += ["", message.content]
+            if listed := attachments(message):
+                lines += ["", "Attachments:", *(f"- {_file_line(a)}" for a in listed)]
         return "\n".join(lines) + "\n"
 
 
@@ -106,13 +120,14 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
         raise BadUserInput(field, f"`{field}` is out of range.") from exc
 
 
-def _message_json(message: MessageRecord) -> dict[str, Any]:
+def _message_json(message: MessageRecord, files: list[AttachmentRecord]) -> dict[str, Any]:
     usage = message.usage
     return {
         "id": str(message.id),
         "role": message.role.value,
         "content": message.content,
         "reasoning": message.reasoning or None,
+        "attachments": [_file_json(a) for a in files],
         "status": message.status.value,
         "model": message.model,
         "createdAt": message.created_at.isoformat(),
@@ -128,6 +143,29 @@ def _message_json(message: MessageRecord) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def _file_json(attachment: AttachmentRecord) -> dict[str, Any]:
+    return {
+        "id": str(attachment.id),
+        "filename": attachment.filename,
+        "mediaType": attachment.media_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
+        "width": attachment.width,
+        "height": attachment.height,
+        "pageCount": attachment.page_count,
+        "createdAt": attachment.created_at.isoformat(),
+    }
+
+
+def _file_line(attachment: AttachmentRecord) -> str:
+    parts = [attachment.media_type, f"{attachment.size} bytes"]
+    if attachment.width and attachment.height:
+        parts.append(f"{attachment.width}x{attachment.height}")
+    if attachment.page_count:
+        parts.append(f"{attachment.page_count} pages")
+    return f"{attachment.filename} ({', '.join(parts)}; sha256 {attachment.sha256})"
 
 
 def _details(message: MessageRecord) -> str:

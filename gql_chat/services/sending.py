@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from bson import ObjectId
 
+from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord
 from gql_chat.domain.presets import ReasoningEffort
 from gql_chat.errors import AlreadyExists, BadUserInput, NotFound
+from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import WRITE_TIMEOUT
 from gql_chat.services.prompts import PromptService
@@ -44,8 +47,10 @@ class SendService:
         database: Database,
         conversations: ConversationService,
         prompts: PromptService,
+        attachments: AttachmentService,
         starter: ReplyStarter,
     ) -> None:
+        self._attachments = attachments
         self._messages = database.messages
         self._conversations = conversations
         self._prompts = prompts
@@ -63,10 +68,11 @@ class SendService:
         model: str | None = None,
         reasoning_effort: ReasoningEffort | None = None,
         client_message_id: str | None = None,
+        attachment_ids: Sequence[str] = (),
     ) -> SendResult:
         """Validates at once; the rest runs to its end even if the caller goes away (a
         cancelled websocket operation), so a send is stored whole or not at all."""
-        self._starter.check_content(content)
+        self._starter.check_content(content, with_files=bool(attachment_ids))
         if client_message_id is not None:
             _check_client_message_id(client_message_id)
             earlier = self._in_flight.get((owner_id, client_message_id))
@@ -83,6 +89,7 @@ class SendService:
                 model=model,
                 reasoning_effort=reasoning_effort,
                 client_message_id=client_message_id,
+                attachment_ids=attachment_ids,
             )
         )
         if client_message_id is not None:
@@ -107,6 +114,7 @@ class SendService:
         model: str | None,
         reasoning_effort: ReasoningEffort | None,
         client_message_id: str | None,
+        attachment_ids: Sequence[str],
     ) -> SendResult:
         if client_message_id is not None:
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
@@ -114,26 +122,37 @@ class SendService:
                 return await self._result_for(owner_id, existing)
         slot = await self._starter.claim_slot(owner_id)
         try:
-            if conversation_id is not None:
-                conversation = await self._conversations.get(owner_id, conversation_id)
-            else:
-                conversation = await self._conversations.create(
-                    owner_id,
-                    title=title_from(content),
-                    folder_id=folder_id,
-                    title_source="first_words",
-                    check_owner=False,
-                )
+            # Everything that can refuse the send runs before the conversation is opened.
+            existing_conversation = (
+                await self._conversations.get(owner_id, conversation_id)
+                if conversation_id is not None
+                else None
+            )
+            resolved = await self._prompts.resolve_model(
+                owner_id, existing_conversation, llm_config_id, model, reasoning_effort
+            )
+            attachments = await self._attachments.for_message(
+                owner_id,
+                attachment_ids,
+                existing_conversation.id if existing_conversation else None,
+                await self._prompts.model_info(resolved.model) if attachment_ids else None,
+            )
+            conversation = existing_conversation or await self._conversations.create(
+                owner_id,
+                title=title_from(content),
+                folder_id=folder_id,
+                title_source="first_words",
+                check_owner=False,
+            )
             try:
-                resolved = await self._prompts.resolve_model(
-                    owner_id, conversation, llm_config_id, model, reasoning_effort
-                )
+                await self._attachments.bind(owner_id, attachments, conversation.id)
                 user_message = self._starter.draft_question(
                     owner_id,
                     conversation.id,
                     content,
                     conversation.active_leaf_id,
                     client_message_id,
+                    attachments,
                 )
                 return await self._starter.reply_to(
                     owner_id,
@@ -153,22 +172,29 @@ class SendService:
                 if existing is None:
                     raise
                 if conversation_id is None and existing.conversation_id != conversation.id:
-                    await self._drop_conversation(owner_id, conversation.id)
+                    await self._drop_conversation(owner_id, conversation.id, attachments)
                 return await self._result_for(owner_id, existing)
             except BaseException:
                 # Refused (the conversation or the user went away meanwhile, a bad preset), or
                 # failed or out of time: nothing of the send is left, not even the conversation
                 # it opened (deleting it stops the reply and deletes its messages).
                 if conversation_id is None:
-                    await self._drop_conversation(owner_id, conversation.id)
+                    await self._drop_conversation(owner_id, conversation.id, attachments)
                 raise
         finally:
             self._starter.release(slot)
 
-    async def _drop_conversation(self, owner_id: ObjectId, conversation_id: ObjectId) -> None:
-        """Best effort, bounded: a conversation a failed send opened."""
+    async def _drop_conversation(
+        self,
+        owner_id: ObjectId,
+        conversation_id: ObjectId,
+        attachments: Sequence[AttachmentRecord],
+    ) -> None:
+        """Best effort, bounded: a conversation a failed send opened. Its files are unsent
+        uploads again first (deleting the conversation would delete them), for a retry."""
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._attachments.unbind(owner_id, attachments, conversation_id)
                 await self._conversations.delete(owner_id, conversation_id)
         except NotFound:
             pass  # gone already (its user was deleted)

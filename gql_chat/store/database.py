@@ -18,6 +18,7 @@ from pymongo.errors import (
 )
 
 from gql_chat.config import Settings
+from gql_chat.store.attachments import AttachmentStore
 from gql_chat.store.conversations import ConversationStore
 from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.folders import FolderStore
@@ -54,6 +55,7 @@ class Database:
     llm_configs: LlmConfigStore
     messages: MessageStore
     usage: UsageStore  # over the messages collection
+    attachments: AttachmentStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -69,6 +71,7 @@ class Database:
             llm_configs=LlmConfigStore(db["llm_configs"]),
             messages=MessageStore(db["messages"]),
             usage=UsageStore(db["messages"]),
+            attachments=AttachmentStore(db),
         )
 
     async def create_indexes(self) -> None:
@@ -80,6 +83,7 @@ class Database:
             self.conversations,
             self.llm_configs,
             self.messages,
+            self.attachments,
         ):
             await store.create_indexes()
 
@@ -90,6 +94,7 @@ class Database:
         await self.conversations.delete_for_owner(user_id)
         await self.folders.delete_for_owner(user_id)
         await self.llm_configs.delete_for_owner(user_id)
+        await self.attachments.delete_for_owner(user_id)
         await self.users.delete(user_id)
 
     async def ping(self) -> bool:

@@ -51,6 +51,7 @@ def message_from_document(doc: dict[str, Any]) -> MessageRecord:
         created_at=as_utc(doc["created_at"]),
         updated_at=as_utc(doc["updated_at"]),
         reasoning=doc.get("reasoning") or "",
+        attachment_ids=tuple(doc.get("attachment_ids") or ()),
     )
 
 
@@ -67,6 +68,7 @@ def message_to_document(message: MessageRecord) -> dict[str, Any]:
         "seq": message.seq,
         "seq_ends": list(message.seq_ends),
         **({"reasoning": message.reasoning} if message.reasoning else {}),
+        **({"attachment_ids": list(message.attachment_ids)} if message.attachment_ids else {}),
         "usage": usage_to_document(message.usage) if message.usage else None,
         "error": (
             {"code": message.error_code, "message": message.error_message}
@@ -113,6 +115,7 @@ class MessageStore:
         parent_id: ObjectId | None,
         model: str | None = None,
         client_message_id: str | None = None,
+        attachment_ids: tuple[ObjectId, ...] = (),
     ) -> MessageRecord:
         """A new message with its id, not yet stored: a reply can start before it is written."""
         now = utc_now()
@@ -127,6 +130,7 @@ class MessageStore:
                 "model": model,
                 "parent_id": parent_id,
                 "client_message_id": client_message_id,
+                "attachment_ids": list(attachment_ids),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -156,7 +160,7 @@ class MessageStore:
         tree (for the path to a message) and the text of its turns."""
         cursor = self._messages.find(
             {"owner_id": owner_id, "conversation_id": conversation_id},
-            {"parent_id": 1, "role": 1, "content": 1},
+            {"parent_id": 1, "role": 1, "content": 1, "attachment_ids": 1},
         )
         return [
             ThreadTurn(
@@ -164,6 +168,7 @@ class MessageStore:
                 parent_id=doc.get("parent_id"),
                 role=MessageRole(doc["role"]),
                 content=doc.get("content") or "",
+                attachment_ids=tuple(doc.get("attachment_ids") or ()),
             )
             async for doc in cursor
         ]

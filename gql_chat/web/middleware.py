@@ -17,6 +17,7 @@ logger = logging.getLogger("gql_chat.http")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+MULTIPART = b"multipart/form-data"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -131,18 +132,32 @@ class BodySizeLimitMiddleware:
     application" with a traceback). Outside the body, `receive` is left alone: listening for a
     disconnect after the body is how streaming responses notice a client leaving."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body_timeout: float | None = None,
+        max_upload_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
+        self.max_upload_bytes = max_upload_bytes or max_bytes
+
+    def limit_for(self, headers: dict[bytes, bytes]) -> int:
+        """Multipart bodies (file uploads) have their own, larger limit."""
+        content_type = headers.get(b"content-type", b"").lower()
+        return self.max_upload_bytes if content_type.startswith(MULTIPART) else self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send, 413, f"Request body too large (limit {self.max_bytes} bytes).")
+        headers = dict(scope.get("headers") or ())
+        limit = self.limit_for(headers)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, 413, f"Request body too large (limit {limit} bytes).")
             return
         timeout = BODY_READ_TIMEOUT if self.body_timeout is None else self.body_timeout
         received = 0
@@ -162,7 +177,7 @@ class BodySizeLimitMiddleware:
                 raise _ClientGone
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
                 body_complete = not message.get("more_body", False)
             return message
@@ -176,9 +191,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._reject(
-                    send, 413, f"Request body too large (limit {self.max_bytes} bytes)."
-                )
+                await self._reject(send, 413, f"Request body too large (limit {limit} bytes).")
         except _BodyStalled:
             scope[CLIENT_ERROR_SCOPE_KEY] = f"request body stalled for {timeout:g} s"
             if not started:

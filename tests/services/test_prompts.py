@@ -23,7 +23,7 @@ from gql_chat.llm.offline import OFFLINE_MODEL_ID
 from gql_chat.llm.tokens import message_tokens, trim_to_budget
 from gql_chat.llm.types import ChatProvider, PromptMessage
 from gql_chat.services.llm_configs import LlmConfigService
-from gql_chat.services.prompts import PromptService, ResolvedModel
+from gql_chat.services.prompts import PromptService, PromptTurn, ResolvedModel
 
 OWNER = ObjectId()
 SETTING_MODEL = "setting/model"
@@ -190,12 +190,12 @@ async def test_the_offline_model_overrides_everything(override: str | None) -> N
 
 def test_the_request_carries_the_preset_and_the_turns_in_order() -> None:
     chosen = preset("m", system_prompt="sys", temperature=0.5, top_p=0.9, max_tokens=99)
-    turns = [
-        (MessageRole.USER, "q1"),
-        (MessageRole.ASSISTANT, "a1"),
-        (MessageRole.SYSTEM, "not sent"),
-        (MessageRole.ASSISTANT, ""),  # a reply that produced nothing
-        (MessageRole.USER, "q2"),
+    turns: list[PromptTurn] = [
+        (MessageRole.USER, "q1", ()),
+        (MessageRole.ASSISTANT, "a1", ()),
+        (MessageRole.SYSTEM, "not sent", ()),
+        (MessageRole.ASSISTANT, "", ()),  # a reply that produced nothing
+        (MessageRole.USER, "q2", ()),
     ]
     request = service().build_request(turns, ResolvedModel("m", chosen))
     assert request.model == "m"
@@ -209,18 +209,20 @@ def test_the_request_carries_the_preset_and_the_turns_in_order() -> None:
 
 
 def test_without_a_preset_nothing_but_the_turns_is_sent() -> None:
-    request = service().build_request([(MessageRole.USER, "q")], ResolvedModel("m", None))
+    request = service().build_request([(MessageRole.USER, "q", ())], ResolvedModel("m", None))
     assert request.messages == [PromptMessage("user", "q")]
     assert (request.temperature, request.top_p, request.max_tokens) == (None, None, None)
     empty_prompt = preset("m", system_prompt="")
-    request = service().build_request([(MessageRole.USER, "q")], ResolvedModel("m", empty_prompt))
+    request = service().build_request(
+        [(MessageRole.USER, "q", ())], ResolvedModel("m", empty_prompt)
+    )
     assert request.messages == [PromptMessage("user", "q")]
 
 
 def test_a_long_conversation_is_trimmed_to_the_setting_budget() -> None:
     """1,000 turns of 400 characters (~104 tokens each) against a 1,000-token budget."""
-    turns = [
-        (MessageRole.USER if i % 2 == 0 else MessageRole.ASSISTANT, f"{i:04d}" + "x" * 396)
+    turns: list[PromptTurn] = [
+        (MessageRole.USER if i % 2 == 0 else MessageRole.ASSISTANT, f"{i:04d}" + "x" * 396, ())
         for i in range(1001)
     ]
     chosen = preset("m", system_prompt="s" * 40)
@@ -229,7 +231,7 @@ def test_a_long_conversation_is_trimmed_to_the_setting_budget() -> None:
     assert request.messages[-1] == PromptMessage("user", turns[-1][1])
     assert sum(message_tokens(m) for m in request.messages) <= 1000
     assert len(request.messages) == 1 + 9  # (1000 - 14) // 104 turns fit
-    assert [m.content for m in request.messages[1:]] == [text for _, text in turns[-9:]]
+    assert [m.content for m in request.messages[1:]] == [text for _, text, _ in turns[-9:]]
 
 
 # trim_to_budget, property-based --------------------------------------------------------------

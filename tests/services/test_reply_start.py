@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -26,7 +27,9 @@ from gql_chat.llm.types import (
 )
 from gql_chat.services import generation
 from gql_chat.services.accounts import AccountService
+from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
@@ -122,6 +125,7 @@ def world() -> World:
         cast(AccountService, ActiveAccounts()),
         conversations,
         PromptService(settings, presets, provider),
+        AttachmentService(settings, database, FileUrls("secret", timedelta(hours=1))),
         runner,
         RateLimits(settings, open_storage(settings)),
     )

@@ -85,8 +85,8 @@ async def test_refusals_keep_their_order(http: httpx.AsyncClient) -> None:
 
 
 async def test_get_and_multipart_are_handled_as_before(http: httpx.AsyncClient) -> None:
-    """GET ignores the content type; multipart still reaches Strawberry, which refuses it (no
-    uploads are enabled) with its own 400."""
+    """GET ignores the content type; a multipart request (file uploads) runs its operation, and
+    one Strawberry cannot read is its own 400."""
     get = await http.get(
         "/graphql",
         params={"query": "{ __typename }"},
@@ -95,11 +95,17 @@ async def test_get_and_multipart_are_handled_as_before(http: httpx.AsyncClient) 
     assert get.json() == {"data": {"__typename": "Query"}}
     multipart = await http.post(
         "/graphql",
-        files={"operations": (None, BODY)},
+        files={"operations": (None, BODY), "map": (None, "{}")},
         headers=PREFLIGHT,
     )
-    assert multipart.status_code == 400
-    assert "Unsupported content type" in multipart.text
+    assert multipart.json() == {"data": {"__typename": "Query"}}
+    missing_file = await http.post(
+        "/graphql",
+        files={"operations": (None, BODY), "map": (None, json.dumps({"0": ["variables.f"]}))},
+        headers=PREFLIGHT,
+    )
+    assert missing_file.status_code == 400
+    assert "File(s) missing" in missing_file.text
 
 
 async def test_accept_negotiation_is_unchanged(http: httpx.AsyncClient) -> None:

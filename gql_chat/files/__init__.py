@@ -1,0 +1,1 @@
+"""Uploaded files: checks and clean-ups applied before they are stored."""
