@@ -42,7 +42,7 @@ async def me(request: Request) -> Response:
 async def conversations(request: Request) -> Response:
     services: Services = request.app.state.services
     user = await _user(request)
-    page = await services.database.conversations.list_page(user.id, ConversationFilter(), 20, None)
+    page = await services.database.conversations.list_page(user.id, ConversationFilter(), 20)
     records = [record for _, record in page.items]
     folder_ids = list({r.folder_id for r in records if r.folder_id})
     preset_ids = list({r.llm_config_id for r in records if r.llm_config_id})

@@ -197,11 +197,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production(self) -> Self:
+        """Names every missing setting at once, not one per attempt."""
         if self.env is Environment.PRODUCTION:
-            if self.jwt_secret is None:
-                raise ValueError(f"{ENV_PREFIX}JWT_SECRET is required in production")
-            if self.mongodb_url is None:
-                raise ValueError(f"{ENV_PREFIX}MONGODB_URL is required in production")
+            missing = [
+                f"{ENV_PREFIX}{name}"
+                for name, value in (
+                    ("JWT_SECRET", self.jwt_secret),
+                    ("MONGODB_URL", self.mongodb_url),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                    "required in production"
+                )
         return self
 
     @property

@@ -104,6 +104,8 @@ def build_services(
         rate_limits,
         sign_ins,
         on_user_removed=cluster.removing_owner,
+        presets=presets,
+        events=events,
     )
     prompts = PromptService(settings, presets, provider)
     messages = MessageService(database, runner, cluster)

@@ -75,7 +75,14 @@ def test_values_are_parsed_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         ({"GQL_CHAT_ENV": "staging"}, "GQL_CHAT_ENV"),
         ({"GQL_CHAT_LOG_LEVEL": "loud"}, "GQL_CHAT_LOG_LEVEL"),
         ({"GQL_CHAT_ARGON2_MEMORY_KIB": "1"}, "GQL_CHAT_ARGON2_MEMORY_KIB"),
-        ({"GQL_CHAT_ENV": "production"}, "GQL_CHAT_JWT_SECRET is required in production"),
+        (
+            {"GQL_CHAT_ENV": "production"},
+            "GQL_CHAT_JWT_SECRET and GQL_CHAT_MONGODB_URL are required in production",
+        ),
+        (
+            {"GQL_CHAT_ENV": "production", "GQL_CHAT_MONGODB_URL": "mongodb://db"},
+            "GQL_CHAT_JWT_SECRET is required in production",
+        ),
         (
             {"GQL_CHAT_ENV": "production", "GQL_CHAT_JWT_SECRET": "s" * 32},
             "GQL_CHAT_MONGODB_URL is required in production",

@@ -8,6 +8,7 @@ import strawberry
 from bson import ObjectId
 
 from gql_chat.api.context import Info
+from gql_chat.api.inputs import given
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.domain.users import Role as RoleValue
@@ -139,14 +140,11 @@ class AccountMutation:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_profile(self, info: Info, input: UpdateProfileInput) -> UserType:
-        user = await info.context.require_user()
-        services = info.context.services
-        preset = input.default_llm_config_id
-        if preset is not None and preset.value is not None:
-            await services.presets.get(user.id, preset.value)  # NOT_FOUND before any write
-        updated = await services.accounts.update_profile(user, input.display_name)
-        if preset is not None:
-            await services.presets.set_default(user.id, preset.value)
+        updated = await info.context.services.accounts.update_profile(
+            await info.context.require_user(),
+            input.display_name,
+            given(input.default_llm_config_id),
+        )
         return UserType.from_record(updated)
 
     @strawberry.mutation(

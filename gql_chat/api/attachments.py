@@ -94,7 +94,9 @@ class AttachmentMutation:
     ) -> AttachmentType:
         if not isinstance(file, UploadFile):  # a JSON value where the file should be
             raise BadUserInput(
-                "file", "Send the file as a GraphQL multipart request (multipart/form-data)."
+                "file",
+                "Send the file as a file part (with a filename) of a GraphQL multipart request "
+                "(multipart/form-data).",
             )
         attachment = await info.context.services.attachments.upload(
             await info.context.owner_id(), file

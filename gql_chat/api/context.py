@@ -30,7 +30,7 @@ def bearer_token(value: object) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not value.lower().startswith(BEARER_PREFIX.strip()):
-        raise Unauthenticated("Invalid or expired token.")
+        raise Unauthenticated("Invalid or expired token.", reason="TOKEN_INVALID")
     token = value[len(BEARER_PREFIX) - 1 :].strip()
     return token or None  # "Bearer " with nothing after it: the explorer's empty template
 

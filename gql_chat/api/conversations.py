@@ -227,7 +227,8 @@ class ConversationQuery:
 
     @strawberry.field(
         description=(
-            "Newest activity first. `search` matches titles and message text, case-insensitively."
+            "Newest activity first. `search` matches titles and message text, case-insensitively. "
+            "Page forwards with `first`/`after`, or backwards with `last`/`before`."
         ),
         permission_classes=[IsAuthenticated],
     )
@@ -240,11 +241,15 @@ class ConversationQuery:
         pinned: bool | None = None,
         archived: bool | None = False,
         search: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> ConversationConnection:
         page = await info.context.services.conversations.list_page(
             await info.context.owner_id(),
             first=first,
             after=after,
+            last=last,
+            before=before,
             folder_id=folder_id,
             pinned=pinned,
             archived=archived,

@@ -38,6 +38,7 @@ from strawberry.extensions import SchemaExtension
 
 from gql_chat.api.context import start_response_budget
 from gql_chat.api.document_limits import Limits, limit_errors
+from gql_chat.api.errors import with_code
 from gql_chat.config import Settings
 from gql_chat.platform.strawberry_validation import graphql_core_schema, validate_document
 
@@ -56,15 +57,12 @@ def coded(error: GraphQLError) -> GraphQLError:
     """A validation error with the code clients match on (Apollo's), unless it has one."""
     if "code" in (error.extensions or {}):
         return error
-    return GraphQLError(
-        error.message,
-        error.nodes,
-        error.source,
-        error.positions,
-        error.path,
-        error.original_error,
-        {**(error.extensions or {}), "code": VALIDATION_FAILED},
-    )
+    return with_code(error, VALIDATION_FAILED)
+
+
+def parse_failed(error: GraphQLError) -> GraphQLError:
+    """A syntax error (or too many tokens) with Apollo's code."""
+    return with_code(error, PARSE_FAILED)
 
 
 def validated(
@@ -216,7 +214,10 @@ def document_checks(
                 size = document_size(query, request_limits.max_document_bytes)
                 if size is not None:
                     raise too_large(size, request_limits.max_document_bytes)
-                document = parse(query, max_tokens=max_tokens)
+                try:
+                    document = parse(query, max_tokens=max_tokens)
+                except GraphQLError as exc:
+                    raise parse_failed(exc) from None
                 operations = sum(
                     isinstance(d, OperationDefinitionNode) for d in document.definitions
                 )

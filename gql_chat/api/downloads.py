@@ -17,7 +17,6 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from gql_chat.api.context import bearer_token
 from gql_chat.domain.attachments import AttachmentKind, AttachmentRecord
 from gql_chat.errors import DomainError, NotFound, Unauthenticated
-from gql_chat.services.attachments import Download
 from gql_chat.services.file_urls import BadSignature
 from gql_chat.services.registry import Services
 
@@ -51,25 +50,38 @@ async def download_file(request: Request) -> Response:
         return PlainTextResponse("Not found.", status_code=404)
     except DomainError as exc:
         return PlainTextResponse(exc.message, status_code=400)
-    return _file_response(download, as_attachment="download" in query)
-
-
-def _file_response(download: Download, *, as_attachment: bool) -> StreamingResponse:
     attachment = download.attachment
-    inline = attachment.kind is AttachmentKind.IMAGE and not as_attachment
+    headers = _headers(attachment, as_attachment="download" in query)
+    if request.method == "HEAD" or _not_modified(request, attachment):
+        await download.chunks.aclose()  # nothing of the body is read
+        if request.method == "HEAD":
+            return Response(headers=headers, media_type=_content_type(attachment))
+        del headers["content-length"]
+        return Response(status_code=304, headers=headers)
     return StreamingResponse(
-        _closing(download.chunks),
-        media_type=_content_type(attachment),
-        headers={
-            "content-length": str(attachment.size),
-            "content-disposition": _disposition(attachment.filename, inline=inline),
-            "content-security-policy": FILE_CSP,
-            "x-content-type-options": "nosniff",
-            "cross-origin-resource-policy": "cross-origin",
-            "cache-control": "private, max-age=3600",
-            "etag": f'"{attachment.sha256}"',
-        },
+        _closing(download.chunks), media_type=_content_type(attachment), headers=headers
     )
+
+
+def _headers(attachment: AttachmentRecord, *, as_attachment: bool) -> dict[str, str]:
+    inline = attachment.kind is AttachmentKind.IMAGE and not as_attachment
+    return {
+        "content-length": str(attachment.size),
+        "content-disposition": _disposition(attachment.filename, inline=inline),
+        "content-security-policy": FILE_CSP,
+        "x-content-type-options": "nosniff",
+        "cross-origin-resource-policy": "cross-origin",
+        "cache-control": "private, max-age=3600",
+        "etag": f'"{attachment.sha256}"',
+    }
+
+
+def _not_modified(request: Request, attachment: AttachmentRecord) -> bool:
+    """The browser holds these bytes already (`If-None-Match` names their sha256)."""
+    tags = request.headers.get("if-none-match", "")
+    return tags.strip() == "*" or f'"{attachment.sha256}"' in {
+        tag.strip().removeprefix("W/") for tag in tags.split(",")
+    }
 
 
 def _content_type(attachment: AttachmentRecord) -> str:

@@ -27,6 +27,23 @@ def is_expected(error: GraphQLError) -> bool:
     )
 
 
+VARIABLE_ERROR_CODE = "BAD_USER_INPUT"
+"""Apollo Server's code for a variable that does not coerce: parse and validation errors carry
+their own codes (`api/documents.py`), so a request error without one is a variable's."""
+
+
+def with_code(error: GraphQLError, code: str) -> GraphQLError:
+    return GraphQLError(
+        error.message,
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
+        error.original_error,
+        {**(error.extensions or {}), "code": code},
+    )
+
+
 def masked(error: GraphQLError, message: str = INTERNAL_MESSAGE, **extensions: Any) -> GraphQLError:
     """Where it happened, but nothing of what happened."""
     return GraphQLError(
@@ -62,6 +79,8 @@ class GqlChatSchema(Schema):
     ) -> None:
         for index, error in enumerate(errors):
             if is_expected(error):
+                if "code" not in (error.extensions or {}) and error.path is None:
+                    errors[index] = with_code(error, VARIABLE_ERROR_CODE)
                 continue
             original: Any = error.original_error
             where = ".".join(str(p) for p in error.path or ()) or "operation"

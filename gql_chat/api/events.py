@@ -9,6 +9,11 @@ import strawberry
 from bson import ObjectId
 
 from gql_chat.api.context import Info
+from gql_chat.api.conversations import ConversationType
+from gql_chat.api.folders import FolderType
+from gql_chat.api.llm_configs import LlmConfigType
+from gql_chat.api.messages import MessageType
+from gql_chat.errors import NotFound
 from gql_chat.streams.user_events import UserEvent as UserEventRecord
 from gql_chat.streams.user_events import UserEventKind as UserEventKindValue
 
@@ -19,7 +24,13 @@ def _id(value: ObjectId | None) -> strawberry.ID | None:
     return strawberry.ID(str(value)) if value is not None else None
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "A change to something the user owns. The changed objects are resolved when the event "
+        "is sent (select only what you need: each costs a read), and null when deleted or not "
+        "concerned, so a client can update its cache without a refetch."
+    )
+)
 class UserEvent:
     kind: UserEventKind  # type: ignore[valid-type]
     conversation_id: strawberry.ID | None
@@ -27,6 +38,7 @@ class UserEvent:
     folder_id: strawberry.ID | None
     llm_config_id: strawberry.ID | None
     at: datetime
+    record: strawberry.Private[UserEventRecord]
 
     @classmethod
     def of(cls, event: UserEventRecord) -> UserEvent:
@@ -37,7 +49,53 @@ class UserEvent:
             folder_id=_id(event.folder_id),
             llm_config_id=_id(event.llm_config_id),
             at=event.at,
+            record=event,
         )
+
+    @strawberry.field(description="The conversation as it is now; null when deleted.")
+    async def conversation(self, info: Info) -> ConversationType | None:
+        if self.record.conversation_id is None:
+            return None
+        try:
+            found = await info.context.services.conversations.get(
+                await info.context.owner_id(), self.record.conversation_id
+            )
+        except NotFound:
+            return None
+        return ConversationType.from_record(found)
+
+    @strawberry.field(description="The message as it is now; null when deleted.")
+    async def message(self, info: Info) -> MessageType | None:
+        if self.record.message_id is None:
+            return None
+        try:
+            found = await info.context.services.messages.get(
+                await info.context.owner_id(), self.record.message_id
+            )
+        except NotFound:
+            return None
+        return MessageType.from_record(found)
+
+    @strawberry.field(description="The folder as it is now; null when deleted.")
+    async def folder(self, info: Info) -> FolderType | None:
+        if self.record.folder_id is None:
+            return None
+        try:
+            found = await info.context.services.folders.get(
+                await info.context.owner_id(), self.record.folder_id
+            )
+        except NotFound:
+            return None
+        return FolderType.from_record(found)
+
+    @strawberry.field(description="The preset as it is now; null when deleted.")
+    async def llm_config(self, info: Info) -> LlmConfigType | None:
+        if self.record.llm_config_id is None:
+            return None
+        found = await info.context.services.presets.find(
+            await info.context.owner_id(), self.record.llm_config_id
+        )
+        return LlmConfigType.from_record(found) if found else None
 
 
 @strawberry.type

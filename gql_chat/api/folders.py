@@ -56,14 +56,31 @@ class FolderType:
         children = await (await info.context.loaders()).children.load(self.folder_id)
         return [FolderType.from_record(child) for child in children]
 
-    @strawberry.field
+    @strawberry.field(
+        description=(
+            "The folder's own conversations (not its subfolders'), filtered like `conversations`: "
+            "`archived` defaults to false; null for all."
+        )
+    )
     async def conversations(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        archived: bool | None = False,
+        last: int | None = None,
+        before: str | None = None,
     ) -> ConversationConnectionRef:
         from gql_chat.api.conversations import ConversationConnection
 
         page = await info.context.services.conversations.list_page(
-            await info.context.owner_id(), first=first, after=after, folder_id=self.folder_id
+            await info.context.owner_id(),
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            folder_id=self.folder_id,
+            archived=archived,
         )
         return await ConversationConnection.of(info, page)
 

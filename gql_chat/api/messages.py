@@ -81,6 +81,16 @@ def _reasoning(root: MessageType, info: Info) -> str | None:
     return text or None
 
 
+@strawberry.type
+class MessageTimings:
+    first_token_ms: float | None = strawberry.field(
+        description="From the start of the reply to its first delta, in milliseconds."
+    )
+    total_ms: float = strawberry.field(
+        description="From the start of the reply to its end, in milliseconds."
+    )
+
+
 @strawberry.type(name="Message")
 class MessageType:
     id: strawberry.ID
@@ -101,6 +111,15 @@ class MessageType:
     )
     usage: Usage | None
     error: MessageError | None
+    finish_reason: str | None = strawberry.field(
+        description=(
+            "Why the model stopped, as the provider said (`stop`, `length`, `content_filter`, "
+            "…); null for user messages and replies that did not finish normally."
+        )
+    )
+    timings: MessageTimings | None = strawberry.field(
+        description="How long a finished reply took; null for user messages and unfinished ones."
+    )
     created_at: datetime
     updated_at: datetime
     record: strawberry.Private[MessageRecord]
@@ -118,6 +137,12 @@ class MessageType:
             error=(
                 MessageError(code=message.error_code, message=message.error_message or "")
                 if message.error_code
+                else None
+            ),
+            finish_reason=message.finish_reason,
+            timings=(
+                MessageTimings(first_token_ms=message.first_token_ms, total_ms=message.total_ms)
+                if message.total_ms is not None
                 else None
             ),
             created_at=message.created_at,

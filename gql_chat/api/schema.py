@@ -22,6 +22,7 @@ from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
 from gql_chat.api.operation_log import OperationLog
 from gql_chat.api.reports import ReportQuery
+from gql_chat.api.scalars import SCALAR_OVERRIDES
 from gql_chat.config import Settings
 from gql_chat.platform.graphql_executor import EventScopedExecutor
 
@@ -83,6 +84,7 @@ def build_schema(
         extensions=extensions,
         execution_context_class=EventScopedExecutor,
         config=StrawberryConfig(disable_field_suggestions=not settings.introspection_enabled),
+        scalar_overrides=SCALAR_OVERRIDES,
         transient_errors=transient_errors,
     )
 

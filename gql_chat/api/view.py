@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -28,6 +29,7 @@ from gql_chat.api.graphiql import render_graphiql
 from gql_chat.api.http_rules import (
     CSRF_MESSAGE,
     GRAPHQL_RESPONSE_JSON,
+    JSON,
     UNSUPPORTED_MEDIA_TYPE_MESSAGE,
     accepts_html,
     is_csrf_suspect,
@@ -41,6 +43,10 @@ from gql_chat.errors import DomainError
 from gql_chat.services.registry import Services
 
 TOO_MANY_WEBSOCKETS = "Too many open websockets from this address."
+MULTIPART_MAP_MESSAGE = (
+    "The multipart `map` must be a JSON object from each file field's name to a list of paths, "
+    'each leading to a variable of the operation (e.g. {"0": ["variables.file"]}).'
+)
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions are served over a websocket: connect to /graphql with the "
     "graphql-transport-ws protocol."
@@ -99,7 +105,10 @@ class GraphQLView(GraphQL[Context, None]):
             return PlainTextResponse(UNSUPPORTED_MEDIA_TYPE_MESSAGE, status_code=415)
         request.state.media_type = media
         response_budget.set(None)  # set again when the operation starts
-        response = await super().run(request)
+        try:
+            response = await super().run(request)
+        except HTTPException as exc:  # a body or request that is not GraphQL over HTTP
+            return request_error_response(exc, media or JSON)
         if media == GRAPHQL_RESPONSE_JSON and response.media_type != "text/html":
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
             if getattr(request.state, "request_error", False):
@@ -187,6 +196,30 @@ class GraphQLView(GraphQL[Context, None]):
             extensions=extensions,
         )
 
+    async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, str]:
+        """Strawberry's, with the spec's shapes checked first: a malformed `operations` or
+        `map` (a list, null, a path through a scalar) raised in Strawberry's placeholder code,
+        a 500. Batching is not enabled, so `operations` is one object."""
+        try:
+            form = await request.get_form_data()
+        except ValueError as exc:
+            raise HTTPException(400, "Unable to parse the multipart body") from exc
+        operations = self.parse_json(form.form.get("operations", "{}"))
+        files_map = self.parse_json(form.form.get("map", "{}"))
+        if not isinstance(operations, dict):
+            raise HTTPException(400, "The multipart `operations` field must be a JSON object.")
+        if not isinstance(files_map, dict) or not all(
+            isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+            for paths in files_map.values()
+        ):
+            raise HTTPException(400, MULTIPART_MAP_MESSAGE)
+        if any(name not in form.files for name in files_map):
+            raise HTTPException(400, "File(s) missing in form data")
+        try:
+            return replace_placeholders_with_files(operations, files_map, form.files)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError):
+            raise HTTPException(400, MULTIPART_MAP_MESSAGE) from None
+
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
@@ -250,6 +283,22 @@ class GraphQLView(GraphQL[Context, None]):
         if sign_in is None:
             raise ConnectionRejectionError()
         return await super().on_ws_connect(context)
+
+
+HTTP_ERROR_CODES = {400: "BAD_REQUEST", 405: "METHOD_NOT_ALLOWED"}
+
+
+def request_error_response(exc: HTTPException, media: str) -> Response:
+    """Strawberry's refusals (a body that is not JSON, no query, a mutation over GET, …) as a
+    GraphQL response with a code, as every other error is, rather than as plain text."""
+    error = {
+        "message": exc.reason,
+        "extensions": {"code": HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")},
+    }
+    content_type = f"{media}; charset=utf-8" if media == GRAPHQL_RESPONSE_JSON else media
+    return Response(
+        orjson.dumps({"errors": [error]}), status_code=exc.status_code, media_type=content_type
+    )
 
 
 async def refuse_handshake(websocket: WebSocket, status: int, message: str) -> WebSocket:

@@ -17,3 +17,11 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def iso_utc(value: datetime) -> str:
+    """The one text form of a time we send: RFC 3339 in UTC with milliseconds and `Z`
+    (`2026-12-03T12:00:00.000Z`, as JavaScript's `toISOString` writes it). A naive value is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -123,6 +123,10 @@ class MessageRecord:
     """The model's reasoning before (or between) the answer's text; never sent back to it."""
     attachment_ids: tuple[ObjectId, ...] = ()
     """The files a user message carries, in the order sent."""
+    finish_reason: str | None = None
+    """Why the model stopped ("stop", "length", …), as the provider said; replies only."""
+    first_token_ms: float | None = None
+    total_ms: float | None = None
 
     def deltas_after(self, after_seq: int) -> Iterator[Delta]:
         """Every stored delta after `after_seq`, lazily: constant work per delta after finding

@@ -40,6 +40,8 @@ _APP15 = 0xEF
 _COM = 0xFE
 _NO_LENGTH = frozenset({0x00, 0x01, 0xD8, *range(0xD0, 0xD8)})
 """Stuffed zero, TEM, SOI and RSTn: none of them may start a segment outside entropy-coded data."""
+_JPEG_DECODING_SEGMENTS = frozenset({*range(0xC0, 0xD0), 0xDA, 0xDB, 0xDC, 0xDD, 0xD9})
+"""SOF0-15 (0xC4 DHT and 0xCC DAC among them), SOS, DQT, DNL, DRI and EOI."""
 _EXIF_PREFIX = b"Exif\0\0"
 _ICC_PREFIX = b"ICC_PROFILE\0"
 _ORIENTATION_TAG = 0x0112
@@ -118,13 +120,17 @@ def _entropy_end(data: bytes, pos: int) -> int:
 
 
 def _keeps_jpeg_segment(data: bytes, code: int, payload: int, end: int) -> bool:
-    """APP0 (JFIF), APP2 ICC profiles, APP14 (Adobe: the colour transform of CMYK images) and
-    every non-APP segment but COM. Everything else may hold EXIF, XMP, IPTC or makers' data."""
+    """An allowlist: APP0 only as JFIF or JFXX, APP2 only as an ICC profile, APP14 only as
+    Adobe's (the colour transform of CMYK images), and the segments that decode the picture.
+    Everything else (other APPn, COM, JPGn, unknown markers) may carry EXIF, XMP, IPTC or
+    makers' data, and goes."""
+    if code == _APP0:
+        return data.startswith((b"JFIF\0", b"JFXX\0"), payload, end)
     if code == _APP2:
         return data.startswith(_ICC_PREFIX, payload, end)
-    if _APP0 < code <= _APP15:
-        return code == _APP14
-    return code != _COM
+    if code == _APP14:
+        return data.startswith(b"Adobe", payload, end)
+    return code in _JPEG_DECODING_SEGMENTS
 
 
 def _orientation_segment(tiff: memoryview) -> bytes | None:
@@ -165,7 +171,16 @@ def _orientation(tiff: memoryview) -> tuple[bytes, int] | None:
 # PNG: the signature, then chunks (length, type, data, CRC) up to IEND.
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_DROPPED = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+_PNG_KEPT = frozenset(
+    {
+        *(b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS"),
+        *(b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP", b"mDCV", b"cLLI", b"mDCv", b"cLLi"),
+        *(b"bKGD", b"hIST", b"pHYs", b"sPLT"),
+        *(b"acTL", b"fcTL", b"fdAT"),
+    }
+)
+"""An allowlist: the chunks that make the picture (colour, transparency, animation). Text,
+EXIF, time, and private or unknown chunks (C2PA manifests, makers' data) go."""
 
 
 def _strip_png(data: bytes) -> bytes:
@@ -183,7 +198,7 @@ def _strip_png(data: bytes) -> bytes:
         end = pos + 12 + length
         if end > len(data) or not chunk_type.isalpha():
             raise ImageMetadataError(f"PNG: bad chunk at offset {pos}")
-        if chunk_type not in _PNG_DROPPED:
+        if chunk_type in _PNG_KEPT:
             kept += view[pos:end]
         pos = end
     return bytes(kept)
@@ -191,7 +206,8 @@ def _strip_png(data: bytes) -> bytes:
 
 # WebP: a RIFF container of chunks (tag, little-endian size, data padded to an even length).
 
-_WEBP_DROPPED = frozenset({b"EXIF", b"XMP "})
+_WEBP_KEPT = frozenset({b"VP8 ", b"VP8L", b"ALPH", b"ICCP", b"ANIM", b"ANMF"})
+"""An allowlist (VP8X is rewritten): EXIF, XMP and unknown chunks go."""
 _VP8X_METADATA_FLAGS = 0x08 | 0x04  # EXIF and XMP present
 
 
@@ -215,7 +231,7 @@ def _strip_webp(data: bytes) -> bytes:
             raise ImageMetadataError(f"WEBP: chunk {tag!r} runs past the end")
         if tag == b"VP8X":
             kept += _vp8x_without_metadata(view[pos:end], size)
-        elif tag not in _WEBP_DROPPED:
+        elif tag in _WEBP_KEPT:
             kept += view[pos:end]
         pos = end
     struct.pack_into("<I", kept, 4, len(kept) - 8)

@@ -43,8 +43,11 @@ PLAIN_TEXT = "text/plain"
 TYPE_ALIASES = {
     "image/jpg": "image/jpeg",
     "image/pjpeg": "image/jpeg",
+    "image/apng": "image/png",
+    "image/x-png": "image/png",
     "application/x-pdf": PDF_TYPE,
 }
+TEXT = "text"
 NO_CLAIM = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 ARCHIVE = "an archive or other binary format"
 # fmt: off
@@ -62,6 +65,7 @@ CLAIMS_BY_EXTENSION = {
     **dict.fromkeys(("gif",), "image/gif"),
     **dict.fromkeys(("bmp", "tif", "tiff", "heic", "heif", "avif", "svg", "ico"), "image/other"),
     "pdf": PDF_TYPE,
+    **dict.fromkeys(("txt", "md", "markdown", "csv", "tsv", "json"), TEXT),
     **dict.fromkeys(ARCHIVE_EXTENSIONS, ARCHIVE),
 }
 ARCHIVE_TYPES = frozenset(
@@ -125,7 +129,7 @@ def inspect_file(source: BinaryIO, filename: str, claimed_type: str | None) -> I
         raise RefusedFile("Archives are not accepted: upload an image, a PDF or a text file.")
     if _is_image(head):
         inspected = _inspect_image(source)
-    elif b"%PDF-" in head:
+    elif _is_pdf(head, source):
         inspected = _inspect_pdf(source)
     else:
         inspected = _inspect_text(source, filename)
@@ -149,6 +153,8 @@ def check_claims(inspected: InspectedFile, filename: str, claimed_type: str | No
 
 
 def _agrees(inspected: InspectedFile, claim: str) -> bool:
+    if claim == TEXT:
+        return inspected.kind is AttachmentKind.TEXT
     if inspected.kind is AttachmentKind.TEXT:
         return not (
             claim.startswith("image/")
@@ -171,6 +177,21 @@ def _is_image(head: bytes) -> bool:
     return head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")) or (
         head[:4] == b"RIFF" and head[8:12] == b"WEBP"
     )
+
+
+def _is_pdf(head: bytes, source: BinaryIO) -> bool:
+    """`%PDF-` first (after white space), or within the first kilobyte (readers allow junk
+    before it) with `%%EOF` in the last one: a text file that merely mentions `%PDF-` stays
+    text."""
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n\f\0").startswith(b"%PDF-"):
+        return True
+    if b"%PDF-" not in head:
+        return False
+    source.seek(0, 2)
+    source.seek(max(source.tell() - PDF_HEADER_WITHIN, 0))
+    tail = source.read()
+    source.seek(0)
+    return b"%%EOF" in tail
 
 
 def _inspect_image(source: BinaryIO) -> InspectedFile:

@@ -38,6 +38,7 @@ OFFLINE_MODEL = ModelInfo(
 )
 QUOTE_WORDS = 60
 FILE_QUOTE_WORDS = 12
+FILE_QUOTE_CHARS = 1000
 
 
 def offline_answer(request: ChatRequest) -> str:
@@ -61,7 +62,7 @@ def describe_file(file: PromptFile) -> str:
     elif file.kind is AttachmentKind.PDF and file.page_count:
         said += f", {file.page_count} pages"
     elif file.kind is AttachmentKind.TEXT:
-        words = file.content.split()
+        words = file.content[:FILE_QUOTE_CHARS].split()  # the start only: files are large
         first = " ".join(words[:FILE_QUOTE_WORDS]) + (" …" if len(words) > FILE_QUOTE_WORDS else "")
         said += f", starting “{first}”"
     return said + ")."

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bson import ObjectId
 
+from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Unauthenticated
@@ -23,6 +25,10 @@ from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
 from gql_chat.services.validation import check_display_name, check_password, normalize_email
 from gql_chat.store.database import Database
+from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
+
+if TYPE_CHECKING:  # llm_configs imports owners, which imports this module
+    from gql_chat.services.llm_configs import LlmConfigService
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +75,11 @@ class AccountService:
         rate_limits: RateLimits,
         sign_ins: SignInChanges,
         on_user_removed: UserHook | None = None,
+        presets: LlmConfigService | None = None,
+        events: UserEventBus | None = None,
     ) -> None:
+        self._presets = presets
+        self._events = events
         self._db = database
         self._sign_ins = sign_ins
         self._limits = rate_limits
@@ -182,13 +192,26 @@ class AccountService:
             raise Unauthenticated(SESSION_ENDED)
         return replace(sign_in, user=user)
 
-    async def update_profile(self, user: UserRecord, display_name: str | None) -> UserRecord:
+    async def update_profile(
+        self,
+        user: UserRecord,
+        display_name: str | None,
+        default_preset: Maybe[str | None] = UNSET,
+    ) -> UserRecord:
+        """Everything is checked before anything is written; every device hears of it
+        (`PROFILE_UPDATED`)."""
         fields = {}
         if display_name is not None:
             fields["display_name"] = check_display_name(display_name)
+        if self._presets is not None and default_preset not in (UNSET, None):
+            await self._presets.get(user.id, default_preset)  # NOT_FOUND first
         updated = await self._users.update(user.id, **fields)
         if updated is None:
             raise Unauthenticated(SESSION_ENDED)
+        if self._presets is not None and default_preset is not UNSET:
+            await self._presets.set_default(user.id, default_preset)
+        if self._events is not None:
+            self._events.publish(user.id, UserEvent(UserEventKind.PROFILE_UPDATED))
         return updated
 
     async def change_password(

@@ -29,11 +29,13 @@ from gql_chat.domain.attachments import (
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.messages import MessageRole
-from gql_chat.errors import BadUserInput, LimitReached, NotFound
+from gql_chat.errors import BadUserInput, LimitReached, NotFound, RateLimited
 from gql_chat.files.inspection import CHUNK_BYTES, InspectedFile, RefusedFile, inspect_file
-from gql_chat.llm.types import ChatRequest, ModelInfo, PromptFile, PromptMessage
+from gql_chat.llm.tokens import CHARS_PER_TOKEN
+from gql_chat.llm.types import ChatRequest, ModelInfo, PromptFile
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.generation import CONVERSATION_GONE
+from gql_chat.services.keyed_lock import KeyedLock
 from gql_chat.store.attachments import AttachmentStore
 from gql_chat.store.database import Database
 
@@ -45,6 +47,12 @@ UNSAFE_FILENAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\]")
 SWEEP_INTERVAL = 3600.0
 INSPECTIONS_AT_ONCE = 2
 """Uploads checked at once (each may hold an image in memory and keeps a core busy); more wait."""
+INSPECTION_WAIT = 30.0
+RETRY_UPLOAD_AFTER = 5
+MAX_PROMPT_FILE_BYTES = 50 * 1_048_576
+"""Images and PDFs one request to the model may carry (base64 makes it a third more)."""
+MIN_TEXT_CHARS = 2000
+MAX_UTF8_BYTES = 4
 FILE_FIELD = "file"
 IDS_FIELD = "attachmentIds"
 
@@ -78,6 +86,7 @@ class AttachmentService:
         self._conversations = database.conversations
         self._urls = urls
         self._inspections = asyncio.Semaphore(INSPECTIONS_AT_ONCE)
+        self._per_user = KeyedLock()
         self._sweeper: asyncio.Task[None] | None = None
 
     # Uploads
@@ -90,7 +99,7 @@ class AttachmentService:
         size = upload.size if upload.size is not None else await asyncio.to_thread(_size_of, upload)
         if size > limit:
             raise BadUserInput(FILE_FIELD, f"The file is larger than {limit} bytes.")
-        async with self._inspections:
+        async with self._inspection_turn(owner_id):
             try:
                 inspected = await asyncio.to_thread(
                     inspect_file, upload.file, filename, upload.content_type
@@ -120,6 +129,23 @@ class AttachmentService:
             await asyncio.shield(self._forget(attachment))
             raise
         return attachment
+
+    @contextlib.asynccontextmanager
+    async def _inspection_turn(self, owner_id: ObjectId) -> AsyncIterator[None]:
+        """A user's uploads are checked one at a time, and at most `INSPECTIONS_AT_ONCE` in
+        all: one user's many (or slow, hostile) files wait behind each other, not in front of
+        everyone. A turn that does not come within `INSPECTION_WAIT` is RATE_LIMITED."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(INSPECTION_WAIT):
+                    await stack.enter_async_context(self._per_user(owner_id))
+                    await stack.enter_async_context(self._inspections)
+            except TimeoutError:
+                raise RateLimited(
+                    retry_after=RETRY_UPLOAD_AFTER,
+                    message="Too many uploads are being checked; try again shortly.",
+                ) from None
+            yield
 
     async def _check_quota(self, owner_id: ObjectId) -> None:
         """After the pending insert, so that concurrent uploads each see the others."""
@@ -197,11 +223,20 @@ class AttachmentService:
             r.conversation_id not in (None, conversation_id) for r in records
         ):
             raise NotFound(ATTACHMENT_NOT_FOUND)
-        takes_images = model is None or "image" in model.input_modalities
-        if not takes_images and any(r.kind is AttachmentKind.IMAGE for r in records):
+        binary = sum(r.size for r in records if r.kind is not AttachmentKind.TEXT)
+        if binary > MAX_PROMPT_FILE_BYTES:
             raise BadUserInput(
                 IDS_FIELD,
-                f"The model {resolved_id(model)} does not take images; choose one that does.",
+                f"These images and PDFs take {binary} bytes; one message may send at most "
+                f"{MAX_PROMPT_FILE_BYTES} bytes of them to a model.",
+            )
+        if (
+            model is not None
+            and "image" not in model.input_modalities
+            and any(r.kind is AttachmentKind.IMAGE for r in records)
+        ):
+            raise BadUserInput(
+                IDS_FIELD, f"The model {model.id} does not take images; choose one that does."
             )
         return records
 
@@ -256,21 +291,56 @@ class AttachmentService:
         ]
 
     async def load(self, request: ChatRequest) -> ChatRequest:
-        """The files of the messages the budget kept, read and encoded (off the event loop)."""
+        """The files of the turns the budget kept, read and encoded off the event loop, within
+        two bounds: images and PDFs up to `MAX_PROMPT_FILE_BYTES` in all (the newest turns'
+        first; an older file over it is named instead of sent), and each text file cut to its
+        share of the token budget (so a 20 MiB log costs a budget's worth, not 20 MiB)."""
         if not any(message.files for message in request.messages):
             return request
-        messages: list[PromptMessage] = []
-        for message in request.messages:
-            files = [await self._loaded(file) for file in message.files]
-            messages.append(replace(message, files=tuple(files)))
+        messages = list(request.messages)
+        room = MAX_PROMPT_FILE_BYTES
+        for index in range(len(messages) - 1, -1, -1):
+            message = messages[index]
+            texts = sum(1 for file in message.files if file.kind is AttachmentKind.TEXT)
+            share = max(
+                self._settings.prompt_token_budget * CHARS_PER_TOKEN // max(texts, 1),
+                MIN_TEXT_CHARS,
+            )
+            files = []
+            for file in message.files:
+                if file.kind is AttachmentKind.TEXT:
+                    files.append(await self._loaded_text(file, share))
+                elif file.size > room:
+                    files.append(left_out(file))
+                else:
+                    room -= file.size
+                    files.append(await self._loaded(file))
+            messages[index] = replace(message, files=tuple(files))
         return replace(request, messages=messages, pdf_engine=self._settings.pdf_engine.value)
 
     async def _loaded(self, file: PromptFile) -> PromptFile:
         try:
             data = b"".join([chunk async for chunk in await self._store.open_file(file.file_id)])
         except FileNotFoundError:  # deleted meanwhile: the model hears of it
-            return replace(file, kind=AttachmentKind.TEXT, content="(this file was deleted)")
-        return replace(file, content=await asyncio.to_thread(encoded, file, data))
+            return deleted(file)
+        return replace(file, content=await asyncio.to_thread(data_url, file, data))
+
+    async def _loaded_text(self, file: PromptFile, max_chars: int) -> PromptFile:
+        """The start of a text file: only the bytes `max_chars` characters can take are read."""
+        wanted = max_chars * MAX_UTF8_BYTES
+        pieces: list[bytes] = []
+        read = 0
+        try:
+            async with contextlib.aclosing(await self._store.open_file(file.file_id)) as chunks:
+                async for chunk in chunks:
+                    pieces.append(chunk)
+                    read += len(chunk)
+                    if read >= wanted:
+                        break
+        except FileNotFoundError:
+            return deleted(file)
+        text = await asyncio.to_thread(text_start, b"".join(pieces), max_chars, file.size)
+        return replace(file, content=text)
 
     # The sweep of unsent uploads
 
@@ -297,10 +367,6 @@ class AttachmentService:
             await asyncio.sleep(SWEEP_INTERVAL)
 
 
-def resolved_id(model: ModelInfo | None) -> str:
-    return model.id if model else "chosen"
-
-
 def prompt_file(attachment: AttachmentRecord) -> PromptFile:
     return PromptFile(
         file_id=attachment.file_id,
@@ -314,11 +380,33 @@ def prompt_file(attachment: AttachmentRecord) -> PromptFile:
     )
 
 
-def encoded(file: PromptFile, data: bytes) -> str:
-    """A text file's text; an image's or a PDF's `data:` URL."""
-    if file.kind is AttachmentKind.TEXT:
-        return data.decode("utf-8", errors="replace")
+def data_url(file: PromptFile, data: bytes) -> str:
     return f"data:{file.media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def text_start(data: bytes, max_chars: int, size: int) -> str:
+    """At most `max_chars` characters of `data` (a file of `size` bytes), saying where it was
+    cut. A character split by the read's end is left out."""
+    text = data.decode("utf-8", errors="ignore")
+    if len(text) <= max_chars and len(data) >= size:
+        return text
+    return f"{text[:max_chars]}\n[… cut here: the first {max_chars} characters of {size} bytes]"
+
+
+def deleted(file: PromptFile) -> PromptFile:
+    return replace(file, kind=AttachmentKind.TEXT, content="(this file was deleted)")
+
+
+def left_out(file: PromptFile) -> PromptFile:
+    """What the model is told of a file the prompt has no room for."""
+    return replace(
+        file,
+        kind=AttachmentKind.TEXT,
+        content=(
+            f"({file.media_type}, {file.size} bytes, not sent: a prompt carries at most "
+            f"{MAX_PROMPT_FILE_BYTES // 1_048_576} MiB of images and PDFs)"
+        ),
+    )
 
 
 def clean_filename(filename: str | None) -> str:

@@ -17,7 +17,7 @@ from gql_chat.errors import NotFound
 from gql_chat.services.folders import ConversationsHook, FolderService
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.owners import keep_unless_owner_gone
-from gql_chat.services.pagination import page_size
+from gql_chat.services.pagination import check_direction, page_size
 from gql_chat.services.validation import check_search, check_text
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
@@ -186,12 +186,17 @@ class ConversationService:
         *,
         first: int | None,
         after: str | None,
+        last: int | None = None,
+        before: str | None = None,
         folder_id: str | ObjectId | None = None,
         pinned: bool | None = None,
         archived: bool | None = False,
         search: str | None = None,
     ) -> Page[ConversationRecord]:
-        size = page_size(first)
+        """Forwards (`first`/`after`) or backwards (`last`/`before`), not both at once."""
+        check_direction(first, last)
+        backwards = last is not None
+        size = page_size(last, "last") if backwards else page_size(first)
         text = check_search(search)
         folder = await self._folders.get(owner_id, folder_id) if folder_id is not None else None
         matching: tuple[ObjectId, ...] = ()
@@ -204,4 +209,6 @@ class ConversationService:
             search=text,
             matching_ids=matching,
         )
-        return await self._conversations.list_page(owner_id, where, size, after)
+        return await self._conversations.list_page(
+            owner_id, where, size, after=after, before=before, backwards=backwards
+        )

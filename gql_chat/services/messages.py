@@ -14,7 +14,7 @@ from gql_chat.domain.pages import Page
 from gql_chat.errors import BadUserInput, NotFound
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.generation import GenerationRunner
-from gql_chat.services.pagination import page_size
+from gql_chat.services.pagination import check_direction, page_size
 from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.database import Database
 
@@ -83,6 +83,7 @@ class MessageService:
         before: str | None,
     ) -> Page[MessageRecord]:
         """Pages over the active path by message id: exact `hasNextPage`/`hasPreviousPage`."""
+        check_direction(first, last)
         start, end = 0, len(path)
         if after is not None:
             start = _path_index(path, after, "after") + 1

@@ -262,6 +262,9 @@ class ReplyStarter:
             [(role, content, f) for (role, content, _), f in zip(turns, files, strict=True)],
             resolved,
         )
+        if not request.messages or request.messages[-1].role != "user":
+            # The question was files alone, and none of them is for this model.
+            raise BadUserInput("model", f"The model {resolved.model} cannot read this message.")
         return await self._attachments.load(request)
 
     async def _undo(self, owner_id: ObjectId, written: list[MessageRecord]) -> None:

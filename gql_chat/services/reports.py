@@ -11,6 +11,7 @@ from typing import Any
 from bson import ObjectId
 
 from gql_chat.domain.attachments import AttachmentRecord
+from gql_chat.domain.clock import iso_utc
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
 from gql_chat.domain.trees import path_to
@@ -86,15 +87,15 @@ class ReportService:
                 {
                     "id": str(conversation.id),
                     "title": conversation.title,
-                    "createdAt": conversation.created_at.isoformat(),
+                    "createdAt": iso_utc(conversation.created_at),
                     "messages": [_message_json(m, attachments(m)) for m in messages],
                 },
                 ensure_ascii=False,
                 indent=2,
             )
-        lines = [f"# {conversation.title}", "", f"_Started {conversation.created_at.isoformat()}_"]
+        lines = [f"# {conversation.title}", "", f"_Started {iso_utc(conversation.created_at)}_"]
         for message in messages:
-            lines += ["", f"## {message.role.value.title()} · {message.created_at.isoformat()}"]
+            lines += ["", f"## {message.role.value.title()} · {iso_utc(message.created_at)}"]
             details = _details(message)
             if details:
                 lines.append(f"_{details}_")
@@ -130,7 +131,7 @@ def _message_json(message: MessageRecord, files: list[AttachmentRecord]) -> dict
         "attachments": [_file_json(a) for a in files],
         "status": message.status.value,
         "model": message.model,
-        "createdAt": message.created_at.isoformat(),
+        "createdAt": iso_utc(message.created_at),
         "usage": (
             {
                 "promptTokens": usage.prompt_tokens,
@@ -155,7 +156,7 @@ def _file_json(attachment: AttachmentRecord) -> dict[str, Any]:
         "width": attachment.width,
         "height": attachment.height,
         "pageCount": attachment.page_count,
-        "createdAt": attachment.created_at.isoformat(),
+        "createdAt": iso_utc(attachment.created_at),
     }
 
 

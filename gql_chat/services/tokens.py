@@ -17,6 +17,9 @@ from gql_chat.domain.clock import utc_now
 from gql_chat.errors import Unauthenticated
 
 ALGORITHM = "HS256"
+TOKEN_EXPIRED = "TOKEN_EXPIRED"
+"""`extensions.reason` of an expired token: refresh it (rather than sign out)."""
+TOKEN_INVALID = "TOKEN_INVALID"
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "typ"]
 
 
@@ -86,11 +89,14 @@ class TokenService:
                 issuer=self._settings.jwt_issuer,
                 options={"require": REQUIRED_CLAIMS},
             )
+        except jwt.ExpiredSignatureError as exc:
+            # PyJWT checks the signature first: this token was ours, and is only too old.
+            raise Unauthenticated("The token has expired.", reason=TOKEN_EXPIRED) from exc
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("Invalid or expired token.") from exc
+            raise Unauthenticated("Invalid or expired token.", reason=TOKEN_INVALID) from exc
         user_id = ObjectId(claims["sub"]) if ObjectId.is_valid(claims["sub"]) else None
         if claims.get("typ") != expected.value or user_id is None:
-            raise Unauthenticated("Invalid or expired token.")
+            raise Unauthenticated("Invalid or expired token.", reason=TOKEN_INVALID)
         family = claims.get("fam")
         return TokenClaims(
             user_id=user_id,

@@ -66,7 +66,7 @@ def attachment_to_document(attachment: AttachmentRecord) -> dict[str, Any]:
     }
 
 
-READY = {"pending": {"$ne": True}}
+READY = {"pending": {"$ne": True}, "deleting": {"$ne": True}}
 
 
 class AttachmentStore:
@@ -187,13 +187,21 @@ class AttachmentStore:
         return await self._delete_where({"conversation_id": None, "created_at": {"$lt": cutoff}})
 
     async def _delete_where(self, query: dict[str, Any]) -> int:
-        """In batches: each batch's chunks, files, then documents."""
+        """In batches. Each batch is first marked `deleting`, only where it still matches
+        `query` (an upload the sweep picked may have been sent since), and a marked attachment
+        can no longer be bound or read; then its chunks, files and documents go. A delete that
+        stops halfway leaves marked documents that still match, for the next one."""
         deleted = 0
         while True:
-            cursor = self._attachments.find(query, {"file_id": 1}).limit(DELETE_BATCH)
-            batch = [doc async for doc in cursor]
-            if not batch:
+            cursor = self._attachments.find(query, {"_id": 1}).limit(DELETE_BATCH)
+            ids = [doc["_id"] async for doc in cursor]
+            if not ids:
                 return deleted
+            await self._attachments.update_many(
+                {"$and": [query, {"_id": {"$in": ids}}]}, {"$set": {"deleting": True}}
+            )
+            marked = self._attachments.find({"_id": {"$in": ids}, "deleting": True}, {"file_id": 1})
+            batch = [doc async for doc in marked]
             file_ids = [doc["file_id"] for doc in batch]
             await self._chunks.delete_many({"files_id": {"$in": file_ids}})
             await self._files.delete_many({"_id": {"$in": file_ids}})

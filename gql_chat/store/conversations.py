@@ -19,6 +19,16 @@ from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.indexes import ensure_indexes
 
 ACTIVITY_ORDER = [("activity_at", DESCENDING), ("_id", DESCENDING)]
+OLDEST_FIRST = [("activity_at", ASCENDING), ("_id", ASCENDING)]
+
+
+def _cursor_key(cursor: str, field: str) -> tuple[datetime, ObjectId]:
+    key = decode_cursor(cursor, field)
+    try:
+        return as_utc(datetime.fromisoformat(key["a"])), ObjectId(key["i"])
+    except (KeyError, TypeError, ValueError, OverflowError, InvalidId) as exc:
+        # InvalidId is not a ValueError; a far offset overflows on conversion to UTC
+        raise BadUserInput(field, "Invalid cursor.") from exc
 
 
 def conversation_from_document(doc: dict[str, Any]) -> ConversationRecord:
@@ -119,43 +129,59 @@ class ConversationStore:
         return result.modified_count == 1
 
     async def list_page(
-        self, owner_id: ObjectId, where: ConversationFilter, first: int, after: str | None
+        self,
+        owner_id: ObjectId,
+        where: ConversationFilter,
+        size: int,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        backwards: bool = False,
     ) -> Page[ConversationRecord]:
+        """Newest activity first, between the cursors: the `size` just after `after` (or the
+        newest), or with `backwards` the `size` just before `before` (or the oldest)."""
         query = self._filter_query(owner_id, where)
-        page_query = dict(query)
+        bounds = []
         if after is not None:
-            key = decode_cursor(after, "after")
-            try:
-                activity = as_utc(datetime.fromisoformat(key["a"]))
-                last_id = ObjectId(key["i"])
-            except (KeyError, TypeError, ValueError, OverflowError, InvalidId) as exc:
-                # InvalidId is not a ValueError; a far offset overflows on conversion to UTC
-                raise BadUserInput("after", "Invalid cursor.") from exc
-            page_query = {
-                "$and": [
-                    query,
-                    {
-                        "$or": [
-                            {"activity_at": {"$lt": activity}},
-                            {"activity_at": activity, "_id": {"$lt": last_id}},
-                        ]
-                    },
-                ]
-            }
-        cursor = self._conversations.find(page_query).sort(ACTIVITY_ORDER).limit(first + 1)
-        docs = [doc async for doc in cursor] if first > 0 else []
+            activity, last_id = _cursor_key(after, "after")
+            bounds.append(
+                {
+                    "$or": [
+                        {"activity_at": {"$lt": activity}},
+                        {"activity_at": activity, "_id": {"$lt": last_id}},
+                    ]
+                }
+            )
+        if before is not None:
+            activity, first_id = _cursor_key(before, "before")
+            bounds.append(
+                {
+                    "$or": [
+                        {"activity_at": {"$gt": activity}},
+                        {"activity_at": activity, "_id": {"$gt": first_id}},
+                    ]
+                }
+            )
+        page_query = {"$and": [query, *bounds]} if bounds else query
+        order = OLDEST_FIRST if backwards else ACTIVITY_ORDER
+        cursor = self._conversations.find(page_query).sort(order).limit(size + 1)
+        docs = [doc async for doc in cursor] if size > 0 else []
         total = await self._conversations.count_documents(query)
+        more = len(docs) > size
+        docs = docs[:size]
+        if backwards:
+            docs.reverse()
         items = [
             (
                 encode_cursor({"a": as_utc(doc["activity_at"]).isoformat(), "i": str(doc["_id"])}),
                 conversation_from_document(doc),
             )
-            for doc in docs[:first]
+            for doc in docs
         ]
         return Page(
             items=items,
-            has_next_page=len(docs) > first,
-            has_previous_page=after is not None,
+            has_next_page=before is not None if backwards else more,
+            has_previous_page=more if backwards else after is not None,
             total_count=total,
         )
 

@@ -33,6 +33,7 @@ LIST_PROJECTION = {"seq_ends": 0}
 
 def message_from_document(doc: dict[str, Any]) -> MessageRecord:
     error = doc.get("error") or {}
+    timings = doc.get("timings") or {}
     return MessageRecord(
         id=doc["_id"],
         owner_id=doc["owner_id"],
@@ -52,6 +53,9 @@ def message_from_document(doc: dict[str, Any]) -> MessageRecord:
         updated_at=as_utc(doc["updated_at"]),
         reasoning=doc.get("reasoning") or "",
         attachment_ids=tuple(doc.get("attachment_ids") or ()),
+        finish_reason=doc.get("finish_reason"),
+        first_token_ms=timings.get("time_to_first_token_ms"),
+        total_ms=timings.get("total_ms"),
     )
 
 

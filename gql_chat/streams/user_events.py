@@ -36,6 +36,7 @@ class UserEventKind(StrEnum):
     FOLDER_UPDATED = "FOLDER_UPDATED"
     FOLDER_DELETED = "FOLDER_DELETED"
     LLM_CONFIG_CHANGED = "LLM_CONFIG_CHANGED"
+    PROFILE_UPDATED = "PROFILE_UPDATED"
 
 
 ID_FIELDS = ("conversation_id", "message_id", "folder_id", "llm_config_id")

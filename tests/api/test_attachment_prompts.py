@@ -136,3 +136,71 @@ async def test_a_text_only_model_gets_the_conversation_without_its_earlier_image
     await send(alice, content="third", conversationId=conversation)
     first_turn = last_chat_request(fake_openrouter)["messages"][0]["content"]
     assert [part["type"] for part in first_turn] == ["text", "image_url", "text"]
+
+
+async def test_a_text_file_is_cut_to_its_share_of_the_token_budget(
+    alice: SignedIn, fake_openrouter: FakeOpenRouter
+) -> None:
+    """The default budget (16,000 tokens) lets a text file bring 64,000 characters."""
+    words = ("word " * 40_000).encode()  # 200,000 characters
+    log = await upload_attachment(alice, words, "huge.log")
+    await send(alice, content="summarise", attachmentIds=[log["id"]])
+    text = last_chat_request(fake_openrouter)["messages"][-1]["content"][1]["text"]
+    assert text.startswith("--- huge.log ---\nword word")
+    assert f"[… cut here: the first 64000 characters of {len(words)} bytes]" in text
+    assert len(text) < 64_200
+
+
+async def test_images_and_pdfs_of_a_prompt_are_bounded_newest_first(
+    alice: SignedIn, fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gql_chat.services import attachments
+
+    older = await upload_attachment(alice, png(60, 60, color="blue"), "older.png")
+    newer = await upload_attachment(alice, png(50, 50), "newer.png")
+    # Room for either image alone, not for both.
+    monkeypatch.setattr(
+        attachments, "MAX_PROMPT_FILE_BYTES", max(older["size"], newer["size"]) + 10
+    )
+    first = await send(alice, content="one", attachmentIds=[older["id"]])
+    conversation = first["conversation"]["id"]
+    await send(alice, content="two", conversationId=conversation, attachmentIds=[newer["id"]])
+    messages = last_chat_request(fake_openrouter)["messages"]
+    assert messages[0]["content"][1]["type"] == "text"  # the older image is only named
+    assert "older.png" in messages[0]["content"][1]["text"]
+    assert "not sent" in messages[0]["content"][1]["text"]
+    assert messages[-1]["content"][1]["type"] == "image_url"
+    both = [older["id"], newer["id"]]
+    too_much = await upload_attachment(alice, png(70, 70), "third.png")
+    result = await alice.execute(
+        SEND,
+        {
+            "i": {
+                "content": "x",
+                "conversationId": conversation,
+                "attachmentIds": [too_much["id"], *both[1:]],
+            }
+        },
+    )
+    assert result.error_codes == ["BAD_USER_INPUT"]
+    assert result.errors[0]["extensions"]["field"] == "attachmentIds"
+
+
+async def test_regenerating_with_a_model_that_cannot_see_the_question_is_refused(
+    alice: SignedIn, fake_openrouter: FakeOpenRouter
+) -> None:
+    picture = await upload_attachment(alice, png(), "only-a-picture.png")
+    sent = await send(alice, content="", attachmentIds=[picture["id"]])
+    requests_before = len(chat_requests(fake_openrouter))
+    result = await alice.execute(
+        """mutation($id: ID!, $model: String) { regenerateMessage(messageId: $id, model: $model) {
+            assistantMessage { id } } }""",
+        {"id": sent["assistantMessage"]["id"], "model": TEXT_ONLY_MODEL},
+    )
+    assert result.error_codes == ["BAD_USER_INPUT"]
+    assert len(chat_requests(fake_openrouter)) == requests_before
+    siblings = await alice.ok(
+        "query($id: ID!) { message(id: $id) { siblingIds } }",
+        {"id": sent["assistantMessage"]["id"]},
+    )
+    assert siblings["message"]["siblingIds"] == [sent["assistantMessage"]["id"]]

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import io
 import json
+import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +22,7 @@ from starlette.applications import Starlette
 
 from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
+from gql_chat.files.inspection import inspect_file
 from gql_chat.services.file_urls import FileUrls
 from tests.conftest import TEST_JWT_SECRET, live_server_of, make_settings
 from tests.files_support import (
@@ -33,6 +35,7 @@ from tests.files_support import (
     zip_bomb,
 )
 from tests.support import (
+    UPLOAD,
     GraphQLClient,
     SignedIn,
     create_folder,
@@ -518,3 +521,117 @@ async def test_a_large_upload_over_real_http_is_streamed_and_read_back(
         assert response.status_code == 200
         assert response.content == content
         assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("operations", "files_map"),
+    [
+        ({"query": UPLOAD, "variables": {"file": None}}, ["variables.file"]),
+        ({"query": UPLOAD, "variables": {"file": None}}, None),
+        ({"query": UPLOAD, "variables": {"file": None}}, {"1": [5]}),
+        ({"query": UPLOAD, "variables": {"file": None}}, {"1": "variables.file"}),
+        ({"query": UPLOAD, "variables": {"file": None}}, {"1": ["variables.file.deeper"]}),
+        ({"query": UPLOAD, "variables": None}, {"1": ["variables.file"]}),
+        (None, {"1": ["variables.file"]}),
+        ([{"query": UPLOAD}], {"1": ["0.variables.file"]}),
+        ("a string", {"1": ["variables.file"]}),
+        ({"query": UPLOAD, "variables": {"file": None}}, {"2": ["variables.file"]}),
+    ],
+)
+async def test_a_malformed_multipart_request_is_a_400_with_a_code(
+    alice: SignedIn, app: Starlette, operations: Any, files_map: Any
+) -> None:
+    response = await alice.gql.http.post(
+        "/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps(files_map)},
+        files={"1": ("a.txt", b"hello", "text/plain")},
+        headers={"Authorization": f"Bearer {alice.token}", "Apollo-Require-Preflight": "1"},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert await stored_files(app) == (0, 0, 0)
+
+
+async def test_a_file_part_without_a_filename_is_bad_input(alice: SignedIn) -> None:
+    response = await alice.gql.http.post(
+        "/graphql",
+        data={
+            "operations": json.dumps({"query": UPLOAD, "variables": {"file": None}}),
+            "map": json.dumps({"1": ["variables.file"]}),
+            "1": "just a form field",
+        },
+        files={"unused": ("u.txt", b"x")},
+        headers={"Authorization": f"Bearer {alice.token}", "Apollo-Require-Preflight": "1"},
+    )
+    error = error_of(response)
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "file")
+
+
+async def test_head_and_conditional_downloads_send_no_body(alice: SignedIn) -> None:
+    attachment = await upload_attachment(alice, png(12, 12), "icon.png")
+    path = urlsplit(attachment["url"])
+    url = f"{path.path}?{path.query}"
+    head = await alice.gql.http.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(attachment["size"])
+    etag = head.headers["etag"]
+    assert etag == f'"{attachment["sha256"]}"'
+    cached = await alice.gql.http.get(url, headers={"If-None-Match": f'W/"x", {etag}'})
+    assert cached.status_code == 304
+    assert cached.content == b""
+    changed = await alice.gql.http.get(url, headers={"If-None-Match": '"other"'})
+    assert changed.status_code == 200
+    assert len(changed.content) == attachment["size"]
+
+
+async def test_one_users_uploads_wait_behind_each_other_not_in_front_of_others(
+    alice: SignedIn, bob: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each upload is checked in a worker thread, at most two at once, and one user's one at a
+    time: a user with many slow files holds one turn, and the others still get the other."""
+    from gql_chat.services import attachments
+
+    checked = inspect_file
+
+    def slow_check(source: Any, filename: str, claimed: str | None) -> Any:
+        if filename.startswith("slow"):
+            time.sleep(0.6)
+        return checked(source, filename, claimed)
+
+    monkeypatch.setattr(attachments, "inspect_file", slow_check)
+    monkeypatch.setattr(attachments, "INSPECTION_WAIT", 1.5)
+    finished: list[str] = []
+
+    async def upload(user: SignedIn, name: str) -> dict[str, Any]:
+        attachment = await upload_attachment(user, b"words", name, "text/plain")
+        finished.append(name)
+        return attachment
+
+    slow = [asyncio.create_task(upload(alice, f"slow{n}.txt")) for n in range(3)]
+    await asyncio.sleep(0.1)
+    await upload(bob, "quick.txt")
+    assert finished[0] == "quick.txt"  # before any of alice's
+    assert [(await task)["filename"] for task in slow] == ["slow0.txt", "slow1.txt", "slow2.txt"]
+    assert sorted(finished[1:]) == ["slow0.txt", "slow1.txt", "slow2.txt"]
+
+
+async def test_an_upload_that_waits_too_long_for_its_turn_is_rate_limited(
+    alice: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gql_chat.services import attachments
+
+    checked = inspect_file
+
+    def slow_check(source: Any, filename: str, claimed: str | None) -> Any:
+        time.sleep(0.8)
+        return checked(source, filename, claimed)
+
+    monkeypatch.setattr(attachments, "inspect_file", slow_check)
+    monkeypatch.setattr(attachments, "INSPECTION_WAIT", 0.3)
+    first = asyncio.create_task(upload_file(alice, b"one", "one.txt", "text/plain"))
+    await asyncio.sleep(0.1)
+    error = error_of(await upload_file(alice, b"two", "two.txt", "text/plain"))
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert error["extensions"]["retryAfter"] > 0
+    assert (await first).status_code == 200

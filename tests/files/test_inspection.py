@@ -22,7 +22,7 @@ from gql_chat.files.inspection import (
     check_claims,
     inspect_file,
 )
-from tests.files_support import pdf
+from tests.files_support import image, pdf, png, png_chunk
 
 SEEDED = hypothesis_settings(derandomize=True, deadline=None, max_examples=60)
 
@@ -104,6 +104,8 @@ PDF = InspectedFile(AttachmentKind.PDF, "application/pdf", 1, "0" * 64)
         (PNG, "photo.PNG", "image/png"),
         (PNG, "no-extension", "application/octet-stream"),
         (PDF, "scan.pdf", "application/x-pdf"),
+        (PNG, "frames.png", "image/apng"),
+        (TEXT, "notes.txt", "text/plain"),
     ],
 )
 def test_claims_that_agree_with_the_bytes(
@@ -123,6 +125,8 @@ def test_claims_that_agree_with_the_bytes(
         (PNG, "photo", "image/gif"),
         (PDF, "paper.docx", None),
         (PDF, "paper", "text/plain"),
+        (PDF, "paper.txt", None),
+        (PNG, "chart.csv", None),
     ],
 )
 def test_claims_that_disagree_are_refused(
@@ -130,3 +134,32 @@ def test_claims_that_disagree_are_refused(
 ) -> None:
     with pytest.raises(RefusedFile):
         check_claims(inspected, filename, claimed)
+
+
+def test_private_and_unknown_chunks_are_dropped() -> None:
+    """Allowlists: a PNG's private chunks (a C2PA manifest, makers' data) and a WebP's unknown
+    chunks go, as a JPEG's unknown APP0 payload does."""
+    clean = png(8, 8)
+    iend = clean.rindex(b"IEND") - 4
+    marked = clean[:iend] + png_chunk(b"prIv", b"where: 48.85N") + png_chunk(b"caBX", b"c2pa")
+    marked += clean[iend:]
+    stored = inspect_file(io.BytesIO(marked), "a.png", None).stripped
+    assert stored == clean
+    webp = image("WEBP", 8, 8)
+    extra = b"XTRA" + (6).to_bytes(4, "little") + b"secret"
+    riff = webp[:4] + (len(webp) - 8 + len(extra)).to_bytes(4, "little") + webp[8:] + extra
+    assert inspect_file(io.BytesIO(riff), "a.webp", None).stripped == webp
+    jpeg = image("JPEG", 8, 8)
+    app0 = b"\xff\xe0" + (2 + 8).to_bytes(2, "big") + b"SECRET!!"
+    spliced = jpeg[:2] + app0 + jpeg[2:]
+    stored_jpeg = inspect_file(io.BytesIO(spliced), "a.jpg", None).stripped
+    assert stored_jpeg is not None
+    assert b"SECRET" not in stored_jpeg
+
+
+def test_text_that_mentions_a_pdf_header_is_text() -> None:
+    text = b"To spot a PDF, look for %PDF- at the start of the file.\n" * 3
+    inspected = inspect_file(io.BytesIO(text), "howto.txt", "text/plain")
+    assert inspected.kind is AttachmentKind.TEXT
+    junk_first = b"HTTP/1.1 200 OK\r\n\r\n" + pdf(1)
+    assert inspect_file(io.BytesIO(junk_first), "a.pdf", None).kind is AttachmentKind.PDF

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, SignedIn
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 NEW_MEDIA = "application/graphql-response+json"
@@ -83,19 +83,28 @@ async def test_simple_content_types_are_refused_as_csrf(
     assert "CSRF" in refused.text
 
 
-async def test_get_needs_a_preflight_header_and_never_mutates(http: httpx.AsyncClient) -> None:
-    query = {"query": "{ __typename }"}
-    assert (await http.get("/graphql", params=query)).status_code == 400
-    for header in ("Apollo-Require-Preflight", "X-Apollo-Operation-Name"):
-        allowed = await http.get("/graphql", params=query, headers={header: "1"})
-        assert allowed.status_code == 200
-        assert allowed.json() == {"data": {"__typename": "Query"}}
-    mutation = await http.get(
-        "/graphql",
-        params={"query": "mutation { logoutAll }"},
-        headers={"Apollo-Require-Preflight": "1"},
+async def test_get_runs_queries_as_urql_sends_them_and_never_mutates(
+    http: httpx.AsyncClient, alice: SignedIn
+) -> None:
+    """urql's defaults: queries over GET, no preflight header. A cross-site GET carries no
+    bearer token (browsers never add one), so it runs as nobody; mutations over GET are 405."""
+    accept = {"Accept": "application/graphql-response+json, application/json"}
+    query = {"query": "query Name { __typename }", "operationName": "Name", "variables": "{}"}
+    allowed = await http.get("/graphql", params=query, headers=accept)
+    assert allowed.status_code == 200
+    assert allowed.json() == {"data": {"__typename": "Query"}}
+    me = {"query": "{ me { id } }"}
+    signed_in = await http.get(
+        "/graphql", params=me, headers={"Authorization": f"Bearer {alice.token}"}
     )
-    assert mutation.status_code == 405
+    assert signed_in.json() == {"data": {"me": {"id": alice.user_id}}}
+    with_cookie = await http.get("/graphql", params=me, headers={"Cookie": f"token={alice.token}"})
+    assert with_cookie.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    for headers in ({}, {"Apollo-Require-Preflight": "1"}):
+        mutation = await http.get(
+            "/graphql", params={"query": "mutation { logoutAll }"}, headers=headers
+        )
+        assert mutation.status_code == 405
 
 
 async def test_batched_requests_are_refused(http: httpx.AsyncClient) -> None:

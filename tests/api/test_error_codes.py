@@ -1,0 +1,107 @@
+"""Every error a client can get from `/graphql` has `extensions.code`: parse, validation and
+variable errors (Apollo Server's codes), and requests that are not GraphQL over HTTP at all
+(answered as a GraphQL response, not as plain text)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+import pytest
+
+from tests.conftest import TEST_JWT_SECRET
+from tests.support import GraphQLClient, SignedIn, send_message
+
+CONVERSATIONS = "query($n: Int!) { conversations(first: $n) { totalCount } }"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"query": "{ me { id "}, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
+        ({"query": CONVERSATIONS, "variables": {"n": "ten"}}, "BAD_USER_INPUT"),
+        ({"query": CONVERSATIONS}, "BAD_USER_INPUT"),
+        ({"query": CONVERSATIONS, "variables": {"n": 2**40}}, "BAD_USER_INPUT"),
+    ],
+)
+async def test_request_errors_have_codes(
+    http: httpx.AsyncClient, body: dict[str, object], code: str
+) -> None:
+    response = await http.post("/graphql", json=body)
+    assert response.status_code == 200
+    errors = response.json()["errors"]
+    assert [error["extensions"]["code"] for error in errors] == [code] * len(errors)
+
+
+@pytest.mark.parametrize(
+    ("content", "accept"),
+    [
+        (b'{"query": null}', "application/json"),
+        (b'{"variables": {}}', "application/graphql-response+json"),
+        (b"{not json", "application/json"),
+        (b"[]", "application/json"),
+    ],
+)
+async def test_malformed_requests_get_a_graphql_error_with_a_code(
+    http: httpx.AsyncClient, content: bytes, accept: str
+) -> None:
+    response = await http.post(
+        "/graphql", content=content, headers={"Content-Type": "application/json", "Accept": accept}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith(accept)
+    body = response.json()
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert body["errors"][0]["message"]
+
+
+async def test_a_mutation_over_get_is_405_with_a_code(http: httpx.AsyncClient) -> None:
+    response = await http.get("/graphql", params={"query": "mutation { logoutAll }"})
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_paging_both_ways_at_once_is_refused(alice: SignedIn) -> None:
+    sent = await send_message(alice, "hello")
+    result = await alice.execute(
+        """query($id: ID!) { conversation(id: $id) {
+            messages(first: 1, last: 1) { edges { node { id } } } } }""",
+        {"id": sent["conversation"]["id"]},
+    )
+    assert result.error_codes == ["BAD_USER_INPUT"]
+    assert result.errors[0]["extensions"]["field"] == "last"
+
+
+def token_for(user: SignedIn, *, seconds_left: int) -> str:
+    """An access token of ours (the suite's secret), expiring `seconds_left` from now."""
+    now = int(time.time())
+    claims = {
+        "sub": user.user_id,
+        "iat": now - 3600,
+        "exp": now + seconds_left,
+        "jti": "test",
+        "iss": "gql_chat",
+        "aud": "gql_chat",
+        "typ": "access",
+    }
+    return jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS256")
+
+
+async def test_an_expired_token_says_so_and_a_bad_one_says_invalid(
+    alice: SignedIn, gql: GraphQLClient
+) -> None:
+    fresh = await gql.execute("{ me { id } }", token=token_for(alice, seconds_left=60))
+    assert fresh.data == {"me": {"id": alice.user_id}}
+    expired = await gql.execute("{ me { id } }", token=token_for(alice, seconds_left=-5))
+    assert [e["extensions"] for e in expired.errors] == [
+        {"code": "UNAUTHENTICATED", "reason": "TOKEN_EXPIRED"}
+    ]
+    forged = await gql.execute("{ me { id } }", token=alice.token[:-4] + "AAAA")
+    assert [e["extensions"] for e in forged.errors] == [
+        {"code": "UNAUTHENTICATED", "reason": "TOKEN_INVALID"}
+    ]
+    malformed = await gql.execute("{ me { id } }", headers={"Authorization": "Basic abc"})
+    assert malformed.errors[0]["extensions"]["reason"] == "TOKEN_INVALID"
