@@ -103,7 +103,7 @@ def create_app(
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             services.sign_ins.listen(graphql.websockets.sign_ins.sign_ins_ended)
             freeze_startup_objects()
-            logger.info("gql_chat ready", extra={"embedded_store": database.embedded})
+            logger.info("gql_chat started", extra={"embedded_store": database.embedded})
             try:
                 yield
             finally:
@@ -111,6 +111,7 @@ def create_app(
                 # `DrainingServer`); then it is a no-op. Other servers get it here.
                 await services.runner.shutdown(settings.shutdown_grace)
                 await services.attachments.close()
+                await services.branching.close()
                 if services.leases is not None:
                     await services.leases.close()
                 if services.reply_slots is not None:

@@ -115,6 +115,13 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.app = app
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Ready is said once it is true: the app started and the socket accepts."""
+        await super().startup(sockets)
+        if self.started:
+            names = ", ".join(str(s.getsockname()[:2]) for s in sockets or ())
+            logger.info("gql_chat ready, accepting connections on %s", names or "its sockets")
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
@@ -181,6 +188,12 @@ def serve(args: argparse.Namespace) -> int:
             **uvicorn_options(settings),
         )
         return 0
+    try:  # before anything starts: a taken port is one clear line, not a traceback
+        listener = socket.create_server((args.host, args.port), backlog=2048)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"gql-chat: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
     from gql_chat.app import create_app
 
     app = create_app(settings)
@@ -188,8 +201,8 @@ def serve(args: argparse.Namespace) -> int:
         app, host=args.host, port=args.port, log_config=None, **uvicorn_options(settings)
     )
     server = DrainingServer(config, app)
-    with suppress(KeyboardInterrupt):
-        server.run()
+    with suppress(KeyboardInterrupt), listener:
+        server.run(sockets=[listener])
     return 0 if server.started else STARTUP_FAILURE
 
 

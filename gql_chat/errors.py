@@ -45,6 +45,15 @@ class BadUserInput(DomainError):
         self.field = field
 
 
+class InvalidFields(BadUserInput):
+    """Several fields of one input are invalid at once: the api reports one error per field
+    (`problems`), so a form can mark them all. It is itself the first of them."""
+
+    def __init__(self, problems: list[BadUserInput]) -> None:
+        super().__init__(problems[0].field, problems[0].message)
+        self.problems = problems
+
+
 class Conflict(DomainError):
     code = "CONFLICT"
 

@@ -24,6 +24,7 @@ from gql_chat.services.conversations import ConversationService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
+from gql_chat.services.forks import ForkService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
@@ -35,6 +36,7 @@ from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.reply_slots import SharedReplySlots
 from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
+from gql_chat.services.search import SearchService
 from gql_chat.services.sending import SendService
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.titles import TitleService
@@ -137,8 +139,12 @@ def build_services(
         admin=AdminService(database, sign_ins, on_user_disabled=cluster.removing_owner),
         prompts=prompts,
         sending=SendService(database, conversations, prompts, attachments, starter),
-        branching=BranchService(conversations, messages, prompts, attachments, starter),
+        branching=BranchService(
+            conversations, messages, prompts, attachments, starter, database, runner
+        ),
         attachments=attachments,
+        forks=ForkService(settings, database, conversations, messages),
+        search=SearchService(database),
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,

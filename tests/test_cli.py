@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from gql_chat.platform.uvicorn_limits import (
 )
 from gql_chat.store.database import open_database
 from gql_chat.store.embedded import open_embedded_client
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,11 +65,12 @@ def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> Non
         server.started = True
 
     monkeypatch.setattr(cli.DrainingServer, "run", run)
-    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9001"]) == 0
+    port = free_port()
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", str(port)]) == 0
     config = servers[0].config
     assert isinstance(servers[0].app, Starlette)
     assert config.app is servers[0].app
-    assert (config.host, config.port) == ("0.0.0.0", 9001)
+    assert (config.host, config.port) == ("0.0.0.0", port)
     assert config.ws is DenialCompletingWebSocketsProtocol  # websockets-sansio, fixed
     assert config.ws_per_message_deflate is False
     assert config.ws_max_size == 65536  # the body limit, not uvicorn's 16 MiB
@@ -111,6 +114,28 @@ def test_serve_stops_with_one_line_when_mongodb_is_unreachable() -> None:
     assert result.stderr.strip() == "gql-chat: cannot reach MongoDB at 127.0.0.1:1"
     assert result.stdout == ""
     assert time.monotonic() - started < 30
+
+
+def test_serve_stops_with_one_line_when_its_port_is_taken() -> None:
+    """Before the app starts (no "ready" line first), exit status 1."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_CHAT_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "gql_chat", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"gql-chat: cannot listen on 127.0.0.1:{port}: ")
+    )
+    assert "gql_chat ready" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_create_admin_stops_with_one_line_when_mongodb_is_unreachable(

@@ -6,6 +6,7 @@ import strawberry
 
 from gql_chat.api.accounts import UserType
 from gql_chat.api.context import Info
+from gql_chat.api.messages import FeedbackRating, MessageFeedback, MessageType
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAdmin
 
@@ -42,6 +43,66 @@ class AdminQuery:
             edges=[UserEdge(cursor=c, node=UserType.from_record(u)) for c, u in page.items],
             page_info=PageInfo.of(page),
             total_count=page.total_count,
+        )
+
+
+@strawberry.type(description="A rated reply, for the admins' feedback export.")
+class FeedbackEntry:
+    message: MessageType
+    user_id: strawberry.ID
+    conversation_id: strawberry.ID
+    model: str | None
+    feedback: MessageFeedback
+
+
+@strawberry.type
+class FeedbackEdge:
+    cursor: str
+    node: FeedbackEntry
+
+
+@strawberry.type
+class FeedbackConnection:
+    edges: list[FeedbackEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class AdminFeedbackQuery:
+    @strawberry.field(
+        description=(
+            "Admins only: every user's rated replies, newest first, optionally one rating; page "
+            "through it to export the feedback."
+        ),
+        permission_classes=[IsAdmin],
+    )
+    async def feedback(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        rating: FeedbackRating | None = None,  # type: ignore[valid-type]
+    ) -> FeedbackConnection:
+        page = await info.context.services.admin.feedback(
+            await info.context.require_user(), first, after, rating
+        )
+        edges = [
+            FeedbackEdge(
+                cursor=cursor,
+                node=FeedbackEntry(
+                    message=MessageType.from_record(message),
+                    user_id=strawberry.ID(str(message.owner_id)),
+                    conversation_id=strawberry.ID(str(message.conversation_id)),
+                    model=message.model,
+                    feedback=MessageFeedback.of(message.feedback),
+                ),
+            )
+            for cursor, message in page.items
+            if message.feedback is not None
+        ]
+        return FeedbackConnection(
+            edges=edges, page_info=PageInfo.of(page), total_count=page.total_count
         )
 
 

@@ -54,6 +54,33 @@ class BranchMutation:
         return SendMessagePayload.of(result)
 
     @strawberry.mutation(
+        description=(
+            "A new conversation holding the path up to this message (copies, files included), "
+            "in the same folder and with the same preset; the original is unchanged."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def fork_conversation(self, info: Info, message_id: strawberry.ID) -> ConversationType:
+        conversation = await info.context.services.forks.fork(
+            await info.context.owner_id(), message_id
+        )
+        return ConversationType.from_record(conversation)
+
+    @strawberry.mutation(
+        description=(
+            "Deletes the message and everything below it (refused while a reply there is being "
+            "written); the active branch moves to the nearest one left. Deleted replies' usage "
+            "stays in the usage rollups. Returns the conversation as it is now."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def delete_message(self, info: Info, message_id: strawberry.ID) -> ConversationType:
+        conversation = await info.context.services.branching.delete_message(
+            await info.context.owner_id(), message_id
+        )
+        return ConversationType.from_record(conversation)
+
+    @strawberry.mutation(
         description="Makes the branch through this message the active one.",
         permission_classes=[IsAuthenticated],
     )

@@ -127,6 +127,9 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # Over a websocket: what to do once its sign-in is found to have ended (close it).
     on_sign_in_ended: Callable[[], None] | None = field(default=None, repr=False)
+    # Over a websocket refused at `connection_init`: the 4403 close's reason, when it is more
+    # than "Forbidden" (an expired token, which the client refreshes).
+    rejection_reason: str | None = field(default=None, repr=False)
     _principal: SignIn | None = field(default=None, repr=False)
     _resolved: bool = field(default=False, repr=False)
     _loaders: Loaders | None = field(default=None, repr=False)

@@ -22,7 +22,6 @@ from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.pages import Page
 from gql_chat.domain.presets import LlmConfigRecord
-from gql_chat.domain.trees import path_to
 from gql_chat.services.conversations import ConversationChanges
 
 if TYPE_CHECKING:
@@ -83,7 +82,8 @@ class ConversationType:
 
     @strawberry.field(description="Messages on the active branch.")
     async def message_count(self, info: Info) -> int:
-        return len(await self._active_path(info))
+        nodes = await (await info.context.loaders()).message_nodes.load(self.record.id)
+        return len(info.context.services.messages.branch(nodes, self.record.active_leaf_id, None))
 
     @strawberry.field(description="Sum over every assistant message of the conversation.")
     async def usage(self, info: Info) -> UsageRef:
@@ -93,7 +93,10 @@ class ConversationType:
 
     @strawberry.field(
         description=(
-            "The active branch, oldest first; `last`/`before` pages backwards from the newest."
+            "The active branch, oldest first; `last`/`before` pages backwards from the newest. "
+            "With `leafId`, the branch through that message instead (down to its newest leaf), "
+            "for this view only: the conversation's active branch, which every device shows, "
+            "stays (`switchBranch` moves it)."
         )
     )
     async def messages(
@@ -103,22 +106,21 @@ class ConversationType:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        leaf_id: strawberry.ID | None = None,
     ) -> MessageConnectionRef:
         from gql_chat.api.messages import MessageConnection
 
-        page = await info.context.services.messages.page(
+        nodes = await (await info.context.loaders()).message_nodes.load(self.record.id)
+        messages = info.context.services.messages
+        page = await messages.page(
             await info.context.owner_id(),
-            await self._active_path(info),
+            messages.branch(nodes, self.record.active_leaf_id, leaf_id),
             first=first,
             after=after,
             last=last,
             before=before,
         )
         return MessageConnection.of(page)
-
-    async def _active_path(self, info: Info) -> list[ObjectId]:
-        nodes = await (await info.context.loaders()).message_nodes.load(self.record.id)
-        return path_to(nodes, self.record.active_leaf_id)
 
     # `folder` and `llmConfig` are synchronous when the page prefetched their records: an
     # async resolver costs every row a coroutine and a task, most of a page's GraphQL overhead.

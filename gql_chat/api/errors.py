@@ -11,6 +11,8 @@ from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.types import ExecutionContext
 
+from gql_chat.errors import InvalidFields
+
 logger = logging.getLogger("gql_chat.api")
 
 INTERNAL_MESSAGE = "Internal server error."
@@ -42,6 +44,29 @@ def with_code(error: GraphQLError, code: str) -> GraphQLError:
         error.original_error,
         {**(error.extensions or {}), "code": code},
     )
+
+
+def expand_invalid_fields(errors: list[GraphQLError]) -> None:
+    """One error per invalid field (`InvalidFields`), in place, each at the same path."""
+    index = 0
+    while index < len(errors):
+        original = errors[index].original_error
+        if isinstance(original, InvalidFields):
+            errors[index : index + 1] = [
+                GraphQLError(
+                    problem.message,
+                    errors[index].nodes,
+                    errors[index].source,
+                    errors[index].positions,
+                    errors[index].path,
+                    problem,
+                    problem.extensions,
+                )
+                for problem in original.problems
+            ]
+            index += len(original.problems)
+        else:
+            index += 1
 
 
 def masked(error: GraphQLError, message: str = INTERNAL_MESSAGE, **extensions: Any) -> GraphQLError:
@@ -77,6 +102,7 @@ class GqlChatSchema(Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
+        expand_invalid_fields(errors)
         for index, error in enumerate(errors):
             if is_expected(error):
                 if "code" not in (error.extensions or {}) and error.path is None:

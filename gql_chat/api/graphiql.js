@@ -1,5 +1,16 @@
 // The gql_chat explorer page's script (served inline with a CSP nonce by graphiql.py).
 const config = JSON.parse(document.getElementById("gql-chat-config").textContent);
+// The explorer's libraries come from GQL_CHAT_GRAPHIQL_ASSETS_URL. When they cannot be loaded
+// (no internet, a blocked CDN), say so instead of "Loading…" for ever.
+const missing = ["React", "ReactDOM", "GraphiQL", "graphqlWs"].filter((name) => !(name in window));
+if (missing.length) {
+  document.getElementById("graphiql").textContent =
+    `The explorer could not load its scripts (${missing.join(", ")}) from ${config.assetsUrl}. ` +
+    "Without internet access, serve the npm packages yourself and point " +
+    "GQL_CHAT_GRAPHIQL_ASSETS_URL at them (see the README, \"The GraphiQL explorer\"); " +
+    `any GraphQL client can still use ${config.path}.`;
+  throw new Error("GraphiQL assets not loaded: " + missing.join(", "));
+}
 const wsUrl = new URL(config.path, window.location.href);
 wsUrl.protocol = wsUrl.protocol === "https:" ? "wss:" : "ws:";
 const httpFetcher = GraphiQL.createFetcher({ url: config.path });

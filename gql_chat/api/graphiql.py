@@ -167,6 +167,7 @@ def render_graphiql(request: Request, assets_url: str) -> HTMLResponse:
     config = json.dumps(
         {
             "path": request.url.path,
+            "assetsUrl": assets_url,
             "query": STARTER_QUERY,
             "variables": STARTER_VARIABLES,
             "headers": STARTER_HEADERS,

@@ -15,7 +15,8 @@ from gql_chat.api.llm_configs import ReasoningEffort
 from gql_chat.api.numbers import finite_or_none, saturated
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
-from gql_chat.domain.messages import MessageRecord, UsageRecord
+from gql_chat.domain.messages import Feedback, MessageRecord, UsageRecord
+from gql_chat.domain.messages import FeedbackRating as FeedbackRatingValue
 from gql_chat.domain.messages import MessageRole as MessageRoleValue
 from gql_chat.domain.messages import MessageStatus as MessageStatusValue
 from gql_chat.domain.pages import Page
@@ -25,6 +26,22 @@ from gql_chat.services.following import StreamEvent
 from gql_chat.services.reply_start import SendResult
 
 MessageRole = strawberry.enum(MessageRoleValue, name="MessageRole")
+FeedbackRating = strawberry.enum(
+    FeedbackRatingValue, name="FeedbackRating", description="Thumbs up or down on a reply."
+)
+
+
+@strawberry.type(description="What the user said of a reply.")
+class MessageFeedback:
+    rating: FeedbackRating | None  # type: ignore[valid-type]
+    comment: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, feedback: Feedback) -> MessageFeedback:
+        return cls(rating=feedback.rating, comment=feedback.comment, updated_at=feedback.updated_at)
+
+
 MessageStatus = strawberry.enum(
     MessageStatusValue,
     name="MessageStatus",
@@ -120,6 +137,9 @@ class MessageType:
     timings: MessageTimings | None = strawberry.field(
         description="How long a finished reply took; null for user messages and unfinished ones."
     )
+    feedback: MessageFeedback | None = strawberry.field(
+        description="The user's rating and comment on a reply (`rateMessage`); null when none."
+    )
     created_at: datetime
     updated_at: datetime
     record: strawberry.Private[MessageRecord]
@@ -145,6 +165,7 @@ class MessageType:
                 if message.total_ms is not None
                 else None
             ),
+            feedback=MessageFeedback.of(message.feedback) if message.feedback else None,
             created_at=message.created_at,
             updated_at=message.updated_at,
             record=message,
@@ -354,6 +375,25 @@ class MessageMutation:
             attachment_ids=input.attachment_ids or (),
         )
         return SendMessagePayload.of(result)
+
+    @strawberry.mutation(
+        description=(
+            "Rates a reply (thumbs up or down, and or a comment of at most 2,000 characters), "
+            "replacing any earlier rating; null for both clears it."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def rate_message(
+        self,
+        info: Info,
+        message_id: strawberry.ID,
+        rating: FeedbackRating | None = None,  # type: ignore[valid-type]
+        comment: str | None = None,
+    ) -> MessageType:
+        message = await info.context.services.messages.rate(
+            await info.context.owner_id(), message_id, rating, comment
+        )
+        return MessageType.from_record(message)
 
     @strawberry.mutation(
         description="Stops a PENDING or STREAMING reply; the text so far is kept (status STOPPED).",

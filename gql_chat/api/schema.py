@@ -10,7 +10,7 @@ from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
-from gql_chat.api.admin import AdminMutation, AdminQuery
+from gql_chat.api.admin import AdminFeedbackQuery, AdminMutation, AdminQuery
 from gql_chat.api.attachments import AttachmentMutation
 from gql_chat.api.branching import BranchMutation
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
@@ -23,6 +23,7 @@ from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscrip
 from gql_chat.api.operation_log import OperationLog
 from gql_chat.api.reports import ReportQuery
 from gql_chat.api.scalars import SCALAR_OVERRIDES
+from gql_chat.api.search import SearchQuery
 from gql_chat.config import Settings
 from gql_chat.platform.graphql_executor import EventScopedExecutor
 
@@ -35,7 +36,9 @@ class Query(
     LlmConfigQuery,
     MessageQuery,
     ReportQuery,
+    SearchQuery,
     AdminQuery,
+    AdminFeedbackQuery,
 ):
     pass
 

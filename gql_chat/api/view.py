@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
@@ -37,10 +38,12 @@ from gql_chat.api.http_rules import (
     is_supported_post,
     negotiate,
 )
+from gql_chat.api.websocket_sign_ins import TOKEN_EXPIRED
 from gql_chat.api.websockets import LegacyWsHandler, OpenWebsockets, TransportWsHandler
 from gql_chat.config import Settings
 from gql_chat.errors import DomainError
 from gql_chat.services.registry import Services
+from gql_chat.services.tokens import TOKEN_EXPIRED as TOKEN_EXPIRED_REASON
 
 TOO_MANY_WEBSOCKETS = "Too many open websockets from this address."
 MULTIPART_MAP_MESSAGE = (
@@ -100,7 +103,7 @@ class GraphQLView(GraphQL[Context, None]):
                 status_code=406,
             )
         if is_csrf_suspect(request):
-            return PlainTextResponse(CSRF_MESSAGE, status_code=400)
+            return request_error_response(HTTPException(400, CSRF_MESSAGE), media or JSON)
         if request.method == "POST" and not is_supported_post(request.headers.get("content-type")):
             return PlainTextResponse(UNSUPPORTED_MEDIA_TYPE_MESSAGE, status_code=415)
         request.state.media_type = media
@@ -202,7 +205,7 @@ class GraphQLView(GraphQL[Context, None]):
         a 500. Batching is not enabled, so `operations` is one object."""
         try:
             form = await request.get_form_data()
-        except ValueError as exc:
+        except (ValueError, StarletteHTTPException) as exc:  # no boundary: Starlette's 400
             raise HTTPException(400, "Unable to parse the multipart body") from exc
         operations = self.parse_json(form.form.get("operations", "{}"))
         files_map = self.parse_json(form.form.get("map", "{}"))
@@ -279,6 +282,8 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             sign_in = await context.authenticate_connection()
         except DomainError as exc:
+            if exc.extra.get("reason") == TOKEN_EXPIRED_REASON:
+                context.rejection_reason = TOKEN_EXPIRED
             raise ConnectionRejectionError() from exc
         if sign_in is None:
             raise ConnectionRejectionError()

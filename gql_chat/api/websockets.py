@@ -229,6 +229,15 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
         super().__init__(*args, **kwargs)
         self.schema = self.open_websockets.schema_for(self.schema)
         self._kinds: dict[Operation[Context, None], OperationKind] = {}
+        self._close_socket = self.websocket.close
+        self.websocket.close = self._close_saying_why  # type: ignore[method-assign]
+
+    async def _close_saying_why(self, code: int, reason: str) -> None:
+        """Strawberry closes a refused `connection_init` with 4403 "Forbidden"; the reason says
+        more when the connection knows it ("Token expired": refresh, then reconnect)."""
+        if code == SIGNED_OUT and self.context.rejection_reason is not None:
+            reason = self.context.rejection_reason
+        await self._close_socket(code, reason)
 
     async def handle(self) -> None:
         self.open_websockets.add(self)

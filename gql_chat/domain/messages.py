@@ -36,6 +36,20 @@ class MessageStatus(StrEnum):
         return self not in (MessageStatus.PENDING, MessageStatus.STREAMING)
 
 
+class FeedbackRating(StrEnum):
+    UP = "UP"
+    DOWN = "DOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What the user said of a reply (thumbs up or down, and or a comment)."""
+
+    rating: FeedbackRating | None
+    comment: str | None
+    updated_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Delta:
     """One streamed piece of a reply: answer text, or the model's reasoning (`reasoning`)."""
@@ -127,6 +141,7 @@ class MessageRecord:
     """Why the model stopped ("stop", "length", …), as the provider said; replies only."""
     first_token_ms: float | None = None
     total_ms: float | None = None
+    feedback: Feedback | None = None
 
     def deltas_after(self, after_seq: int) -> Iterator[Delta]:
         """Every stored delta after `after_seq`, lazily: constant work per delta after finding

@@ -3,7 +3,7 @@ Every walk is bounded by the number of nodes, so even corrupt data (a cycle) can
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from bson import ObjectId
@@ -46,3 +46,30 @@ def newest_leaf_under(nodes: Iterable[Node], root_id: ObjectId) -> ObjectId:
         else:
             leaves.append(current)
     return max(leaves)
+
+
+def subtree_of(nodes: Iterable[Node], root_id: ObjectId) -> list[ObjectId]:
+    """`root_id` and every message below it."""
+    children: dict[ObjectId | None, list[ObjectId]] = {}
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node.id)
+    found = [root_id]
+    seen = {root_id}
+    for current in found:  # grows while it is walked; each node is added once
+        for child in children.get(current, []):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+    return found
+
+
+def leaf_after_removal(
+    remaining: Sequence[Node], removed_parent: ObjectId | None
+) -> ObjectId | None:
+    """Where the active branch goes when the branch it was on is removed: the newest leaf left
+    under the removed part's parent (the parent itself when nothing else hangs there), or with
+    no parent the newest of the remaining root branches; None when nothing remains."""
+    if removed_parent is not None and any(node.id == removed_parent for node in remaining):
+        return newest_leaf_under(remaining, removed_parent)
+    roots = [node.id for node in remaining if node.parent_id is None]
+    return newest_leaf_under(remaining, max(roots)) if roots else None

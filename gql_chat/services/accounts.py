@@ -23,7 +23,12 @@ from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.tokens import IssuedToken, TokenService, TokenType, token_digest
-from gql_chat.services.validation import check_display_name, check_password, normalize_email
+from gql_chat.services.validation import (
+    check_all,
+    check_display_name,
+    check_password,
+    normalize_email,
+)
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
@@ -95,8 +100,12 @@ class AccountService:
         self, email: str, password: str, display_name: str | None, client_ip: str
     ) -> Session:
         await self._limits.hit(self._limits.register_per_ip, "register", client_ip)
+        check_all(
+            lambda: normalize_email(email),
+            lambda: check_password(password),
+            lambda: display_name is None or check_display_name(display_name),
+        )
         normalized = normalize_email(email)
-        check_password(password)
         name = check_display_name(
             display_name if display_name is not None else normalized.split("@", 1)[0]
         )

@@ -8,12 +8,14 @@ from contextlib import AbstractAsyncContextManager
 from bson import ObjectId
 
 from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.messages import FeedbackRating, MessageRecord
 from gql_chat.domain.pages import Page
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Forbidden, NotFound
 from gql_chat.services.pagination import page_size
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.validation import check_search
+from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.database import Database
 
 
@@ -40,6 +42,29 @@ class AdminService:
     ) -> Page[UserRecord]:
         require_admin(admin)
         return await self._db.users.list_page(page_size(first), after, check_search(search))
+
+    async def feedback(
+        self,
+        admin: UserRecord,
+        first: int | None,
+        after: str | None,
+        rating: FeedbackRating | None,
+    ) -> Page[MessageRecord]:
+        """Every user's rated replies, newest first: what the admins export to judge models."""
+        require_admin(admin)
+        size = page_size(first)
+        older_than = None
+        if after is not None:
+            older_than = parse_object_id(decode_cursor(after, "after").get("m"))
+            if older_than is None:
+                raise BadUserInput("after", "Invalid cursor.")
+        found = await self._db.messages.feedback_page(size + 1, older_than, rating)
+        return Page(
+            items=[(encode_cursor({"m": str(m.id)}), m) for m in found[:size]],
+            has_next_page=len(found) > size,
+            has_previous_page=after is not None,
+            total_count=await self._db.messages.count_feedback(rating),
+        )
 
     async def set_disabled(self, admin: UserRecord, user_id: str, disabled: bool) -> UserRecord:
         """Disabling also ends every login of the user; their next request is refused."""

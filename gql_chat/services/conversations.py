@@ -144,6 +144,7 @@ class ConversationService:
         )
         async with removing:
             await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
+            await self._db.usage.delete_for_conversations(owner_id, [conversation.id])
             await self._db.attachments.delete_for_conversations(owner_id, [conversation.id])
             await self._conversations.delete_many(owner_id, [conversation.id])
             # Again: a send that bound a file meanwhile finds the conversation gone after.

@@ -192,6 +192,7 @@ class FolderService:
         )
         async with removing:  # their replies stop first, and none starts meanwhile
             await self._db.messages.delete_for_conversations(owner_id, conversation_ids)
+            await self._db.usage.delete_for_conversations(owner_id, conversation_ids)
             await self._db.attachments.delete_for_conversations(owner_id, conversation_ids)
             await self._db.conversations.delete_many(owner_id, conversation_ids)
             # Again: a send that bound a file meanwhile finds the conversation gone after.

@@ -274,6 +274,13 @@ class GenerationRunner:
             await self._sends_ended(owner_id)
             await self.stop_owner(owner_id)
 
+    @contextlib.contextmanager
+    def changing_conversation(self, conversation_id: ObjectId) -> Iterator[None]:
+        """Around deleting messages of a conversation: no reply starts in it here meanwhile (a
+        send in flight is refused after its writes and undoes them). Its running replies go on."""
+        with self._blocking(conversations=[conversation_id]):
+            yield
+
     @contextlib.asynccontextmanager
     async def removing_conversations(
         self, owner_id: ObjectId, conversation_ids: Collection[ObjectId]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from gql_chat.domain.presets import LlmConfigRecord, ReasoningEffort
 from gql_chat.errors import BadUserInput, LimitReached, NotFound
 from gql_chat.services.keyed_lock import KeyedLock
 from gql_chat.services.owners import keep_unless_owner_gone
-from gql_chat.services.validation import check_prose, check_text
+from gql_chat.services.validation import check_all, check_prose, check_text
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
@@ -52,9 +53,12 @@ class PresetChanges:
     reasoning_effort: Maybe[ReasoningEffort | None] = UNSET
 
 
-def _check_number(
-    value: float, field: str, low: float, high: float, low_open: bool = False
-) -> float:
+def _checked_number(
+    value: float | None, field: str, low: float, high: float, *, low_open: bool = False
+) -> float | None:
+    """None clears the field; a number must be in range."""
+    if value is None:
+        return None
     if math.isnan(value) or value > high or value < low or (low_open and value == low):
         bound = f"greater than {low}" if low_open else f"at least {low}"
         raise BadUserInput(field, f"{field} must be {bound} and at most {high}.")
@@ -62,36 +66,48 @@ def _check_number(
 
 
 def _checked_fields(values: NewPreset | PresetChanges) -> dict[str, Any]:
-    """The given fields, checked, under their stored names."""
+    """The given fields, checked, under their stored names; every invalid one is reported."""
     fields: dict[str, Any] = {}
-    if values.name is not UNSET:
-        fields["name"] = check_text(values.name, "name", 1, 100, "Name")
-    if values.model is not UNSET:
-        fields["model"] = check_text(values.model, "model", 1, 200, "Model")
-    if values.system_prompt is not UNSET:
-        prompt = values.system_prompt
-        if prompt is not None and len(prompt) > MAX_SYSTEM_PROMPT:
-            raise BadUserInput(
-                "systemPrompt", f"systemPrompt must be at most {MAX_SYSTEM_PROMPT} characters."
-            )
-        if prompt is not None:
-            check_prose(prompt, "systemPrompt", "systemPrompt")
-        fields["system_prompt"] = prompt
-    if values.temperature is not UNSET:
-        value = values.temperature
-        fields["temperature"] = None if value is None else _check_number(value, "temperature", 0, 2)
-    if values.top_p is not UNSET:
-        value = values.top_p
-        fields["top_p"] = None if value is None else _check_number(value, "topP", 0, 1, True)
-    if values.max_tokens is not UNSET:
-        tokens = values.max_tokens
-        if tokens is not None and not 1 <= tokens <= MAX_TOKENS_LIMIT:
-            raise BadUserInput("maxTokens", f"maxTokens must be 1 to {MAX_TOKENS_LIMIT}.")
-        fields["max_tokens"] = tokens
+    checks: list[Callable[[], object]] = []
+
+    def check(stored_as: str, value: Callable[[], object]) -> None:
+        checks.append(lambda: fields.__setitem__(stored_as, value()))
+
+    name, model, prompt = values.name, values.model, values.system_prompt
+    temperature, top_p, tokens = values.temperature, values.top_p, values.max_tokens
+    if name is not UNSET:
+        check("name", lambda: check_text(name, "name", 1, 100, "Name"))
+    if model is not UNSET:
+        check("model", lambda: check_text(model, "model", 1, 200, "Model"))
+    if prompt is not UNSET:
+        check("system_prompt", lambda: _checked_prompt(prompt))
+    if temperature is not UNSET:
+        check("temperature", lambda: _checked_number(temperature, "temperature", 0, 2))
+    if top_p is not UNSET:
+        check("top_p", lambda: _checked_number(top_p, "topP", 0, 1, low_open=True))
+    if tokens is not UNSET:
+        check("max_tokens", lambda: _checked_max_tokens(tokens))
+    check_all(*checks)
     if values.reasoning_effort is not UNSET:
         effort = values.reasoning_effort
         fields["reasoning_effort"] = None if effort is None else effort.value
     return fields
+
+
+def _checked_prompt(prompt: str | None) -> str | None:
+    if prompt is not None and len(prompt) > MAX_SYSTEM_PROMPT:
+        raise BadUserInput(
+            "systemPrompt", f"systemPrompt must be at most {MAX_SYSTEM_PROMPT} characters."
+        )
+    if prompt is not None:
+        check_prose(prompt, "systemPrompt", "systemPrompt")
+    return prompt
+
+
+def _checked_max_tokens(tokens: int | None) -> int | None:
+    if tokens is not None and not 1 <= tokens <= MAX_TOKENS_LIMIT:
+        raise BadUserInput("maxTokens", f"maxTokens must be 1 to {MAX_TOKENS_LIMIT}.")
+    return tokens
 
 
 class LlmConfigService:

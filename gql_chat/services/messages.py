@@ -9,16 +9,26 @@ import asyncio
 from bson import ObjectId
 
 from gql_chat.domain.ids import parse_object_id
-from gql_chat.domain.messages import MessageNode, MessageRecord, MessageStatus, UsageRecord
+from gql_chat.domain.messages import (
+    FeedbackRating,
+    MessageNode,
+    MessageRecord,
+    MessageRole,
+    MessageStatus,
+    UsageRecord,
+)
 from gql_chat.domain.pages import Page
+from gql_chat.domain.trees import newest_leaf_under, path_to
 from gql_chat.errors import BadUserInput, NotFound
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.pagination import check_direction, page_size
+from gql_chat.services.validation import check_prose
 from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.database import Database
 
 MESSAGE_NOT_FOUND = "Message not found."
+MAX_FEEDBACK_COMMENT = 2000
 REMOTE_STOP_WAIT = 3.0
 """How long `stop` waits for the instance generating a reply to store its final state."""
 REMOTE_STOP_POLL = 0.05
@@ -37,6 +47,41 @@ class MessageService:
         if message is None:
             raise NotFound(MESSAGE_NOT_FOUND)
         return message
+
+    async def rate(
+        self,
+        owner_id: ObjectId,
+        message_id: str,
+        rating: FeedbackRating | None,
+        comment: str | None,
+    ) -> MessageRecord:
+        """The user's feedback on a reply, replacing any before (nothing at all clears it)."""
+        if comment is not None:
+            if len(comment) > MAX_FEEDBACK_COMMENT:
+                raise BadUserInput(
+                    "comment", f"comment must be at most {MAX_FEEDBACK_COMMENT} characters."
+                )
+            comment = check_prose(comment, "comment", "comment").strip() or None
+        target = await self.get(owner_id, message_id)
+        if target.role is not MessageRole.ASSISTANT:
+            raise BadUserInput("messageId", "Only an assistant reply can be rated.")
+        rated = await self._messages.set_feedback(owner_id, target.id, rating, comment)
+        if rated is None:  # deleted meanwhile
+            raise NotFound(MESSAGE_NOT_FOUND)
+        return rated
+
+    @staticmethod
+    def branch(
+        nodes: list[MessageNode], active_leaf_id: ObjectId | None, through: str | None
+    ) -> list[ObjectId]:
+        """The conversation's active path, or the path through the message `through` down to
+        its newest leaf (NOT_FOUND when it is not one of `nodes`)."""
+        if through is None:
+            return path_to(nodes, active_leaf_id)
+        message_id = parse_object_id(through)
+        if message_id is None or all(node.id != message_id for node in nodes):
+            raise NotFound(MESSAGE_NOT_FOUND)
+        return path_to(nodes, newest_leaf_under(nodes, message_id))
 
     async def stop(self, owner_id: ObjectId, message_id: str) -> MessageRecord:
         """Idempotent: a finished message comes back unchanged."""

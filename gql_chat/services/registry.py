@@ -14,6 +14,7 @@ from gql_chat.services.cluster import Cluster
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
+from gql_chat.services.forks import ForkService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
@@ -22,6 +23,7 @@ from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.reply_leases import ReplyLeases
 from gql_chat.services.reply_slots import SharedReplySlots
 from gql_chat.services.reports import ReportService
+from gql_chat.services.search import SearchService
 from gql_chat.services.sending import SendService
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.store.database import Database
@@ -42,6 +44,8 @@ class Services:
     sending: SendService
     branching: BranchService
     attachments: AttachmentService
+    forks: ForkService
+    search: SearchService
     messages: MessageService
     following: ReplyFollower
     runner: GenerationRunner

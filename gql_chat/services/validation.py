@@ -11,8 +11,9 @@ the bidirectional marks."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from gql_chat.errors import BadUserInput
+from gql_chat.errors import BadUserInput, InvalidFields
 
 # Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is not our business.
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -89,3 +90,17 @@ def check_search(value: str | None, field: str = "search") -> str | None:
     if len(value) > MAX_SEARCH_LENGTH:
         raise BadUserInput(field, f"{field} must be at most {MAX_SEARCH_LENGTH} characters.")
     return value.strip() or None
+
+
+def check_all(*checks: Callable[[], object]) -> None:
+    """Run every check; raise all their `BadUserInput`s together (one alone as itself)."""
+    problems: list[BadUserInput] = []
+    for check in checks:
+        try:
+            check()
+        except BadUserInput as problem:
+            problems.append(problem)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise InvalidFields(problems)

@@ -11,6 +11,7 @@ document, so that a delete that stops halfway is finished by the next one."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from gql_chat.domain.attachments import AttachmentKind, AttachmentRecord
-from gql_chat.domain.clock import as_utc
+from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.store.indexes import ensure_indexes
 
 BUCKET = "attachment_files"
@@ -126,6 +127,29 @@ class AttachmentStore:
         except NoFile:
             raise FileNotFoundError(str(file_id)) from None
         return _chunks_of(stream)
+
+    async def copy_to(
+        self, owner_id: ObjectId, ids: list[ObjectId], conversation_id: ObjectId
+    ) -> dict[ObjectId, ObjectId]:
+        """Copies of the user's attachments `ids` (their bytes too), bound to
+        `conversation_id`: old id to new. Each copy is written as an upload is (pending first)."""
+        copies: dict[ObjectId, ObjectId] = {}
+        for original in (await self.get_many(owner_id, ids)).values():
+            copy = replace(
+                original,
+                id=ObjectId(),
+                file_id=ObjectId(),
+                conversation_id=conversation_id,
+                created_at=utc_now(),
+            )
+            await self.add_pending(copy)
+            try:
+                await self.write_file(copy, await self.open_file(original.file_id))
+            except FileNotFoundError:
+                continue  # deleted meanwhile: the pending copy is swept
+            await self.mark_ready(copy.id)
+            copies[original.id] = copy.id
+        return copies
 
     async def used_bytes(self, owner_id: ObjectId) -> int:
         """What the user's uploads take, pending ones included (they reserve their size)."""

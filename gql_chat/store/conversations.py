@@ -96,6 +96,12 @@ class ConversationStore:
         await self._conversations.insert_one(doc)
         return conversation_from_document(doc)
 
+    async def get_many(
+        self, owner_id: ObjectId, ids: list[ObjectId]
+    ) -> dict[ObjectId, ConversationRecord]:
+        cursor = self._conversations.find({"owner_id": owner_id, "_id": {"$in": ids}})
+        return {doc["_id"]: conversation_from_document(doc) async for doc in cursor}
+
     async def get(self, owner_id: ObjectId, conversation_id: ObjectId) -> ConversationRecord | None:
         doc = await self._conversations.find_one({"_id": conversation_id, "owner_id": owner_id})
         return conversation_from_document(doc) if doc else None

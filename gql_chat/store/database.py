@@ -70,7 +70,7 @@ class Database:
             conversations=ConversationStore(db["conversations"]),
             llm_configs=LlmConfigStore(db["llm_configs"]),
             messages=MessageStore(db["messages"]),
-            usage=UsageStore(db["messages"]),
+            usage=UsageStore(db["messages"], db["deleted_replies"]),
             attachments=AttachmentStore(db),
         )
 
@@ -84,6 +84,7 @@ class Database:
             self.llm_configs,
             self.messages,
             self.attachments,
+            self.usage,
         ):
             await store.create_indexes()
 
@@ -95,6 +96,7 @@ class Database:
         await self.folders.delete_for_owner(user_id)
         await self.llm_configs.delete_for_owner(user_id)
         await self.attachments.delete_for_owner(user_id)
+        await self.usage.delete_for_owner(user_id)
         await self.users.delete(user_id)
 
     async def ping(self) -> bool:

@@ -6,27 +6,31 @@ is where delta `i + 1` ends in it, so any suffix after a given `seq` can be repl
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.domain.messages import (
+    Feedback,
+    FeedbackRating,
     MessageNode,
     MessageRecord,
     MessageRole,
     MessageStatus,
     ThreadTurn,
 )
-from gql_chat.errors import AlreadyExists
+from gql_chat.errors import AlreadyExists, Conflict
 from gql_chat.store.indexes import ensure_indexes
-from gql_chat.store.usage import usage_from_document, usage_to_document
+from gql_chat.store.usage import ARCHIVED_FIELDS, usage_from_document, usage_to_document
 
 UNFINISHED = [MessageStatus.PENDING.value, MessageStatus.STREAMING.value]
+RATINGS = frozenset(FeedbackRating)
 # Lists never need the replay offsets.
 LIST_PROJECTION = {"seq_ends": 0}
 
@@ -56,6 +60,18 @@ def message_from_document(doc: dict[str, Any]) -> MessageRecord:
         finish_reason=doc.get("finish_reason"),
         first_token_ms=timings.get("time_to_first_token_ms"),
         total_ms=timings.get("total_ms"),
+        feedback=_feedback(doc.get("feedback")),
+    )
+
+
+def _feedback(doc: dict[str, Any] | None) -> Feedback | None:
+    if not doc:
+        return None
+    rating = doc.get("rating")
+    return Feedback(
+        rating=FeedbackRating(rating) if isinstance(rating, str) and rating in RATINGS else None,
+        comment=doc.get("comment"),
+        updated_at=as_utc(doc["updated_at"]),
     )
 
 
@@ -290,6 +306,107 @@ class MessageStore:
         )
         return result.modified_count
 
+    async def copy_path(
+        self,
+        owner_id: ObjectId,
+        path: list[ObjectId],
+        conversation_id: ObjectId,
+        attachment_ids: Mapping[ObjectId, ObjectId],
+    ) -> list[ObjectId] | None:
+        """Copies of the messages of `path` (root first) as one chain in `conversation_id`,
+        with new ids in the same order, their files mapped by `attachment_ids`, without usage
+        or feedback (they stay the original's: rollups and exports count each once); None when
+        one of them is gone. Raises `Conflict` for a reply still being written."""
+        cursor = self._messages.find({"owner_id": owner_id, "_id": {"$in": path}})
+        found = {doc["_id"]: doc async for doc in cursor}
+        if len(found) != len(path):
+            return None
+        copies: list[dict[str, Any]] = []
+        parent: ObjectId | None = None
+        for message_id in path:
+            doc = {**found[message_id], "_id": ObjectId()}
+            if doc["status"] in UNFINISHED:
+                raise Conflict("A reply on this branch is still being written; fork it when done.")
+            doc.update(conversation_id=conversation_id, parent_id=parent)
+            for field in ("client_message_id", "lease_until", "usage", "feedback"):
+                doc.pop(field, None)  # usage was paid once, in the original; feedback is its
+            if doc.get("attachment_ids"):
+                doc["attachment_ids"] = [
+                    attachment_ids[a] for a in doc["attachment_ids"] if a in attachment_ids
+                ]
+            copies.append(doc)
+            parent = doc["_id"]
+        if copies:
+            await self._messages.insert_many(copies)
+        return [doc["_id"] for doc in copies]
+
+    async def set_feedback(
+        self,
+        owner_id: ObjectId,
+        message_id: ObjectId,
+        rating: FeedbackRating | None,
+        comment: str | None,
+    ) -> MessageRecord | None:
+        """Replaces the reply's feedback (none at all when both are None). None: no such
+        reply of the user's."""
+        change: dict[str, Any] = (
+            {"$unset": {"feedback": ""}}
+            if rating is None and comment is None
+            else {
+                "$set": {
+                    "feedback": {
+                        "rating": rating.value if rating else None,
+                        "comment": comment,
+                        "updated_at": utc_now(),
+                    }
+                }
+            }
+        )
+        doc = await self._messages.find_one_and_update(
+            {"_id": message_id, "owner_id": owner_id, "role": MessageRole.ASSISTANT.value},
+            change,
+            projection=LIST_PROJECTION,
+            return_document=ReturnDocument.AFTER,
+        )
+        return message_from_document(doc) if doc else None
+
+    async def feedback_page(
+        self, limit: int, older_than: ObjectId | None, rating: FeedbackRating | None
+    ) -> list[MessageRecord]:
+        """Replies with feedback, every user's, newest reply first (for the admins)."""
+        query: dict[str, Any] = {"feedback": {"$type": "object"}}
+        if rating is not None:
+            query["feedback.rating"] = rating.value
+        if older_than is not None:
+            query["_id"] = {"$lt": older_than}
+        cursor = self._messages.find(query, LIST_PROJECTION).sort("_id", DESCENDING).limit(limit)
+        return [message_from_document(doc) async for doc in cursor]
+
+    async def count_feedback(self, rating: FeedbackRating | None) -> int:
+        query: dict[str, Any] = {"feedback": {"$type": "object"}}
+        if rating is not None:
+            query["feedback.rating"] = rating.value
+        return await self._messages.count_documents(query)
+
+    async def search(
+        self, owner_id: ObjectId, text: str, limit: int, older_than: ObjectId | None
+    ) -> list[MessageRecord]:
+        """Messages whose text contains `text` (literally, case-insensitively), newest first,
+        after the cursor's message; at most `limit`."""
+        query: dict[str, Any] = {
+            "owner_id": owner_id,
+            "content": {"$regex": re.escape(text), "$options": "i"},
+        }
+        if older_than is not None:
+            query["_id"] = {"$lt": older_than}
+        cursor = self._messages.find(query, LIST_PROJECTION).sort("_id", DESCENDING).limit(limit)
+        return [message_from_document(doc) async for doc in cursor]
+
+    async def count_matching(self, owner_id: ObjectId, text: str) -> int:
+        return await self._messages.count_documents(
+            {"owner_id": owner_id, "content": {"$regex": re.escape(text), "$options": "i"}}
+        )
+
     async def conversations_matching(self, owner_id: ObjectId, text: str) -> list[ObjectId]:
         """Conversations with a message containing `text` (literally, case-insensitively)."""
         ids = await self._messages.distinct(
@@ -304,6 +421,14 @@ class MessageStore:
         await self._messages.delete_many(
             {"owner_id": owner_id, "conversation_id": {"$in": conversation_ids}}
         )
+
+    async def usage_documents(
+        self, owner_id: ObjectId, ids: list[ObjectId]
+    ) -> list[dict[str, Any]]:
+        """What the usage sums read of these messages (for `UsageStore.archive`)."""
+        projection = dict.fromkeys(ARCHIVED_FIELDS, 1)
+        cursor = self._messages.find({"owner_id": owner_id, "_id": {"$in": ids}}, projection)
+        return [doc async for doc in cursor]
 
     async def delete_ids(self, owner_id: ObjectId, ids: list[ObjectId]) -> None:
         await self._messages.delete_many({"owner_id": owner_id, "_id": {"$in": ids}})

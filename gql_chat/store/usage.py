@@ -1,5 +1,7 @@
-"""Usage of assistant replies, summed by the database over the `messages` collection: totals
-per conversation (one aggregation for a page of conversations) and the usage report."""
+"""Usage of assistant replies, summed by the database over the `messages` collection and over
+`deleted_replies` (what `deleteMessage` keeps of the replies it deletes: billing history is not
+rewritten): totals per conversation (one aggregation for a page of conversations) and the usage
+report. Each sum runs on both collections; the rows are merged by key."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from gql_chat.domain.messages import MessageRole, UsageGroup, UsageRecord, UsageRow
+from gql_chat.store.indexes import ensure_indexes
 
 
 def usage_to_document(usage: UsageRecord) -> dict[str, Any]:
@@ -50,15 +54,64 @@ GROUP_KEYS: dict[UsageGroup, Any] = {
 }
 
 
+ARCHIVED_FIELDS = ("owner_id", "conversation_id", "role", "model", "created_at", "usage")
+"""What `deleted_replies` keeps of a deleted reply: what the sums read, nothing of its text."""
+
+
 class UsageStore:
-    def __init__(self, messages: AsyncCollection[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        messages: AsyncCollection[dict[str, Any]],
+        archived: AsyncCollection[dict[str, Any]],
+    ) -> None:
         self._messages = messages
+        self._archived = archived
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(
+            self._archived,
+            [
+                IndexModel(
+                    [("owner_id", ASCENDING), ("conversation_id", ASCENDING)],
+                    name="owner_conversation",
+                )
+            ],
+        )
+
+    async def archive(self, docs: list[dict[str, Any]]) -> None:
+        """Keep the usage of replies about to be deleted; idempotent (keyed by message id), so
+        a delete that is retried counts each reply once."""
+        for doc in docs:
+            if doc.get("role") == MessageRole.ASSISTANT.value and doc.get("usage"):
+                kept = {field: doc.get(field) for field in ARCHIVED_FIELDS}
+                await self._archived.replace_one({"_id": doc["_id"]}, kept, upsert=True)
+
+    async def delete_for_owner(self, owner_id: ObjectId) -> None:
+        await self._archived.delete_many({"owner_id": owner_id})
+
+    async def delete_for_conversations(
+        self, owner_id: ObjectId, conversation_ids: list[ObjectId]
+    ) -> None:
+        await self._archived.delete_many(
+            {"owner_id": owner_id, "conversation_id": {"$in": conversation_ids}}
+        )
+
+    async def _aggregate_both(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`pipeline` (ending in a `$group`) over both collections, rows merged by `_id`."""
+        merged: dict[Any, dict[str, Any]] = {}
+        for collection in (self._messages, self._archived):
+            async for row in await collection.aggregate(pipeline):
+                into = merged.setdefault(row["_id"], {"_id": row["_id"]})
+                for name, value in row.items():
+                    if name != "_id":
+                        into[name] = (into.get(name) or 0) + (value or 0)
+        return list(merged.values())
 
     async def totals(
         self, owner_id: ObjectId, conversation_ids: list[ObjectId]
     ) -> dict[ObjectId, UsageRecord]:
-        """Summed in the database: one aggregation for many conversations."""
-        cursor = await self._messages.aggregate(
+        """Summed in the database: one aggregation (per collection) for many conversations."""
+        rows = await self._aggregate_both(
             [
                 {
                     "$match": {
@@ -80,7 +133,7 @@ class UsageStore:
             ]
         )
         totals = {}
-        async for row in cursor:
+        for row in rows:
             totals[row["_id"]] = UsageRecord(
                 prompt_tokens=int(row.get("prompt_tokens") or 0),
                 completion_tokens=int(row.get("completion_tokens") or 0),
@@ -108,7 +161,7 @@ class UsageStore:
             created["$lt"] = end
         if created:
             match["created_at"] = created
-        cursor = await self._messages.aggregate(
+        rows = await self._aggregate_both(
             [
                 {"$match": match},
                 USAGE_FIELDS,
@@ -121,7 +174,6 @@ class UsageStore:
                         "cost": {"$sum": {"$ifNull": ["$usage.cost", 0]}},
                     }
                 },
-                {"$sort": {"_id": 1}},
             ]
         )
         return [
@@ -132,5 +184,5 @@ class UsageStore:
                 completion_tokens=int(row.get("completion_tokens") or 0),
                 cost=float(row.get("cost") or 0.0),
             )
-            async for row in cursor
+            for row in sorted(rows, key=lambda row: str(row["_id"]))
         ]

@@ -552,6 +552,20 @@ async def test_a_malformed_multipart_request_is_a_400_with_a_code(
     assert await stored_files(app) == (0, 0, 0)
 
 
+async def test_a_multipart_body_without_a_boundary_is_a_400_with_a_code(alice: SignedIn) -> None:
+    response = await alice.gql.http.post(
+        "/graphql",
+        content=b"--x\r\n",
+        headers={
+            "Authorization": f"Bearer {alice.token}",
+            "Apollo-Require-Preflight": "1",
+            "Content-Type": "multipart/form-data",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 async def test_a_file_part_without_a_filename_is_bad_input(alice: SignedIn) -> None:
     response = await alice.gql.http.post(
         "/graphql",

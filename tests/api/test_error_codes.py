@@ -4,14 +4,16 @@ variable errors (Apollo Server's codes), and requests that are not GraphQL over 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import jwt
 import pytest
+from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import TEST_JWT_SECRET
-from tests.support import GraphQLClient, SignedIn, send_message
+from tests.conftest import TEST_JWT_SECRET, LiveServer
+from tests.support import GraphQLClient, SignedIn, send_message, sign_up, ws_client
 
 CONVERSATIONS = "query($n: Int!) { conversations(first: $n) { totalCount } }"
 
@@ -105,3 +107,48 @@ async def test_an_expired_token_says_so_and_a_bad_one_says_invalid(
     ]
     malformed = await gql.execute("{ me { id } }", headers={"Authorization": "Basic abc"})
     assert malformed.errors[0]["extensions"]["reason"] == "TOKEN_INVALID"
+
+
+async def test_every_invalid_field_is_reported_at_once(gql: GraphQLClient, alice: SignedIn) -> None:
+    result = await gql.execute(
+        """mutation($input: RegisterInput!) { register(input: $input) { accessToken } }""",
+        {"input": {"email": "not-an-email", "password": "x", "displayName": " "}},
+    )
+    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in result.errors] == [
+        ("BAD_USER_INPUT", "email"),
+        ("BAD_USER_INPUT", "password"),
+        ("BAD_USER_INPUT", "displayName"),
+    ]
+    assert all(e["path"] == ["register"] for e in result.errors)
+    one = await gql.execute(
+        """mutation($input: RegisterInput!) { register(input: $input) { accessToken } }""",
+        {"input": {"email": "fine@example.com", "password": "x"}},
+    )
+    assert [e["extensions"]["field"] for e in one.errors] == ["password"]
+    preset = await alice.execute(
+        """mutation { createLlmConfig(input: {name: "", model: "m", temperature: 5, topP: 0,
+            maxTokens: 0}) { id } }"""
+    )
+    assert [e["extensions"]["field"] for e in preset.errors] == [
+        "name",
+        "temperature",
+        "topP",
+        "maxTokens",
+    ]
+    assert (await alice.ok("{ llmConfigs { id } }"))["llmConfigs"] == []
+
+
+async def test_a_socket_with_an_expired_token_is_told_so(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.http_url) as http:
+        user = await sign_up(GraphQLClient(http))
+    reasons = []
+    for token in (token_for(user, seconds_left=-5), user.token[:-4] + "AAAA"):
+        async with ws_client(live_server.ws_url) as ws:
+            await ws.send(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+            )
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.receive(), timeout=5)
+            assert closed.value.rcvd is not None
+            reasons.append((closed.value.rcvd.code, closed.value.rcvd.reason))
+    assert reasons == [(4403, "Token expired"), (4403, "Forbidden")]

@@ -167,3 +167,32 @@ async def run(page: Any, query: str) -> dict[str, Any]:
             return result
         await asyncio.sleep(0.05)
     raise AssertionError(f"no result for {query}")
+
+
+async def test_without_its_assets_the_explorer_says_what_to_do(
+    settings_factory: Callable[..., Settings], assets_server: LiveServer
+) -> None:
+    """No internet: the assets URL answers nothing. The page says so, instead of loading for
+    ever."""
+    from playwright.async_api import async_playwright
+
+    from tests.conftest import live_server_of
+
+    unreachable = settings_factory(graphiql_assets_url="http://127.0.0.1:9")
+    async with live_server_of(unreachable) as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{server.http_url}/graphql")
+            await page.wait_for_function(
+                "document.getElementById('graphiql').textContent.includes('could not load')",
+                timeout=20_000,
+            )
+            text = await page.text_content("#graphiql")
+            assert text is not None
+            assert "GQL_CHAT_GRAPHIQL_ASSETS_URL" in text
+            assert "http://127.0.0.1:9" in text
+        finally:
+            await browser.close()

@@ -80,7 +80,9 @@ async def test_simple_content_types_are_refused_as_csrf(
     body = json.dumps({"query": "mutation { logoutAll }"})
     refused = await http.post("/graphql", content=body, headers={"Content-Type": content_type})
     assert refused.status_code == 400
-    assert "CSRF" in refused.text
+    error = refused.json()["errors"][0]
+    assert "CSRF" in error["message"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
 
 
 async def test_get_runs_queries_as_urql_sends_them_and_never_mutates(
