@@ -363,3 +363,18 @@ async def upload_attachment(
     assert not body.get("errors"), body
     attachment: dict[str, Any] = body["data"]["uploadAttachment"]
     return attachment
+
+
+async def final_message(
+    user: SignedIn, message_id: str, fields: str = "", within: float = 20.0
+) -> dict[str, Any]:
+    """`message(id) { status <fields> }` once the reply is no longer PENDING or STREAMING."""
+    query = f"query($id: ID!) {{ message(id: $id) {{ status {fields} }} }}"
+    deadline = time.monotonic() + within
+    while True:
+        message: dict[str, Any] = (await user.ok(query, {"id": message_id}))["message"]
+        if message["status"] not in ("PENDING", "STREAMING"):
+            return message
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the reply {message_id} did not finish in {within} s")
+        await asyncio.sleep(0.02)

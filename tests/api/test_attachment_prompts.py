@@ -6,7 +6,6 @@ stored."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -18,7 +17,7 @@ from gql_chat.services.titles import TITLE_PROMPT
 from tests.conftest import openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.files_support import pdf, png
-from tests.support import SignedIn, upload_attachment
+from tests.support import SignedIn, final_message, upload_attachment
 
 SEND = """mutation($i: SendMessageInput!) { sendMessage(input: $i) {
     conversation { id } userMessage { id } assistantMessage { id } } }"""
@@ -31,18 +30,9 @@ def settings(fake_openrouter: FakeOpenRouter) -> Settings:
     return openrouter_settings(fake_openrouter, pdf_engine="mistral-ocr")
 
 
-async def finish(user: SignedIn, message_id: str) -> None:
-    for _ in range(300):
-        status = (await user.ok(STATUS, {"id": message_id}))["message"]["status"]
-        if status not in ("PENDING", "STREAMING"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
-
-
 async def send(user: SignedIn, **fields: Any) -> dict[str, Any]:
     sent: dict[str, Any] = (await user.ok(SEND, {"i": fields}))["sendMessage"]
-    await finish(user, sent["assistantMessage"]["id"])
+    await final_message(user, sent["assistantMessage"]["id"])
     return sent
 
 

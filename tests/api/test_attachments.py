@@ -39,6 +39,7 @@ from tests.support import (
     GraphQLClient,
     SignedIn,
     create_folder,
+    final_message,
     send_message,
     sign_up,
     upload_attachment,
@@ -309,17 +310,10 @@ SEND = """mutation($i: SendMessageInput!) { sendMessage(input: $i) {
     conversation { id }
     userMessage { id content attachments { id filename mediaType width height url } }
     assistantMessage { id } } }"""
-MESSAGE = """query($id: ID!) { message(id: $id) { content status
-    attachments { id filename } } }"""
 
 
 async def finished(user: SignedIn, message_id: str) -> dict[str, Any]:
-    for _ in range(200):
-        message: dict[str, Any] = (await user.ok(MESSAGE, {"id": message_id}))["message"]
-        if message["status"] not in ("PENDING", "STREAMING"):
-            return message
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
+    return await final_message(user, message_id, "content attachments { id filename }")
 
 
 async def test_the_offline_model_answers_about_the_files_it_is_sent(alice: SignedIn) -> None:

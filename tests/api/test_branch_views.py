@@ -3,22 +3,12 @@ device shows."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from tests.support import SignedIn, send_message
+from tests.support import SignedIn, final_message, send_message
 
 BRANCH = """query($id: ID!, $leaf: ID) { conversation(id: $id) {
     messages(leafId: $leaf) { edges { node { id content } } } } }"""
-
-
-async def finished(user: SignedIn, message_id: str) -> None:
-    for _ in range(300):
-        data = await user.ok("query($id: ID!) { message(id: $id) { status } }", {"id": message_id})
-        if data["message"]["status"] not in ("PENDING", "STREAMING"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
 
 
 def ids(data: dict[str, Any]) -> list[str]:
@@ -29,7 +19,7 @@ async def test_a_view_of_another_branch_leaves_the_active_one(alice: SignedIn) -
     sent = await send_message(alice, "first question")
     conversation = sent["conversation"]["id"]
     question, reply = sent["userMessage"]["id"], sent["assistantMessage"]["id"]
-    await finished(alice, reply)
+    await final_message(alice, reply)
     edited = await alice.ok(
         """mutation($id: ID!) { editMessage(messageId: $id, content: "second question") {
             userMessage { id } assistantMessage { id } } }""",
@@ -37,7 +27,7 @@ async def test_a_view_of_another_branch_leaves_the_active_one(alice: SignedIn) -
     )
     new_question = edited["editMessage"]["userMessage"]["id"]
     new_reply = edited["editMessage"]["assistantMessage"]["id"]
-    await finished(alice, new_reply)
+    await final_message(alice, new_reply)
     assert ids(await alice.ok(BRANCH, {"id": conversation, "leaf": None})) == [
         new_question,
         new_reply,

@@ -17,7 +17,7 @@ from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageNode
 from gql_chat.domain.trees import leaf_after_removal, path_to, subtree_of
 from tests.conftest import make_settings
-from tests.support import SignedIn, send_message
+from tests.support import SignedIn, final_message, send_message
 
 DELETE = """mutation($id: ID!) { deleteMessage(messageId: $id) {
     id messageCount messages(first: 10) { edges { node { id } } } } }"""
@@ -27,15 +27,6 @@ USAGE = "{ usageSummary(groupBy: MODEL) { key messages promptTokens completionTo
 @pytest.fixture
 def settings() -> Settings:
     return make_settings(offline_token_delay=0.01)
-
-
-async def finished(user: SignedIn, message_id: str) -> None:
-    for _ in range(300):
-        data = await user.ok("query($id: ID!) { message(id: $id) { status } }", {"id": message_id})
-        if data["message"]["status"] not in ("PENDING", "STREAMING"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
 
 
 def ids(conversation: dict[str, Any]) -> list[str]:
@@ -48,9 +39,9 @@ async def test_deleting_a_branch_moves_to_the_nearest_one_and_keeps_usage(
     sent = await send_message(alice, "first")
     conversation = sent["conversation"]["id"]
     question, reply = sent["userMessage"]["id"], sent["assistantMessage"]["id"]
-    await finished(alice, reply)
+    await final_message(alice, reply)
     second = await send_message(alice, "second", conversationId=conversation)
-    await finished(alice, second["assistantMessage"]["id"])
+    await final_message(alice, second["assistantMessage"]["id"])
     edited = (
         await alice.ok(
             """mutation($id: ID!) { editMessage(messageId: $id, content: "first, again") {
@@ -58,7 +49,7 @@ async def test_deleting_a_branch_moves_to_the_nearest_one_and_keeps_usage(
             {"id": question},
         )
     )["editMessage"]
-    await finished(alice, edited["assistantMessage"]["id"])
+    await final_message(alice, edited["assistantMessage"]["id"])
     usage_before = (await alice.ok(USAGE))["usageSummary"]
 
     # The active branch is the edit: deleting it goes back to the first question's branch.
@@ -86,7 +77,7 @@ async def test_a_reply_being_written_blocks_the_delete(alice: SignedIn, bob: Sig
     sent = await send_message(alice, " ".join(["word"] * 400))  # streams for a while
     result = await alice.execute(DELETE, {"id": sent["userMessage"]["id"]})
     assert result.error_codes == ["CONFLICT"]
-    await finished(alice, sent["assistantMessage"]["id"])
+    await final_message(alice, sent["assistantMessage"]["id"])
     assert (await bob.execute(DELETE, {"id": sent["userMessage"]["id"]})).error_codes == [
         "NOT_FOUND"
     ]
@@ -134,7 +125,7 @@ async def test_a_reply_started_during_a_delete_is_refused_or_swept(
 
     sent = await send_message(alice, "to be deleted")
     conversation = sent["conversation"]["id"]
-    await finished(alice, sent["assistantMessage"]["id"])
+    await final_message(alice, sent["assistantMessage"]["id"])
     archive = UsageStore.archive
 
     async def slow_archive(self: UsageStore, docs: list[dict[str, Any]]) -> None:
@@ -158,7 +149,7 @@ async def test_a_reply_started_during_a_delete_is_refused_or_swept(
 
 async def test_deleting_a_conversation_takes_its_kept_usage_along(alice: SignedIn) -> None:
     sent = await send_message(alice, "counted")
-    await finished(alice, sent["assistantMessage"]["id"])
+    await final_message(alice, sent["assistantMessage"]["id"])
     by_conversation = "{ usageSummary(groupBy: CONVERSATION) { key } }"
     await alice.ok(DELETE, {"id": sent["assistantMessage"]["id"]})
     rows = (await alice.ok(by_conversation))["usageSummary"]

@@ -3,9 +3,7 @@ replaced by a later rating, cleared by nulls; the admins page through everyone's
 
 from __future__ import annotations
 
-import asyncio
-
-from tests.support import SignedIn, send_message
+from tests.support import SignedIn, final_message, send_message
 
 RATE = """mutation($id: ID!, $rating: FeedbackRating, $comment: String) {
     rateMessage(messageId: $id, rating: $rating, comment: $comment) {
@@ -18,14 +16,9 @@ EXPORT = """query($first: Int, $after: String, $rating: FeedbackRating) {
 
 
 async def reply_of(user: SignedIn, text: str) -> str:
-    sent = await send_message(user, text)
-    reply: str = sent["assistantMessage"]["id"]
-    for _ in range(300):
-        data = await user.ok("query($id: ID!) { message(id: $id) { status } }", {"id": reply})
-        if data["message"]["status"] not in ("PENDING", "STREAMING"):
-            return reply
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
+    reply: str = (await send_message(user, text))["assistantMessage"]["id"]
+    await final_message(user, reply)
+    return reply
 
 
 async def test_rating_a_reply(alice: SignedIn, bob: SignedIn, admin: SignedIn) -> None:

@@ -3,11 +3,9 @@ folder and with the same preset, files included; the original is unchanged."""
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.applications import Starlette
 
-from tests.support import SignedIn, create_folder, create_preset, upload_attachment
+from tests.support import SignedIn, create_folder, create_preset, final_message, upload_attachment
 
 SEND = """mutation($i: SendMessageInput!) { sendMessage(input: $i) {
     conversation { id } userMessage { id } assistantMessage { id } } }"""
@@ -15,15 +13,6 @@ FORK = """mutation($id: ID!) { forkConversation(messageId: $id) {
     id title folder { id } llmConfig { id } messageCount
     messages(first: 10) { edges { node { id role content parentId
         attachments { id filename sha256 } } } } } }"""
-
-
-async def finished(user: SignedIn, message_id: str) -> None:
-    for _ in range(300):
-        data = await user.ok("query($id: ID!) { message(id: $id) { status } }", {"id": message_id})
-        if data["message"]["status"] not in ("PENDING", "STREAMING"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
 
 
 async def test_a_fork_copies_the_path_up_to_the_message(alice: SignedIn, app: Starlette) -> None:
@@ -48,11 +37,11 @@ async def test_a_fork_copies_the_path_up_to_the_message(alice: SignedIn, app: St
         "mutation($id: ID!, $p: ID) { updateConversation(id: $id, input: {llmConfigId: $p}) { id } }",
         {"id": conversation, "p": preset},
     )
-    await finished(alice, first["assistantMessage"]["id"])
+    await final_message(alice, first["assistantMessage"]["id"])
     second = (await alice.ok(SEND, {"i": {"content": "two", "conversationId": conversation}}))[
         "sendMessage"
     ]
-    await finished(alice, second["assistantMessage"]["id"])
+    await final_message(alice, second["assistantMessage"]["id"])
 
     usage = "{ usageSummary(groupBy: MODEL) { key messages completionTokens } }"
     usage_before = (await alice.ok(usage))["usageSummary"]
@@ -95,6 +84,6 @@ async def test_a_fork_copies_the_path_up_to_the_message(alice: SignedIn, app: St
 
 async def test_a_fork_of_someone_elses_message_is_not_found(alice: SignedIn, bob: SignedIn) -> None:
     sent = (await alice.ok(SEND, {"i": {"content": "mine"}}))["sendMessage"]
-    await finished(alice, sent["assistantMessage"]["id"])
+    await final_message(alice, sent["assistantMessage"]["id"])
     result = await bob.execute(FORK, {"id": sent["userMessage"]["id"]})
     assert result.error_codes == ["NOT_FOUND"]

@@ -3,15 +3,13 @@ with its conversation, role and a snippet around the match; nobody else's messag
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from gql_chat.services.search import SNIPPET_CONTEXT, snippet_of
-from tests.support import SignedIn, send_message
+from tests.support import SignedIn, final_message, send_message
 
 SEARCH = """query($q: String!, $first: Int, $after: String) {
     searchMessages(query: $q, first: $first, after: $after) {
@@ -20,25 +18,16 @@ SEARCH = """query($q: String!, $first: Int, $after: String) {
             snippet { before match after } } } } }"""
 
 
-async def finished(user: SignedIn, message_id: str) -> None:
-    for _ in range(300):
-        data = await user.ok("query($id: ID!) { message(id: $id) { status } }", {"id": message_id})
-        if data["message"]["status"] not in ("PENDING", "STREAMING"):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply did not finish")
-
-
 async def test_hits_are_newest_first_with_snippets_and_pages(
     alice: SignedIn, bob: SignedIn
 ) -> None:
     sent = []
     for n in range(3):
         message = await send_message(alice, f"Trip {n} to Lisbon (a.k.a. LISBOA?) in spring")
-        await finished(alice, message["assistantMessage"]["id"])
+        await final_message(alice, message["assistantMessage"]["id"])
         sent.append(message)
     other = await send_message(bob, "lisbon for bob")
-    await finished(bob, other["assistantMessage"]["id"])
+    await final_message(bob, other["assistantMessage"]["id"])
 
     first = (await alice.ok(SEARCH, {"q": "lisbon (a.k.a.", "first": 4}))["searchMessages"]
     # Each question matches, and so does each offline reply (it quotes the question).
