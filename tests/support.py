@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -378,3 +379,21 @@ async def final_message(
         if time.monotonic() > deadline:
             raise AssertionError(f"the reply {message_id} did not finish in {within} s")
         await asyncio.sleep(0.02)
+
+
+NODE_SCRIPT_SECONDS = 120
+
+
+async def run_node(script: Path, *args: str) -> tuple[int, str, str]:
+    """A Node script's exit status, standard output and standard error (at most
+    `NODE_SCRIPT_SECONDS`)."""
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), NODE_SCRIPT_SECONDS)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()

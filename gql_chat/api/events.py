@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 from bson import ObjectId
@@ -17,6 +18,7 @@ from gql_chat.errors import NotFound
 from gql_chat.streams.user_events import UserEvent as UserEventRecord
 from gql_chat.streams.user_events import UserEventKind as UserEventKindValue
 
+T = TypeVar("T")
 UserEventKind = strawberry.enum(UserEventKindValue, name="UserEventKind")
 
 
@@ -54,48 +56,38 @@ class UserEvent:
 
     @strawberry.field(description="The conversation as it is now; null when deleted.")
     async def conversation(self, info: Info) -> ConversationType | None:
-        if self.record.conversation_id is None:
-            return None
-        try:
-            found = await info.context.services.conversations.get(
-                await info.context.owner_id(), self.record.conversation_id
-            )
-        except NotFound:
-            return None
-        return ConversationType.from_record(found)
+        found = await _current(
+            info, info.context.services.conversations.get, self.record.conversation_id
+        )
+        return ConversationType.from_record(found) if found else None
 
     @strawberry.field(description="The message as it is now; null when deleted.")
     async def message(self, info: Info) -> MessageType | None:
-        if self.record.message_id is None:
-            return None
-        try:
-            found = await info.context.services.messages.get(
-                await info.context.owner_id(), self.record.message_id
-            )
-        except NotFound:
-            return None
-        return MessageType.from_record(found)
+        found = await _current(info, info.context.services.messages.get, self.record.message_id)
+        return MessageType.from_record(found) if found else None
 
     @strawberry.field(description="The folder as it is now; null when deleted.")
     async def folder(self, info: Info) -> FolderType | None:
-        if self.record.folder_id is None:
-            return None
-        try:
-            found = await info.context.services.folders.get(
-                await info.context.owner_id(), self.record.folder_id
-            )
-        except NotFound:
-            return None
-        return FolderType.from_record(found)
+        found = await _current(info, info.context.services.folders.get, self.record.folder_id)
+        return FolderType.from_record(found) if found else None
 
     @strawberry.field(description="The preset as it is now; null when deleted.")
     async def llm_config(self, info: Info) -> LlmConfigType | None:
-        if self.record.llm_config_id is None:
-            return None
-        found = await info.context.services.presets.find(
-            await info.context.owner_id(), self.record.llm_config_id
-        )
+        found = await _current(info, info.context.services.presets.get, self.record.llm_config_id)
         return LlmConfigType.from_record(found) if found else None
+
+
+async def _current(
+    info: Info, get: Callable[[ObjectId, ObjectId], Awaitable[T]], object_id: ObjectId | None
+) -> T | None:
+    """The user's object as it is now, by a service's `get`; None when the event names none or
+    it is gone (NOT_FOUND)."""
+    if object_id is None:
+        return None
+    try:
+        return await get(await info.context.owner_id(), object_id)
+    except NotFound:
+        return None
 
 
 @strawberry.type

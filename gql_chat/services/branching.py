@@ -21,6 +21,7 @@ from gql_chat.services.messages import MESSAGE_NOT_FOUND, MessageService
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.reply_start import ReplyStarter, SendResult
 from gql_chat.store.database import Database
+from gql_chat.store.messages import UNFINISHED
 from gql_chat.streams.user_events import UserEventKind
 
 logger = logging.getLogger(__name__)
@@ -144,9 +145,10 @@ class BranchService:
         with self._runner.changing_conversation(conversation.id):
             nodes = await self._store.nodes(owner_id, [conversation.id])
             removed = subtree_of(nodes, target.id)
-            if any(not m.status.is_final for m in await self._store.get_many(owner_id, removed)):
+            documents = await self._store.usage_documents(owner_id, removed)
+            if any(doc["status"] in UNFINISHED for doc in documents):
                 raise Conflict("A reply below this message is still being written; stop it first.")
-            await self._delete(owner_id, removed)
+            await self._delete(owner_id, removed, documents)
             await self._delete_orphans(owner_id, conversation.id)
             gone = set(removed)
             leaf = conversation.active_leaf_id
@@ -169,8 +171,16 @@ class BranchService:
             task.cancel()
         await asyncio.gather(*self._sweeps, return_exceptions=True)
 
-    async def _delete(self, owner_id: ObjectId, ids: list[ObjectId]) -> None:
-        await self._usage.archive(await self._store.usage_documents(owner_id, ids))
+    async def _delete(
+        self,
+        owner_id: ObjectId,
+        ids: list[ObjectId],
+        documents: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Their replies' usage kept first (`documents`: already read for these ids)."""
+        if documents is None:
+            documents = await self._store.usage_documents(owner_id, ids)
+        await self._usage.archive(documents)
         await self._store.delete_ids(owner_id, ids)
 
     async def _delete_orphans(self, owner_id: ObjectId, conversation_id: ObjectId) -> None:

@@ -425,8 +425,9 @@ class MessageStore:
     async def usage_documents(
         self, owner_id: ObjectId, ids: list[ObjectId]
     ) -> list[dict[str, Any]]:
-        """What the usage sums read of these messages (for `UsageStore.archive`)."""
-        projection = dict.fromkeys(ARCHIVED_FIELDS, 1)
+        """What the usage sums read of these messages (for `UsageStore.archive`), and their
+        status: no text."""
+        projection = dict.fromkeys((*ARCHIVED_FIELDS, "status"), 1)
         cursor = self._messages.find({"owner_id": owner_id, "_id": {"$in": ids}}, projection)
         return [doc async for doc in cursor]
 

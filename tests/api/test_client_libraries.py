@@ -4,7 +4,6 @@ to `done` (`tests/clients/clients.mjs`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import pytest
 
 from gql_chat.config import Settings
 from tests.conftest import LiveServer, make_settings
+from tests.support import run_node
 
 CLIENTS_DIR = Path(__file__).resolve().parents[1] / "clients"
 
@@ -29,16 +29,9 @@ def clients_available() -> bool:
 
 
 async def run_clients(url: str) -> list[dict[str, Any]]:
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(CLIENTS_DIR / "clients.mjs"),
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    results = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
-    assert results, stderr.decode()
+    _, stdout, stderr = await run_node(CLIENTS_DIR / "clients.mjs", url)
+    results = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert results, stderr
     return results
 
 

@@ -4,7 +4,6 @@ Every MUST passes; the SHOULDs that fail are listed (and explained in the README
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support import run_node
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "audit"
 # SHOULDs we knowingly do not meet; see README "GraphQL over HTTP".
@@ -27,15 +27,8 @@ def audit_tool_available() -> bool:
 
 
 async def run_audit(url: str) -> list[dict[str, Any]]:
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(AUDIT_DIR / "audit.mjs"),
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 0, stderr.decode()
+    status, stdout, stderr = await run_node(AUDIT_DIR / "audit.mjs", url)
+    assert status == 0, stderr
     results: list[dict[str, Any]] = json.loads(stdout)
     return results
 
