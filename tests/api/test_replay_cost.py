@@ -89,13 +89,11 @@ async def test_replaying_many_deltas_to_two_subscribers_keeps_serving_others(
         if live is not None and len(live.deltas) >= DELTAS - 1:
             break
         await asyncio.sleep(0.01)
-    began = time.monotonic()
     async with HealthPoller(live_server.http_url) as poller:
         replays = await asyncio.gather(
             follow_reply(live_server.ws_url, user.token, message_id),
             follow_reply(live_server.ws_url, user.token, message_id),
         )
-    assert time.monotonic() - began < 30
     for events in replays:
         check_replay(events, tokens)
     assert poller.worst < MAX_STALL, f"/healthz waited {poller.worst:.2f} s (live replay)"
