@@ -20,6 +20,7 @@ from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
+from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
@@ -142,6 +143,7 @@ def build_services(
         branching=BranchService(
             conversations, messages, prompts, attachments, starter, database, runner
         ),
+        continuation=ContinuationService(conversations, messages, prompts, attachments, starter),
         attachments=attachments,
         forks=ForkService(settings, database, conversations, messages),
         search=SearchService(database),

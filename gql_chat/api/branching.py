@@ -1,4 +1,5 @@
-"""Branches: `regenerateMessage`, `editMessage`, `switchBranch`."""
+"""Branches: `regenerateMessage`, `editMessage`, `switchBranch`; and `continueGeneration`,
+which grows a reply in place."""
 
 from __future__ import annotations
 
@@ -26,6 +27,23 @@ class BranchMutation:
     ) -> SendMessagePayload:
         result = await info.context.services.branching.regenerate(
             await info.context.owner_id(), message_id, model
+        )
+        return SendMessagePayload.of(result)
+
+    @strawberry.mutation(
+        description=(
+            'Continues a reply that was cut off by its length limit (finishReason "length"), '
+            "STOPPED or INTERRUPTED, in place: the same message grows, and its stream goes on "
+            "from its last seq (follow it with messageStream after that seq). The model gets "
+            "the reply so far as the start of its answer; usage and time add up."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def continue_generation(
+        self, info: Info, message_id: strawberry.ID
+    ) -> SendMessagePayload:
+        result = await info.context.services.continuation.continue_reply(
+            await info.context.owner_id(), message_id
         )
         return SendMessagePayload.of(result)
 

@@ -39,6 +39,9 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ErrorMessage as LegacyErrorMessage,
+)
 
 from gql_chat.api.context import Context, OperationSignIn, operation_sign_in
 from gql_chat.api.websocket_sign_ins import SIGNED_OUT, ConnectionSignIn, SignedInSockets
@@ -308,6 +311,18 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
         finally:
             del self._kinds[operation]
 
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: Any
+    ) -> None:
+        """A document our `on_parse` check refuses (it does not parse, is too large, or holds
+        several unnamed operations) raises out of Strawberry's stream, which answered with
+        `complete` alone: it gets the protocol's `error` message, with its code, like any
+        other error before execution (and the socket's other operations go on)."""
+        try:
+            await super()._send_result_stream(operation, result_source)
+        except GraphQLError as error:
+            await operation.send_initial_errors([error])
+
     async def handle_task_exception(self, error: Exception) -> None:
         """A send to a socket that has closed ends the operation with the connection; it is
         not an error. (Strawberry logged it as "Exception in worker task" with a traceback.)"""
@@ -369,6 +384,22 @@ class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         self.watch_sign_in(self.connection_acknowledged)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        """As `TransportWsHandler._send_result_stream`: a document refused before it is parsed
+        gets this protocol's `error` message (it got nothing at all)."""
+        try:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+        except GraphQLError as error:
+            await self.send_message(
+                LegacyErrorMessage(type="error", id=operation_id, payload=error.formatted)
+            )
 
     async def sign_out(self, reason: str) -> None:
         await self.cleanup()

@@ -13,8 +13,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from bson import ObjectId
+
+_Number = TypeVar("_Number", int, float)
 
 
 class MessageRole(StrEnum):
@@ -115,6 +118,24 @@ class UsageRecord:
         return self.prompt_tokens + self.completion_tokens
 
 
+def added_usage(earlier: UsageRecord | None, later: UsageRecord | None) -> UsageRecord | None:
+    """The usage of two requests for one reply (a reply and its continuation)."""
+    if earlier is None or later is None:
+        return earlier or later
+    return UsageRecord(
+        prompt_tokens=earlier.prompt_tokens + later.prompt_tokens,
+        completion_tokens=earlier.completion_tokens + later.completion_tokens,
+        cost=_added(earlier.cost, later.cost),
+        reasoning_tokens=_added(earlier.reasoning_tokens, later.reasoning_tokens),
+    )
+
+
+def _added(earlier: _Number | None, later: _Number | None) -> _Number | None:
+    if earlier is None or later is None:
+        return earlier if later is None else later
+    return earlier + later
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     id: ObjectId
@@ -142,6 +163,20 @@ class MessageRecord:
     first_token_ms: float | None = None
     total_ms: float | None = None
     feedback: Feedback | None = None
+    started_at: datetime | None = None
+    """When its latest generation started, for a reply continued after it ended."""
+
+    @property
+    def generating_since(self) -> datetime:
+        return self.started_at or self.created_at
+
+    @property
+    def can_continue(self) -> bool:
+        """A reply cut off by its length limit, stopped, or interrupted can be continued."""
+        return self.role is MessageRole.ASSISTANT and (
+            self.status in (MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+            or (self.status is MessageStatus.COMPLETE and self.finish_reason == "length")
+        )
 
     def deltas_after(self, after_seq: int) -> Iterator[Delta]:
         """Every stored delta after `after_seq`, lazily: constant work per delta after finding

@@ -2,9 +2,11 @@
 
 It answers deterministically from the prompt, word by word, at a realistic pace; with a reasoning
 effort set (other than "none") it first reasons aloud, briefly and as deterministically, so that
-clients can be built against reasoning offline. It takes files too, and says what it was sent:
-each file's name, type and size, an image's dimensions, a PDF's pages, a text file's first
-words."""
+clients can be built against reasoning offline. It stops at the preset's `maxTokens` (counted
+as the prompt's tokens are estimated) with finish reason "length", and a continued reply goes
+on where it ends, so `continueGeneration` can be tried offline too. It takes files too, and
+says what it was sent: each file's name, type and size, an image's dimensions, a PDF's pages, a
+text file's first words."""
 
 from __future__ import annotations
 
@@ -79,6 +81,13 @@ def offline_reasoning(request: ChatRequest) -> str:
     )
 
 
+def _answer_start(request: ChatRequest) -> str:
+    """The text of a reply being continued: the prompt's last message, when it is the
+    model's."""
+    last = request.messages[-1] if request.messages else None
+    return last.content if last is not None and last.role == "assistant" else ""
+
+
 class OfflineProvider:
     def __init__(self, token_delay: float) -> None:
         self._token_delay = token_delay
@@ -88,15 +97,24 @@ class OfflineProvider:
     ) -> AsyncIterator[ProviderEvent]:
         if on_sent is not None:
             on_sent()  # nothing to send: the answer starts now
-        reasoning = offline_reasoning(request)
+        answer_start = _answer_start(request)
+        reasoning = "" if answer_start else offline_reasoning(request)
         for piece in re.findall(r"\S+\s*", reasoning):
             if self._token_delay:
                 await asyncio.sleep(self._token_delay)
             yield ReasoningDelta(piece)
         answer = offline_answer(request)
-        for piece in re.findall(r"\S+\s*", answer):
+        # A continued reply goes on where its text ends (the answer is deterministic).
+        rest = answer[len(answer_start) :] if answer.startswith(answer_start) else ""
+        written = ""
+        finish_reason = "stop"
+        for piece in re.findall(r"\S+\s*", rest):
+            if request.max_tokens and estimate_tokens(written + piece) > request.max_tokens:
+                finish_reason = "length"
+                break
             if self._token_delay:
                 await asyncio.sleep(self._token_delay)
+            written += piece
             yield TextDelta(piece)
         prompt = sum(
             estimate_tokens(m.content) + sum(file_tokens(file) for file in m.files)
@@ -104,10 +122,10 @@ class OfflineProvider:
         )
         reasoning_tokens = estimate_tokens(reasoning)
         yield Completion(
-            finish_reason="stop",
+            finish_reason=finish_reason,
             usage=TokenUsage(
                 prompt_tokens=prompt,
-                completion_tokens=estimate_tokens(answer) + reasoning_tokens,
+                completion_tokens=estimate_tokens(written) + reasoning_tokens,
                 cost=0.0,
                 reasoning_tokens=reasoning_tokens if reasoning else None,
             ),

@@ -167,7 +167,7 @@ class ReplyFollower:
         """No reply runs longer than `max_reply_seconds` plus its final write: one unfinished
         after that lost its process, and followers must not wait for it forever."""
         bound = self._settings.max_reply_seconds + STOP_TIMEOUT + STORE_POLL_INTERVAL
-        return message.created_at + timedelta(seconds=bound)
+        return message.generating_since + timedelta(seconds=bound)
 
 
 @dataclass(slots=True)

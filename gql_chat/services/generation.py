@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
@@ -37,6 +37,7 @@ from gql_chat.domain.messages import (
     MessageRecord,
     MessageStatus,
     UsageRecord,
+    added_usage,
     delta_end,
     split_texts,
 )
@@ -94,6 +95,9 @@ class GenerationJob:
     owner_id: ObjectId
     conversation_id: ObjectId
     request: ChatRequest
+    earlier: MessageRecord | None = None
+    """The stored reply this generation continues: its deltas go on from its last `seq`, and
+    its usage and time add to the continuation's."""
 
 
 class Phase(Enum):
@@ -123,6 +127,8 @@ class Generation:
     sent: asyncio.Event = field(default_factory=asyncio.Event)
     stored: asyncio.Future[bool] = field(default_factory=_new_future)
     finished: asyncio.Future[None] = field(default_factory=_new_future)
+    earlier: tuple[Delta, ...] = ()
+    """The deltas of the reply it continues (none for a new reply)."""
     phase: Phase = Phase.STARTING
     stop_status: MessageStatus | None = None
     task: asyncio.Task[None] = field(init=False)
@@ -153,6 +159,16 @@ class _Progress:
     unsaved_chars: int = 0
     answer_length: int = 0
     reasoning_length: int = 0
+
+    @classmethod
+    def after(cls, earlier: Sequence[Delta]) -> _Progress:
+        """The progress of a continued reply: its stored deltas, all saved."""
+        progress = cls()
+        for delta in earlier:
+            progress.add(delta)
+        progress.saved = len(progress.deltas)
+        progress.unsaved_chars = 0
+        return progress
 
     def add(self, delta: Delta) -> None:
         self.deltas.append(delta)
@@ -323,7 +339,10 @@ class GenerationRunner:
         Raises the `refusal` when the owner or the conversation is being removed."""
         if (refused := self.refusal(job.owner_id, job.conversation_id)) is not None:
             raise refused
-        generation = Generation(job, self._registry.start(job.message_id, job.owner_id))
+        earlier = tuple(job.earlier.deltas_after(0)) if job.earlier else ()
+        generation = Generation(
+            job, self._registry.start(job.message_id, job.owner_id, earlier), earlier=earlier
+        )
         if slot is not None:
             slot.started = True
             generation.finished.add_done_callback(lambda _: _resolve(slot.freed))
@@ -406,7 +425,7 @@ class GenerationRunner:
             generation.reply.finish(final)
 
     async def _run(self, generation: Generation) -> None:
-        progress = _Progress()
+        progress = _Progress.after(generation.earlier)
         outcome = _Outcome()
         wake_saver = asyncio.Event()
         saver = asyncio.create_task(self._save_while_streaming(generation, progress, wake_saver))
@@ -506,7 +525,7 @@ class GenerationRunner:
         saver.cancel()  # only a write past its own timeout is left to cut
         job = generation.job
         try:
-            fields = self._final_fields(progress, outcome)
+            fields = self._final_fields(progress, outcome, job.earlier)
         except Exception:
             logger.exception(
                 "could not build a finished reply's record",
@@ -589,12 +608,31 @@ class GenerationRunner:
             except Exception:
                 logger.exception("a reply-finished hook failed")
 
-    def _final_fields(self, progress: _Progress, outcome: _Outcome) -> dict[str, Any]:
+    def _final_fields(
+        self, progress: _Progress, outcome: _Outcome, earlier: MessageRecord | None
+    ) -> dict[str, Any]:
+        """A continued reply's usage and total time add up its requests; its time to first
+        token stays the first request's."""
         completion = outcome.completion
         usage = completion.usage if completion else None
         finished = time.monotonic()
         first_token_at = outcome.first_token_at
         answer, reasoning = progress.texts()
+        first_token_ms = (
+            round((first_token_at - outcome.started) * 1000, 1) if first_token_at else None
+        )
+        total_ms = round((finished - outcome.started) * 1000, 1)
+        new_usage = (
+            UsageRecord(
+                usage.prompt_tokens, usage.completion_tokens, usage.cost, usage.reasoning_tokens
+            )
+            if usage
+            else None
+        )
+        if earlier is not None:
+            new_usage = added_usage(earlier.usage, new_usage)
+            first_token_ms = earlier.first_token_ms or first_token_ms
+            total_ms = round((earlier.total_ms or 0.0) + total_ms, 1)
         return {
             "status": outcome.status.value,
             "content": answer,
@@ -602,24 +640,8 @@ class GenerationRunner:
             "seq": len(progress.ends),
             "seq_ends": progress.ends,
             "error": outcome.error,
-            "usage": (
-                usage_to_document(
-                    UsageRecord(
-                        usage.prompt_tokens,
-                        usage.completion_tokens,
-                        usage.cost,
-                        usage.reasoning_tokens,
-                    )
-                )
-                if usage
-                else None
-            ),
+            "usage": usage_to_document(new_usage) if new_usage else None,
             "finish_reason": completion.finish_reason if completion else None,
             "generation_id": completion.generation_id if completion else None,
-            "timings": {
-                "time_to_first_token_ms": (
-                    round((first_token_at - outcome.started) * 1000, 1) if first_token_at else None
-                ),
-                "total_ms": round((finished - outcome.started) * 1000, 1),
-            },
+            "timings": {"time_to_first_token_ms": first_token_ms, "total_ms": total_ms},
         }

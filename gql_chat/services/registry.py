@@ -11,6 +11,7 @@ from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
+from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
@@ -43,6 +44,7 @@ class Services:
     prompts: PromptService
     sending: SendService
     branching: BranchService
+    continuation: ContinuationService
     attachments: AttachmentService
     forks: ForkService
     search: SearchService

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ from gql_chat.domain.trees import path_to
 from gql_chat.errors import (
     AlreadyExists,
     BadUserInput,
+    Conflict,
     DomainError,
     NotFound,
     RateLimited,
     Unauthenticated,
 )
-from gql_chat.llm.types import ChatRequest
+from gql_chat.llm.types import ChatRequest, PromptFile
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.completion import Completions
@@ -196,11 +198,7 @@ class ReplyStarter:
             conversation_id=conversation.id,
             request=request,
         )
-        async with asyncio.timeout(WRITE_TIMEOUT):
-            if not await self._accounts.is_active(owner_id):
-                # Deleted or disabled before this send held its slot (one that goes while it
-                # holds it is refused by the runner).
-                raise Unauthenticated(OWNER_REMOVED)
+        await self._ensure_active(owner_id)
         # This process refuses (here, and after the writes) while it removes or disables the
         # user, or deletes the conversation; a removal waits for this send's slot.
         generation = self._runner.start(job, slot)
@@ -245,26 +243,94 @@ class ReplyStarter:
             assistant_message=assistant,
         )
 
+    async def continue_reply(
+        self,
+        owner_id: ObjectId,
+        conversation: ConversationRecord,
+        question: MessageRecord,
+        reply: MessageRecord,
+        resolved: ResolvedModel,
+        slot: SendSlot,
+    ) -> SendResult:
+        """Continue `reply` in place: the model gets the path to it, the reply's text last as
+        the start of its answer, and the new deltas go on from the reply's last `seq` (a
+        follower from any `after` gets the old ones first). The reply is claimed back to
+        STREAMING first, only while it is as read (one continuation at a time, on any
+        instance), and restored as it was should it not start after all. The reply comes back
+        as it is now (STREAMING); the branch through it becomes the active one."""
+        thread = await self._messages.thread(owner_id, conversation.id)
+        turns_by_id = {turn.id: turn for turn in thread}
+        path = [turns_by_id[i] for i in path_to(thread, reply.parent_id)]
+        turns = [(turn.role, turn.content, turn.attachment_ids) for turn in path]
+        request = await self._prompt(owner_id, turns, resolved, answer_start=reply.content)
+        job = GenerationJob(reply.id, owner_id, conversation.id, request, earlier=reply)
+        await self._ensure_active(owner_id)
+        claim = ObjectId()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                if not await self._messages.reopen(reply, claim):
+                    raise Conflict("The reply changed meanwhile; reload it.")
+            # Refused while this process removes the user or changes the conversation.
+            self._runner.start(job, slot).confirm()
+        except BaseException:
+            await self._restore(reply, claim)  # a write that timed out may have landed
+            raise
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            updated = await self._conversations.set_active_leaf(
+                owner_id, conversation.id, reply.id, replied=True
+            )
+        if updated is None:  # deleted meanwhile, by another instance
+            await self._runner.stop(reply.id)
+            raise NotFound(CONVERSATION_GONE)
+        self._conversations.publish(
+            owner_id, UserEventKind.MESSAGE_UPDATED, conversation.id, reply.id
+        )
+        return SendResult(
+            conversation=updated,
+            user_message=question,
+            assistant_message=dataclasses.replace(
+                reply, status=MessageStatus.STREAMING, finish_reason=None
+            ),
+        )
+
+    async def _ensure_active(self, owner_id: ObjectId) -> None:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            if not await self._accounts.is_active(owner_id):
+                # Deleted or disabled before this send held its slot (one that goes while it
+                # holds it is refused by the runner).
+                raise Unauthenticated(OWNER_REMOVED)
+
     async def _prompt(
         self,
         owner_id: ObjectId,
         turns: list[tuple[MessageRole, str, tuple[ObjectId, ...]]],
         resolved: ResolvedModel,
+        answer_start: str = "",
     ) -> ChatRequest:
-        """The request, with the files of the turns the token budget keeps read in."""
-        if not any(ids for _, _, ids in turns):
-            return self._prompts.build_request([(r, c, ()) for r, c, _ in turns], resolved)
-        model = await self._prompts.model_info(resolved.model)
-        files = await self._attachments.prompt_files(
-            owner_id, [(role, ids) for role, _, ids in turns], model
-        )
-        request = self._prompts.build_request(
-            [(role, content, f) for (role, content, _), f in zip(turns, files, strict=True)],
-            resolved,
-        )
-        if not request.messages or request.messages[-1].role != "user":
+        """The request, with the files of the turns the token budget keeps read in. The turns
+        end with the question; `answer_start`, the text of a reply being continued, follows
+        it as the start of the model's answer (an assistant message last: a prefill)."""
+        files: list[tuple[PromptFile, ...]] = [()] * len(turns)
+        if any(ids for _, _, ids in turns):
+            model = await self._prompts.model_info(resolved.model)
+            files = await self._attachments.prompt_files(
+                owner_id, [(role, ids) for role, _, ids in turns], model
+            )
+        if not (turns[-1][1] or files[-1]):
             # The question was files alone, and none of them is for this model.
             raise BadUserInput("model", f"The model {resolved.model} cannot read this message.")
+        no_files: tuple[PromptFile, ...] = ()
+        prefill = [(MessageRole.ASSISTANT, answer_start, no_files)] if answer_start else []
+        request = self._prompts.build_request(
+            [(role, content, f) for (role, content, _), f in zip(turns, files, strict=True)]
+            + prefill,
+            resolved,
+        )
+        if prefill and [m.role for m in request.messages[-2:]] != ["user", "assistant"]:
+            # The newest turn always stays: here, the reply alone filled the budget.
+            raise BadUserInput(
+                "messageId", "This reply is too long to continue within the prompt budget."
+            )
         return await self._attachments.load(request)
 
     async def _undo(self, owner_id: ObjectId, written: list[MessageRecord]) -> None:
@@ -275,6 +341,15 @@ class ReplyStarter:
                 await self._messages.delete_ids(owner_id, [m.id for m in written])
         except Exception:
             logger.warning("could not delete the messages of a refused send", exc_info=True)
+
+    async def _restore(self, reply: MessageRecord, claim: ObjectId) -> None:
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._messages.restore(reply, claim)
+        except Exception:
+            logger.warning(
+                "could not restore a reply whose continuation was refused", exc_info=True
+            )
 
     async def _interrupt(self, message_id: ObjectId) -> None:
         try:

@@ -61,6 +61,7 @@ def message_from_document(doc: dict[str, Any]) -> MessageRecord:
         first_token_ms=timings.get("time_to_first_token_ms"),
         total_ms=timings.get("total_ms"),
         feedback=_feedback(doc.get("feedback")),
+        started_at=as_utc(doc["started_at"]) if doc.get("started_at") else None,
     )
 
 
@@ -253,6 +254,46 @@ class MessageStore:
             {"$set": {**fields, "updated_at": utc_now()}},
         )
         return result.modified_count == 1
+
+    async def reopen(self, reply: MessageRecord, claim: ObjectId) -> bool:
+        """Claim a finished reply for its continuation (`claim` names it): STREAMING again,
+        only while it is as `reply` says (its status and its saved deltas), so two
+        continuations cannot both claim it. Its old lease is dropped: until renewed, it counts
+        from this write."""
+        now = utc_now()
+        result = await self._messages.update_one(
+            {
+                "_id": reply.id,
+                "owner_id": reply.owner_id,
+                "status": reply.status.value,
+                "seq": reply.seq,
+            },
+            {
+                "$set": {
+                    "status": MessageStatus.STREAMING.value,
+                    "finish_reason": None,
+                    "continuation": claim,
+                    "started_at": now,
+                    "updated_at": now,
+                },
+                "$unset": {"lease_until": ""},
+            },
+        )
+        return result.modified_count == 1
+
+    async def restore(self, reply: MessageRecord, claim: ObjectId) -> None:
+        """Undo `reopen` when the continuation it claimed for did not start (nothing else was
+        written); a reply claimed by another continuation since is left alone."""
+        await self._messages.update_one(
+            {"_id": reply.id, "status": MessageStatus.STREAMING.value, "continuation": claim},
+            {
+                "$set": {
+                    "status": reply.status.value,
+                    "finish_reason": reply.finish_reason,
+                    "updated_at": utc_now(),
+                }
+            },
+        )
 
     async def renew_leases(self, message_ids: list[ObjectId], until: datetime) -> None:
         """The replies this instance generates are alive until `until` (with several

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -74,6 +74,9 @@ class ReplyMirror(Protocol):
     def delta(self, message_id: ObjectId, delta: Delta) -> None: ...
 
     def ended(self, message_id: ObjectId, deltas: int) -> None: ...
+
+    def restarted(self, message_id: ObjectId) -> None:
+        """A finished reply is being continued: what was mirrored of it (its end) goes."""
 
 
 @dataclass
@@ -144,9 +147,15 @@ class ReplyRegistry(Generic[FinalT]):
         self._replies: dict[ObjectId, LiveReply[FinalT]] = {}
         self._by_owner: dict[ObjectId, dict[ObjectId, LiveReply[FinalT]]] = {}
 
-    def start(self, message_id: ObjectId, owner_id: ObjectId) -> LiveReply[FinalT]:
+    def start(
+        self, message_id: ObjectId, owner_id: ObjectId, earlier: Sequence[Delta] = ()
+    ) -> LiveReply[FinalT]:
+        """A reply starting, or continuing after its `earlier` deltas (its followers get them
+        first, and its new deltas are numbered on from them)."""
+        if earlier and self._mirror is not None:
+            self._mirror.restarted(message_id)
         reply: LiveReply[FinalT] = LiveReply(
-            message_id=message_id, owner_id=owner_id, mirror=self._mirror
+            message_id=message_id, owner_id=owner_id, deltas=list(earlier), mirror=self._mirror
         )
         self._replies[message_id] = reply
         self._by_owner.setdefault(owner_id, {})[message_id] = reply

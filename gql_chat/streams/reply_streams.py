@@ -67,6 +67,9 @@ class _Entry:
     entry_id: str
     fields: Fields
     expiry: int | None
+    restart: bool = False
+    """Delete the stream first: a continued reply's entries go on from its last `seq`, past
+    the id of its old end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class RedisReplyStreams:
         self._readers = redis_client(url, socket_timeout=None, max_connections=MAX_READERS)
         self._outbox: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self._task: asyncio.Task[None] | None = None
+        self._restarting: set[ObjectId] = set()
         self._writing = True
         self._reading = True
 
@@ -120,12 +124,24 @@ class RedisReplyStreams:
     # --- the generating instance --------------------------------------------------------
 
     def delta(self, message_id: ObjectId, delta: Delta) -> None:
-        expiry = self._running_expiry if delta.seq % EXPIRE_EVERY == 1 else None
+        restart = self._take_restart(message_id)
+        expiry = self._running_expiry if restart or delta.seq % EXPIRE_EVERY == 1 else None
         fields = {"r" if delta.reasoning else "t": delta.text}
-        self._queue(_Entry(self._key(message_id), f"{delta.seq}-0", fields, expiry))
+        self._queue(_Entry(self._key(message_id), f"{delta.seq}-0", fields, expiry, restart))
 
     def ended(self, message_id: ObjectId, deltas: int) -> None:
-        self._queue(_Entry(self._key(message_id), f"{deltas + 1}-0", END, KEEP_AFTER_END))
+        restart = self._take_restart(message_id)
+        self._queue(_Entry(self._key(message_id), f"{deltas + 1}-0", END, KEEP_AFTER_END, restart))
+
+    def restarted(self, message_id: ObjectId) -> None:
+        """The reply's next entry replaces its stream (`_Entry.restart`)."""
+        self._restarting.add(message_id)
+
+    def _take_restart(self, message_id: ObjectId) -> bool:
+        if message_id in self._restarting:
+            self._restarting.discard(message_id)
+            return True
+        return False
 
     def _queue(self, entry: _Entry) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # followers elsewhere fill from MongoDB
@@ -143,6 +159,8 @@ class RedisReplyStreams:
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 async with self._writer.pipeline(transaction=False) as pipe:
                     for entry in batch:
+                        if entry.restart:
+                            pipe.delete(entry.key)
                         pipe.xadd(
                             entry.key,
                             entry.fields,

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.api.test_branching import wait_for_subscribers
 from tests.conftest import TEST_JWT_SECRET, LiveServer
 from tests.support import GraphQLClient, SignedIn, send_message, sign_up, ws_client
 
@@ -152,3 +153,40 @@ async def test_a_socket_with_an_expired_token_is_told_so(live_server: LiveServer
             assert closed.value.rcvd is not None
             reasons.append((closed.value.rcvd.code, closed.value.rcvd.reason))
     assert reasons == [(4403, "Token expired"), (4403, "Forbidden")]
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        ("subscription { userEvents { kind ", "GRAPHQL_PARSE_FAILED"),
+        (
+            "subscription { userEvents { kind } } subscription { userEvents { at } }",
+            "OPERATION_RESOLUTION_FAILURE",
+        ),
+        ("subscription { userEvents { kind } }" + " " * 70_000, "GRAPHQL_PARSE_FAILED"),
+        ("subscription { nope }", "GRAPHQL_VALIDATION_FAILED"),
+    ],
+)
+async def test_a_subscribe_that_is_refused_before_it_runs_gets_an_error_with_its_code(
+    live_server: LiveServer,
+    live_gql: GraphQLClient,
+    document: str,
+    code: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over graphql-transport-ws: the protocol's `error` message (not `complete` alone, and
+    nothing logged as a failure), and the socket's other operations go on."""
+    user = await sign_up(live_gql)
+    async with ws_client(live_server.ws_url) as ws:
+        await ws.init({"Authorization": f"Bearer {user.token}"})
+        refused = await ws.subscribe(document)
+        message = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert (message["id"], message["type"]) == (refused, "error"), message
+        assert message["payload"][0]["message"]
+        assert [e["extensions"]["code"] for e in message["payload"]] == [code]
+        working = await ws.subscribe("subscription { userEvents { kind } }")
+        await wait_for_subscribers(live_server, user, 1)
+        await send_message(user, "still here")
+        event = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert (event["id"], event["type"]) == (working, "next")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -285,3 +285,28 @@ async def test_a_storm_of_sign_in_news_costs_each_socket_at_most_two_checks(
         assert checks == 2
         monkeypatch.undo()
         await still_open(ws)
+
+
+async def test_a_legacy_protocol_start_that_does_not_parse_gets_an_error_with_its_code(
+    legacy_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    import httpx
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    async with httpx.AsyncClient(base_url=legacy_server.http_url) as http:
+        alice = await sign_up(GraphQLClient(http))
+    legacy = [Subprotocol("graphql-ws")]
+    async with connect(f"{legacy_server.ws_url}/graphql", subprotocols=legacy) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {alice.token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        start = {"id": "1", "type": "start", "payload": {"query": "subscription { userEvents {"}}
+        await ws.send(json.dumps(start))
+        while (message := json.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] == "ka":
+            pass
+    assert (message["type"], message["id"]) == ("error", "1")
+    assert message["payload"]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -55,6 +55,7 @@ class Reply:
         default_factory=lambda: {"prompt_tokens": 12, "completion_tokens": 4, "cost": 0.00042}
     )
     generation_id: str = "gen-fake-1"
+    finish_reason: str = "stop"
     reasoning_at: frozenset[int] = frozenset()  # these tokens are sent as reasoning
     reasoning_details_only: bool = False  # reasoning only in `reasoning_details`
     hidden_reasoning: bool = False  # reasoning tokens as encrypted details only (no text)
@@ -185,7 +186,7 @@ class FakeOpenRouter:
                         }
                 chunk = _chunk(reply.generation_id, model, delta, None)
                 yield _data({**chunk, **reply.chunk_extra})
-            yield _data(_chunk(reply.generation_id, model, {}, "stop"))
+            yield _data(_chunk(reply.generation_id, model, {}, reply.finish_reason))
             if reply.usage is not None:
                 final = _chunk(reply.generation_id, model, {}, None)
                 final["choices"] = []
