@@ -505,14 +505,19 @@ async def test_a_reply_continued_on_one_instance_streams_on_through_redis_to_ano
     """`continueGeneration` replaces the reply's ended Redis stream: a follower on B gets the
     new deltas as they come (numbered on from the stored ones), not through MongoDB's re-reads;
     and a reply written long ago is not taken for one its instance lost."""
-    fake_openrouter.enqueue(Reply(tokens=[f"a{i} " for i in range(10)], finish_reason="length"))
+    cut_off = "".join(f"a{i} " for i in range(10))
+    fake_openrouter.by_prompt["hello"] = Reply(
+        tokens=[f"a{i} " for i in range(10)], finish_reason="length"
+    )
     alice = await sign_up(pair.a_gql)
     reply = (await send_message(alice, "hello"))["assistantMessage"]["id"]
     await final_message(alice, reply)
     messages = pair.a.app.state.services.database.db["messages"]
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     await messages.update_one({"_id": ObjectId(reply)}, {"$set": {"created_at": an_hour_ago}})
-    fake_openrouter.enqueue(Reply(tokens=[f"b{i} " for i in range(40)], token_delay=0.05))
+    fake_openrouter.by_prompt[cut_off] = Reply(
+        tokens=[f"b{i} " for i in range(40)], token_delay=0.05
+    )
     continued = """mutation($id: ID!) { continueGeneration(messageId: $id) {
         assistantMessage { status } } }"""
 

@@ -63,7 +63,7 @@ async def cut_off_reply(
     user: SignedIn, fake: FakeOpenRouter, tokens: list[str], question: str = "Tell me more"
 ) -> dict[str, Any]:
     """A stored reply of `tokens` that its length limit ended; the sendMessage payload."""
-    fake.enqueue(Reply(tokens=tokens, finish_reason="length", usage=USAGE_FIRST))
+    fake.by_prompt[question] = Reply(tokens=tokens, finish_reason="length", usage=USAGE_FIRST)
     sent = await send_message(user, question)
     reply = await final_message(user, sent["assistantMessage"]["id"], "finishReason")
     assert (reply["status"], reply["finishReason"]) == ("COMPLETE", "length")
@@ -76,7 +76,11 @@ async def test_a_reply_cut_off_by_its_length_limit_grows_in_place(
     sent = await cut_off_reply(user, fake_openrouter, ["Once", " upon", " a"])
     reply_id = sent["assistantMessage"]["id"]
     before = await final_message(user, reply_id, DETAILS)
-    fake_openrouter.enqueue(Reply(tokens=[" time", "."], usage=USAGE_SECOND, token_delay=0.05))
+    # Keyed by the prompt's last message, the reply so far (a title request takes no reply
+    # meant for the continuation).
+    fake_openrouter.by_prompt["Once upon a"] = Reply(
+        tokens=[" time", "."], usage=USAGE_SECOND, token_delay=0.05
+    )
 
     payload = (await user.ok(CONTINUE, {"id": reply_id}))["continueGeneration"]
 
@@ -114,14 +118,16 @@ async def test_a_reply_cut_off_by_its_length_limit_grows_in_place(
 async def test_a_stopped_reply_continues_and_a_follower_from_the_start_gets_every_delta_once(
     live_server: Any, user: SignedIn, fake_openrouter: FakeOpenRouter
 ) -> None:
-    fake_openrouter.enqueue(Reply(tokens=["a", "b", "c", "d", "e"], gaps=[0, 0, 5, 5, 5]))
+    fake_openrouter.by_prompt["Go slowly"] = Reply(
+        tokens=["a", "b", "c", "d", "e"], gaps=[0, 0, 5, 5, 5]
+    )
     sent = await send_message(user, "Go slowly")
     reply_id = sent["assistantMessage"]["id"]
     early = await follow_reply(live_server.ws_url, user.token, reply_id, stop_after=2)
     assert [e["delta"] for e in early] == ["a", "b"]
     stopped = (await user.ok(STOP, {"id": reply_id}))["stopGeneration"]
     assert (stopped["status"], stopped["content"]) == ("STOPPED", "ab")
-    fake_openrouter.enqueue(Reply(tokens=["C", "D", "E"], gaps=[0, 0.3, 0.3]))
+    fake_openrouter.by_prompt["ab"] = Reply(tokens=["C", "D", "E"], gaps=[0, 0.3, 0.3])
 
     await user.ok(CONTINUE, {"id": reply_id})
     # Live, from the start: the stored deltas, then the new ones numbered on.
@@ -141,14 +147,14 @@ async def test_a_stopped_reply_continues_and_a_follower_from_the_start_gets_ever
 async def test_reasoning_of_a_continuation_is_appended_and_numbered_with_the_answer(
     live_server: Any, user: SignedIn, fake_openrouter: FakeOpenRouter
 ) -> None:
-    fake_openrouter.enqueue(
-        Reply(tokens=["hmm ", "The"], reasoning_at=frozenset({0}), finish_reason="length")
+    fake_openrouter.by_prompt["Think"] = Reply(
+        tokens=["hmm ", "The"], reasoning_at=frozenset({0}), finish_reason="length"
     )
     sent = await send_message(user, "Think")
     reply_id = sent["assistantMessage"]["id"]
     await final_message(user, reply_id)
-    fake_openrouter.enqueue(
-        Reply(tokens=["so ", " answer"], reasoning_at=frozenset({0}), token_delay=0.05)
+    fake_openrouter.by_prompt["The"] = Reply(
+        tokens=["so ", " answer"], reasoning_at=frozenset({0}), token_delay=0.05
     )
 
     await user.ok(CONTINUE, {"id": reply_id})
@@ -196,7 +202,7 @@ async def test_replies_that_cannot_be_continued_are_refused_and_left_unchanged(
     assert await final_message(user, reply_id, DETAILS) == complete
     assert not any(r.body["messages"][-1]["role"] == "assistant" for r in fake_openrouter.requests)
 
-    fake_openrouter.enqueue(Reply(tokens=["x", "y"], gaps=[0, 5]))
+    fake_openrouter.by_prompt["Slow"] = Reply(tokens=["x", "y"], gaps=[0, 5])
     streaming = (await send_message(user, "Slow"))["assistantMessage"]["id"]
     await follow_reply(live_server.ws_url, user.token, streaming, stop_after=1)
     assert code_of(await user.execute(CONTINUE, {"id": streaming})) == "CONFLICT"
@@ -208,7 +214,7 @@ async def test_two_continuations_at_once_claim_the_reply_once(
 ) -> None:
     sent = await cut_off_reply(user, fake_openrouter, ["one", " two"])
     reply_id = sent["assistantMessage"]["id"]
-    fake_openrouter.default = Reply(tokens=[" three"], usage=USAGE_SECOND)
+    fake_openrouter.by_prompt["one two"] = Reply(tokens=[" three"], usage=USAGE_SECOND)
 
     results = await asyncio.gather(*(user.execute(CONTINUE, {"id": reply_id}) for _ in range(3)))
 
@@ -225,12 +231,12 @@ async def test_a_continuation_the_user_stops_keeps_what_it_streamed_and_can_go_o
 ) -> None:
     sent = await cut_off_reply(user, fake_openrouter, ["1"])
     reply_id = sent["assistantMessage"]["id"]
-    fake_openrouter.enqueue(Reply(tokens=["2", "3"], gaps=[0, 5]))
+    fake_openrouter.by_prompt["1"] = Reply(tokens=["2", "3"], gaps=[0, 5])
     await user.ok(CONTINUE, {"id": reply_id})
     await follow_reply(live_server.ws_url, user.token, reply_id, after_seq=1, stop_after=1)
     stopped = (await user.ok(STOP, {"id": reply_id}))["stopGeneration"]
     assert (stopped["status"], stopped["content"]) == ("STOPPED", "12")
-    fake_openrouter.enqueue(Reply(tokens=["3", "4"]))
+    fake_openrouter.by_prompt["12"] = Reply(tokens=["3", "4"])
 
     await user.ok(CONTINUE, {"id": reply_id})
 
@@ -278,7 +284,7 @@ async def test_other_devices_hear_the_reply_go_on_and_end(
 ) -> None:
     sent = await cut_off_reply(user, fake_openrouter, ["x"])
     reply_id = sent["assistantMessage"]["id"]
-    fake_openrouter.enqueue(Reply(tokens=["y"], token_delay=0.05))
+    fake_openrouter.by_prompt["x"] = Reply(tokens=["y"], token_delay=0.05)
     async with ws_client(live_server.ws_url) as ws:
         await ws.init({"Authorization": f"Bearer {user.token}"})
         await ws.subscribe(EVENTS)
@@ -310,6 +316,6 @@ async def test_a_continuation_refused_after_claiming_the_reply_restores_it(
     assert code_of(result) == "NOT_FOUND"
     assert await final_message(user, reply_id, DETAILS) == before
     assert len(fake_openrouter.requests) == requests  # nothing was sent to the model
-    fake_openrouter.enqueue(Reply(tokens=[" and more"]))
+    fake_openrouter.by_prompt["kept"] = Reply(tokens=[" and more"])
     await user.ok(CONTINUE, {"id": reply_id})  # and it can be continued after
     assert (await final_message(user, reply_id, "content"))["content"] == "kept and more"
