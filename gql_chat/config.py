@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     file_url_ttl: timedelta = timedelta(hours=1)
     pdf_engine: PdfEngine = PdfEngine.PDF_TEXT
     public_url: str | None = None
+    share_url: str | None = None
+    """What a share link's token is appended to (your frontend's page that reads it); default
+    `<public URL>/shared/`."""
 
     redis_url: SecretStr | None = None
     reply_lease: float = Field(default=15.0, ge=1)
@@ -136,6 +139,7 @@ class Settings(BaseSettings):
     rate_register_per_ip: str = "5/hour"
     rate_refresh_per_user: str = "30/minute"
     rate_send_message_per_user: str = "30/minute"
+    rate_shared_reads_per_ip: str = "120/minute"
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -156,6 +160,7 @@ class Settings(BaseSettings):
         "rate_register_per_ip",
         "rate_refresh_per_user",
         "rate_send_message_per_user",
+        "rate_shared_reads_per_ip",
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:

@@ -39,6 +39,7 @@ from gql_chat.services.reply_start import ReplyStarter
 from gql_chat.services.reports import ReportService
 from gql_chat.services.search import SearchService
 from gql_chat.services.sending import SendService
+from gql_chat.services.shares import ShareService
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
@@ -99,7 +100,8 @@ def build_services(
 
     runner.on_finished += [announce_completion, titles.after_reply]
     jwt_secret = jwt_secret_for(settings)
-    attachments = AttachmentService(settings, database, FileUrls(jwt_secret, settings.file_url_ttl))
+    file_urls = FileUrls(jwt_secret, settings.file_url_ttl)
+    attachments = AttachmentService(settings, database, file_urls)
     accounts = AccountService(
         database,
         PasswordService(settings),
@@ -147,6 +149,7 @@ def build_services(
         attachments=attachments,
         forks=ForkService(settings, database, conversations, messages),
         search=SearchService(database),
+        shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,

@@ -1,5 +1,6 @@
 """`GET /files/{id}`: an attachment's bytes, for a signed URL (`Attachment.url`, what an
-`<img>` uses) or for its owner's bearer token (what an API client uses).
+`<img>` uses; or a shared message's, signed for its share) or for its owner's bearer token
+(what an API client uses).
 
 A bad or expired signature is 403; a file that is not the signer's (or the token's user's), or
 no longer exists, is 404. The bytes stream from GridFS a chunk at a time, under headers that
@@ -22,6 +23,7 @@ from gql_chat.services.registry import Services
 
 FILE_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
 SIGNED_PARAMETERS = ("user", "expires", "signature")
+SHARED_PARAMETERS = ("share", "expires", "signature")
 
 
 async def download_file(request: Request) -> Response:
@@ -29,7 +31,11 @@ async def download_file(request: Request) -> Response:
     attachment_id = request.path_params["attachment_id"]
     query = request.query_params
     try:
-        if any(name in query for name in SIGNED_PARAMETERS):
+        if "share" in query:  # a file of a share link, for anyone who reads it
+            download = await services.shares.download(
+                attachment_id, *(query.get(name, "") for name in SHARED_PARAMETERS)
+            )
+        elif any(name in query for name in SIGNED_PARAMETERS):
             download = await services.attachments.download_signed(
                 attachment_id, *(query.get(name, "") for name in SIGNED_PARAMETERS)
             )

@@ -24,6 +24,7 @@ from gql_chat.api.operation_log import OperationLog
 from gql_chat.api.reports import ReportQuery
 from gql_chat.api.scalars import SCALAR_OVERRIDES
 from gql_chat.api.search import SearchQuery
+from gql_chat.api.shares import ShareMutation, ShareQuery
 from gql_chat.config import Settings
 from gql_chat.platform.graphql_executor import EventScopedExecutor
 
@@ -39,6 +40,7 @@ class Query(
     SearchQuery,
     AdminQuery,
     AdminFeedbackQuery,
+    ShareQuery,
 ):
     pass
 
@@ -52,6 +54,7 @@ class Mutation(
     MessageMutation,
     BranchMutation,
     AttachmentMutation,
+    ShareMutation,
     AdminMutation,
 ):
     pass

@@ -227,3 +227,15 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMessageRecord:
+    """A message as a share link copied it (`domain/shares.py`): what its readers see."""
+
+    position: int
+    role: MessageRole
+    content: str
+    model: str | None
+    created_at: datetime
+    attachment_ids: tuple[ObjectId, ...] = ()

@@ -143,6 +143,7 @@ class ConversationService:
             else contextlib.nullcontext()
         )
         async with removing:
+            await self._db.shares.delete_for_conversations(owner_id, [conversation.id])
             await self._db.messages.delete_for_conversations(owner_id, [conversation.id])
             await self._db.usage.delete_for_conversations(owner_id, [conversation.id])
             await self._db.attachments.delete_for_conversations(owner_id, [conversation.id])

@@ -18,6 +18,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 KEY_PURPOSE = b"gql_chat signed file URLs v1"
+SHARE_PREFIX = "share:"
 
 
 class BadSignature(Exception):
@@ -28,6 +29,12 @@ class BadSignature(Exception):
 class SignedFile:
     attachment_id: ObjectId
     owner_id: ObjectId
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFile:
+    attachment_id: ObjectId
+    share_id: ObjectId
 
 
 class FileUrls:
@@ -66,7 +73,34 @@ class FileUrls:
             raise BadSignature
         return SignedFile(attachment_id=file_id, owner_id=owner_id)
 
-    def _signature(self, attachment_id: str, owner_id: str, expires: int) -> str:
-        message = f"{attachment_id}.{owner_id}.{expires}".encode()
+    def sign_for_share(
+        self, base_url: str, attachment_id: ObjectId, share_id: ObjectId, now: datetime
+    ) -> str:
+        """As `sign`, for the readers of a share: the URL names the share, not the owner."""
+        expires = -(-int((now + self._ttl).timestamp()) // 60) * 60
+        signature = self._signature(str(attachment_id), f"{SHARE_PREFIX}{share_id}", expires)
+        query = urlencode({"share": str(share_id), "expires": expires, "signature": signature})
+        return f"{base_url.rstrip('/')}/files/{attachment_id}?{query}"
+
+    def verify_for_share(
+        self, attachment_id: str, share: str, expires: str, signature: str, now: datetime
+    ) -> SharedFile:
+        """Raises `BadSignature`."""
+        try:
+            expiry = int(expires)
+            file_id, share_id = ObjectId(attachment_id), ObjectId(share)
+        except (ValueError, InvalidId):
+            raise BadSignature from None
+        expected = self._signature(str(file_id), f"{SHARE_PREFIX}{share_id}", expiry)
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise BadSignature
+        if expiry <= now.timestamp():
+            raise BadSignature
+        return SharedFile(attachment_id=file_id, share_id=share_id)
+
+    def _signature(self, attachment_id: str, subject: str, expires: int) -> str:
+        """`subject`: an owner's id, or a share's after `SHARE_PREFIX` (no ObjectId's hex
+        starts so: one kind of URL can never pass for the other)."""
+        message = f"{attachment_id}.{subject}.{expires}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

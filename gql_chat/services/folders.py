@@ -191,6 +191,7 @@ class FolderService:
             else nullcontext()
         )
         async with removing:  # their replies stop first, and none starts meanwhile
+            await self._db.shares.delete_for_conversations(owner_id, conversation_ids)
             await self._db.messages.delete_for_conversations(owner_id, conversation_ids)
             await self._db.usage.delete_for_conversations(owner_id, conversation_ids)
             await self._db.attachments.delete_for_conversations(owner_id, conversation_ids)

@@ -77,6 +77,7 @@ class RateLimits:
         self.login_per_ip = limits.parse(settings.rate_login_per_ip)
         self.failed_logins = limits.parse(settings.rate_failed_logins_per_account)
         self.register_per_ip = limits.parse(settings.rate_register_per_ip)
+        self.shared_reads_per_ip = limits.parse(settings.rate_shared_reads_per_ip)
         self.refresh_per_user = limits.parse(settings.rate_refresh_per_user)
         self.send_per_user = limits.parse(settings.rate_send_message_per_user)
 

@@ -26,6 +26,7 @@ from gql_chat.services.reply_slots import SharedReplySlots
 from gql_chat.services.reports import ReportService
 from gql_chat.services.search import SearchService
 from gql_chat.services.sending import SendService
+from gql_chat.services.shares import ShareService
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEventBus
@@ -48,6 +49,7 @@ class Services:
     attachments: AttachmentService
     forks: ForkService
     search: SearchService
+    shares: ShareService
     messages: MessageService
     following: ReplyFollower
     runner: GenerationRunner

@@ -25,6 +25,7 @@ from gql_chat.store.folders import FolderStore
 from gql_chat.store.llm_configs import LlmConfigStore
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
+from gql_chat.store.shares import ShareStore
 from gql_chat.store.usage import UsageStore
 from gql_chat.store.users import UserStore
 
@@ -56,6 +57,7 @@ class Database:
     messages: MessageStore
     usage: UsageStore  # over the messages collection
     attachments: AttachmentStore
+    shares: ShareStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -72,6 +74,7 @@ class Database:
             messages=MessageStore(db["messages"]),
             usage=UsageStore(db["messages"], db["deleted_replies"]),
             attachments=AttachmentStore(db),
+            shares=ShareStore(db),
         )
 
     async def create_indexes(self) -> None:
@@ -85,12 +88,14 @@ class Database:
             self.messages,
             self.attachments,
             self.usage,
+            self.shares,
         ):
             await store.create_indexes()
 
     async def delete_user_and_owned_data(self, user_id: ObjectId) -> None:
         """Owned data first, the user last: a retry after a failure halfway finishes the job."""
         await self.refresh_tokens.delete_for_user(user_id)
+        await self.shares.delete_for_owner(user_id)
         await self.messages.delete_for_owner(user_id)
         await self.conversations.delete_for_owner(user_id)
         await self.folders.delete_for_owner(user_id)
