@@ -128,6 +128,8 @@ def server_env(provider_url: str, mongodb_url: str | None) -> dict[str, str]:
         "GQL_CHAT_MAX_WEBSOCKETS_PER_IP": "20000",
         # Ten users follow up to 100 replies each at once (the default cap is 10 per user).
         "GQL_CHAT_MAX_FOLLOWERS_PER_USER": "1000",
+        # The import scenario sends a 2,000-conversation export (about 40 MB).
+        "GQL_CHAT_MAX_UPLOAD_BYTES": str(64 * 1_048_576),
     }
     for name in (
         "LOGIN_PER_EMAIL",
@@ -607,6 +609,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"| `me` p99 during a login burst | {login['me_ms_during_logins']['p99']:.1f} ms | alone: {login['me_ms_alone']['p99']:.1f} ms | | < 50 ms |"
     )
     lines.extend(cross_instance_rows(results.get("cross_instance") or {}))
+    if (imported := results.get("import")) is not None:
+        lines.append(
+            f"| import {imported['file_mb']} MB ChatGPT export (2,000 conversations) "
+            f"| {imported['seconds']} s, {imported['job']['importedCount']} imported "
+            f"| RSS {imported['rss_before_mib']} → peak {imported['rss_peak_mib']} MiB "
+            f"| /healthz p50 {imported['healthz_ms_p50']} ms, max {imported['healthz_ms_max']} ms "
+            "| done, loop free |"
+        )
     return "\n".join(lines)
 
 
@@ -644,7 +654,7 @@ def ensure_wrk() -> None:
     sys.exit("bench: needs wrk (sudo apt-get install wrk)")
 
 
-SCENARIOS = ("query", "streaming", "capacity", "login", "cross_instance")
+SCENARIOS = ("query", "streaming", "capacity", "login", "cross_instance", "import")
 
 
 def parse_arguments() -> tuple[tuple[str, ...], str | None]:
@@ -711,6 +721,11 @@ def main() -> None:
         if "login" in scenarios:
             print("4. login", flush=True)
             results["login"] = login_scenario(api, seeded["token"])
+        if "import" in scenarios:
+            from bench.imports import import_scenario
+
+            print("6. import", flush=True)
+            results["import"] = import_scenario(api.base, seeded["token"], rss_kib, server.pid)
         if "cross_instance" in scenarios:
             from bench import cross_instance
 

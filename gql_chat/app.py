@@ -112,6 +112,7 @@ def create_app(
                 await services.runner.shutdown(settings.shutdown_grace)
                 await services.attachments.close()
                 await services.branching.close()
+                await services.imports.close()
                 if services.leases is not None:
                     await services.leases.close()
                 if services.reply_slots is not None:

@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=1)
 
     max_upload_bytes: int = Field(default=20 * 1_048_576, ge=1024)
+    import_max_conversations: int = Field(default=5_000, ge=1)
+    import_max_messages: int = Field(default=10_000, ge=1)
     user_storage_bytes: int = Field(default=1_073_741_824, ge=0)
     file_url_ttl: timedelta = timedelta(hours=1)
     pdf_engine: PdfEngine = PdfEngine.PDF_TEXT

@@ -27,6 +27,7 @@ from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
 from gql_chat.services.forks import ForkService
 from gql_chat.services.generation import GenerationRunner
+from gql_chat.services.imports import ImportService
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.passwords import PasswordService
@@ -150,6 +151,7 @@ def build_services(
         forks=ForkService(settings, database, conversations, messages),
         search=SearchService(database),
         shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
+        imports=ImportService(settings, database, events),
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,

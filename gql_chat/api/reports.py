@@ -56,7 +56,11 @@ class ReportQuery:
         ]
 
     @strawberry.field(
-        description="The active branch with roles, timestamps, models and usage.",
+        description=(
+            "The active branch with roles, timestamps, models and usage; with `allBranches`, "
+            "every branch (each message after its `parentId`). The JSON form is what "
+            "importConversations(format: GQL_CHAT_JSON) reads back."
+        ),
         permission_classes=[IsAuthenticated],
     )
     async def export_conversation(
@@ -64,9 +68,14 @@ class ReportQuery:
         info: Info,
         id: strawberry.ID,
         format: ExportFormat,  # type: ignore[valid-type]
+        all_branches: bool = False,
     ) -> str:
         async with info.context.large_text():
             exported: str = await info.context.services.reports.export(
-                await info.context.owner_id(), id, format, charge=info.context.charge_text
+                await info.context.owner_id(),
+                id,
+                format,
+                charge=info.context.charge_text,
+                all_branches=all_branches,
             )
         return exported

@@ -18,6 +18,7 @@ from gql_chat.api.documents import document_checks
 from gql_chat.api.errors import GqlChatSchema
 from gql_chat.api.events import EventSubscription
 from gql_chat.api.folders import FolderMutation, FolderQuery
+from gql_chat.api.imports import ImportMutation, ImportQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
 from gql_chat.api.operation_log import OperationLog
@@ -41,6 +42,7 @@ class Query(
     AdminQuery,
     AdminFeedbackQuery,
     ShareQuery,
+    ImportQuery,
 ):
     pass
 
@@ -55,6 +57,7 @@ class Mutation(
     BranchMutation,
     AttachmentMutation,
     ShareMutation,
+    ImportMutation,
     AdminMutation,
 ):
     pass

@@ -63,6 +63,21 @@ def subtree_of(nodes: Iterable[Node], root_id: ObjectId) -> list[ObjectId]:
     return found
 
 
+def parents_first(nodes: Iterable[Node]) -> list[ObjectId]:
+    """Every message, each after its parent (breadth first from the roots, in id order): the
+    order a reader rebuilding the tree needs. A message whose parent is gone is a root."""
+    listed = sorted(nodes, key=lambda node: node.id)
+    present = {node.id for node in listed}
+    children: dict[ObjectId | None, list[ObjectId]] = {}
+    for node in listed:
+        parent = node.parent_id if node.parent_id in present else None
+        children.setdefault(parent, []).append(node.id)
+    found = list(children.get(None, []))
+    for current in found:  # grows while it is walked; a tree has no cycle to loop on
+        found.extend(children.get(current, []))
+    return found
+
+
 def leaf_after_removal(
     remaining: Sequence[Node], removed_parent: ObjectId | None
 ) -> ObjectId | None:

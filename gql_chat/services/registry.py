@@ -17,6 +17,7 @@ from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
 from gql_chat.services.forks import ForkService
 from gql_chat.services.generation import GenerationRunner
+from gql_chat.services.imports import ImportService
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.prompts import PromptService
@@ -50,6 +51,7 @@ class Services:
     forks: ForkService
     search: SearchService
     shares: ShareService
+    imports: ImportService
     messages: MessageService
     following: ReplyFollower
     runner: GenerationRunner

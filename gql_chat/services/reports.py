@@ -14,7 +14,7 @@ from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.clock import iso_utc
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageStatus, UsageGroup, UsageRow
-from gql_chat.domain.trees import path_to
+from gql_chat.domain.trees import parents_first, path_to
 from gql_chat.errors import BadUserInput
 from gql_chat.services.conversations import ConversationService
 from gql_chat.store.database import Database
@@ -49,14 +49,18 @@ class ReportService:
         conversation_id: str,
         fmt: ExportFormat,
         charge: Callable[[int], None] | None = None,
+        *,
+        all_branches: bool = False,
     ) -> str:
-        """The active branch with roles, timestamps, models and usage. `charge` is called with
-        the size of the text before the export is built (so a request over its response budget
-        builds nothing), and with the rest of the export's size once it is built."""
+        """The active branch (or every branch, each message after its parent) with roles,
+        timestamps, models and usage. `charge` is called with the size of the text before the
+        export is built (so a request over its response budget builds nothing), and with the
+        rest of the export's size once it is built."""
         conversation = await self._conversations.get(owner_id, conversation_id)
         store = self._db.messages
-        path = path_to(await store.nodes(owner_id, [conversation.id]), conversation.active_leaf_id)
-        messages = await store.get_many(owner_id, path)
+        nodes = await store.nodes(owner_id, [conversation.id])
+        ids = parents_first(nodes) if all_branches else path_to(nodes, conversation.active_leaf_id)
+        messages = await store.get_many(owner_id, ids)
         estimate = len(conversation.title) + sum(
             len(m.content) + len(m.reasoning) for m in messages
         )
@@ -88,6 +92,10 @@ class ReportService:
                     "id": str(conversation.id),
                     "title": conversation.title,
                     "createdAt": iso_utc(conversation.created_at),
+                    "updatedAt": iso_utc(conversation.updated_at),
+                    "activeLeafId": (
+                        str(conversation.active_leaf_id) if conversation.active_leaf_id else None
+                    ),
                     "messages": [_message_json(m, attachments(m)) for m in messages],
                 },
                 ensure_ascii=False,
@@ -125,6 +133,7 @@ def _message_json(message: MessageRecord, files: list[AttachmentRecord]) -> dict
     usage = message.usage
     return {
         "id": str(message.id),
+        "parentId": str(message.parent_id) if message.parent_id else None,
         "role": message.role.value,
         "content": message.content,
         "reasoning": message.reasoning or None,

@@ -10,6 +10,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.domain.conversations import ConversationFilter, ConversationRecord
@@ -60,6 +61,12 @@ class ConversationStore:
             name="owner_folder_activity",
         ),
         IndexModel([("owner_id", ASCENDING), ("llm_config_id", ASCENDING)], name="owner_preset"),
+        IndexModel(
+            [("owner_id", ASCENDING), ("import_key", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"import_key": {"$type": "string"}},
+            name="owner_import_key_unique",
+        ),
     ]
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
@@ -95,6 +102,41 @@ class ConversationStore:
         }
         await self._conversations.insert_one(doc)
         return conversation_from_document(doc)
+
+    async def insert_imported(self, record: ConversationRecord, import_key: str) -> bool:
+        """A conversation read from a file, under the key of its place in that file: False
+        when that key was imported before (the same file sent again adds no duplicate)."""
+        activity = record.last_message_at or record.updated_at
+        try:
+            await self._conversations.insert_one(
+                {
+                    "_id": record.id,
+                    "owner_id": record.owner_id,
+                    "title": record.title,
+                    "title_source": record.title_source,
+                    "folder_id": None,
+                    "llm_config_id": None,
+                    "pinned": False,
+                    "archived": False,
+                    "created_at": record.created_at,
+                    "updated_at": record.updated_at,
+                    "last_message_at": record.last_message_at,
+                    "activity_at": activity,
+                    "active_leaf_id": record.active_leaf_id,
+                    "import_key": import_key,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def imported_keys(self, owner_id: ObjectId, prefix: str) -> set[str]:
+        """The import keys starting with `prefix` (one file's) already stored."""
+        cursor = self._conversations.find(
+            {"owner_id": owner_id, "import_key": {"$regex": f"^{re.escape(prefix)}"}},
+            {"import_key": 1},
+        )
+        return {doc["import_key"] async for doc in cursor}
 
     async def get_many(
         self, owner_id: ObjectId, ids: list[ObjectId]

@@ -22,6 +22,7 @@ from gql_chat.store.attachments import AttachmentStore
 from gql_chat.store.conversations import ConversationStore
 from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.folders import FolderStore
+from gql_chat.store.jobs import JobStore
 from gql_chat.store.llm_configs import LlmConfigStore
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
@@ -58,6 +59,7 @@ class Database:
     usage: UsageStore  # over the messages collection
     attachments: AttachmentStore
     shares: ShareStore
+    jobs: JobStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -75,6 +77,7 @@ class Database:
             usage=UsageStore(db["messages"], db["deleted_replies"]),
             attachments=AttachmentStore(db),
             shares=ShareStore(db),
+            jobs=JobStore(db["jobs"]),
         )
 
     async def create_indexes(self) -> None:
@@ -89,6 +92,7 @@ class Database:
             self.attachments,
             self.usage,
             self.shares,
+            self.jobs,
         ):
             await store.create_indexes()
 
@@ -96,6 +100,7 @@ class Database:
         """Owned data first, the user last: a retry after a failure halfway finishes the job."""
         await self.refresh_tokens.delete_for_user(user_id)
         await self.shares.delete_for_owner(user_id)
+        await self.jobs.delete_for_owner(user_id)
         await self.messages.delete_for_owner(user_id)
         await self.conversations.delete_for_owner(user_id)
         await self.folders.delete_for_owner(user_id)

@@ -166,6 +166,11 @@ class MessageStore:
                 "A message with this clientMessageId was sent before.", field="clientMessageId"
             ) from exc
 
+    async def add_many(self, messages: list[MessageRecord]) -> None:
+        """Messages read from a file (no `client_message_id`: nothing to clash)."""
+        if messages:
+            await self._messages.insert_many([message_to_document(m) for m in messages])
+
     async def get(self, owner_id: ObjectId, message_id: ObjectId) -> MessageRecord | None:
         doc = await self._messages.find_one({"_id": message_id, "owner_id": owner_id})
         return message_from_document(doc) if doc else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -124,6 +125,9 @@ CLIENT_ERROR_SCOPE_KEY = "gql_chat.client_error"
 line of `RequestContextMiddleware` carries it."""
 
 
+REJECTION_CODES = {413: "PAYLOAD_TOO_LARGE", 408: "REQUEST_TIMEOUT"}
+
+
 class BodySizeLimitMiddleware:
     """The request body, as a client error rather than a server one: 413 for a body over the
     limit (declared or streamed), 408 for one that stalls (no bytes for `body_timeout` seconds),
@@ -206,9 +210,11 @@ class BodySizeLimitMiddleware:
 
     @staticmethod
     async def _reject(send: Send, status: int, text: str, close: bool = False) -> None:
-        body = text.encode()
+        """As a GraphQL error (what a GraphQL client can read), coded by the status."""
+        code = REJECTION_CODES[status]
+        body = json.dumps({"errors": [{"message": text, "extensions": {"code": code}}]}).encode()
         headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
         if close:  # the rest of the announced body may never come: do not wait for it

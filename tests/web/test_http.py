@@ -142,7 +142,9 @@ async def test_json_content_type_parameters_are_accepted(http: httpx.AsyncClient
 
 async def test_bodies_over_the_limit_are_413(http: httpx.AsyncClient) -> None:
     big = {"query": "{ __typename }", "variables": {"pad": "x" * 1_100_000}}
-    assert (await post(http, big)).status_code == 413
+    declared = await post(http, big)
+    assert declared.status_code == 413
+    assert declared.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(12):
@@ -150,6 +152,7 @@ async def test_bodies_over_the_limit_are_413(http: httpx.AsyncClient) -> None:
 
     streamed = await http.post("/graphql", content=chunks(), headers=JSON_HEADERS)
     assert streamed.status_code == 413
+    assert streamed.json()["errors"][0]["message"].startswith("Request body too large")
 
 
 async def test_security_headers_and_request_ids(http: httpx.AsyncClient) -> None:

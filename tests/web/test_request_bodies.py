@@ -8,6 +8,7 @@ with a traceback. A client leaving is the client's business: no traceback, no 50
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterator
 
@@ -108,7 +109,14 @@ async def test_a_stalled_body_is_408_and_the_connection_closes(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ")
     assert b"connection: close" in head.lower()
-    assert body == b"Request Timeout: the request body stopped arriving."
+    assert json.loads(body) == {
+        "errors": [
+            {
+                "message": "Request Timeout: the request body stopped arriving.",
+                "extensions": {"code": "REQUEST_TIMEOUT"},
+            }
+        ]
+    }
     [line] = await access_lines(server_logs, 1)
     assert line == "POST /graphql 408 (request body stalled for 0.3 s)"
     assert_no_server_error(server_logs)

@@ -1,0 +1,1 @@
+"""Reading other apps' exports (and our own) into conversation trees to store."""
