@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from gql_chat.api.downloads import download_file
+from gql_chat.api.downloads import download_archive, download_file
 from gql_chat.api.schema import build_schema
 from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
@@ -99,6 +99,7 @@ def create_app(
             if services.reply_slots is not None:
                 services.reply_slots.start()
             services.attachments.start()
+            services.exports.start()
             app.state.services = services
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             services.sign_ins.listen(graphql.websockets.sign_ins.sign_ins_ended)
@@ -113,6 +114,7 @@ def create_app(
                 await services.attachments.close()
                 await services.branching.close()
                 await services.imports.close()
+                await services.exports.close()
                 if services.leases is not None:
                     await services.leases.close()
                 if services.reply_slots is not None:
@@ -128,6 +130,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/files/{attachment_id}", download_file, methods=["GET"]),
+            Route("/exports/{job_id}", download_archive, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     import_max_messages: int = Field(default=10_000, ge=1)
     user_storage_bytes: int = Field(default=1_073_741_824, ge=0)
     file_url_ttl: timedelta = timedelta(hours=1)
+    export_ttl: timedelta = timedelta(days=1)
     pdf_engine: PdfEngine = PdfEngine.PDF_TEXT
     public_url: str | None = None
     share_url: str | None = None
@@ -180,7 +181,9 @@ class Settings(BaseSettings):
             raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
         return level
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "file_url_ttl", mode="before")
+    @field_validator(
+        "access_token_ttl", "refresh_token_ttl", "file_url_ttl", "export_ttl", mode="before"
+    )
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         """Plain numbers are seconds; anything else is left to ISO 8601 parsing (e.g. PT15M)."""
@@ -188,7 +191,7 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "file_url_ttl")
+    @field_validator("access_token_ttl", "refresh_token_ttl", "file_url_ttl", "export_ttl")
     @classmethod
     def _check_positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -22,6 +22,7 @@ from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.exports import ExportService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
@@ -103,6 +104,7 @@ def build_services(
     jwt_secret = jwt_secret_for(settings)
     file_urls = FileUrls(jwt_secret, settings.file_url_ttl)
     attachments = AttachmentService(settings, database, file_urls)
+    reports = ReportService(database, conversations)
     accounts = AccountService(
         database,
         PasswordService(settings),
@@ -152,6 +154,7 @@ def build_services(
         search=SearchService(database),
         shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
         imports=ImportService(settings, database, events),
+        exports=ExportService(settings, database, reports, file_urls),
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),
         runner=runner,
@@ -162,7 +165,7 @@ def build_services(
             else None
         ),
         reply_slots=reply_slots,
-        reports=ReportService(database, conversations),
+        reports=reports,
         events=events,
         sign_ins=sign_ins,
         rate_limits=rate_limits,

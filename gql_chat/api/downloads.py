@@ -112,3 +112,28 @@ async def _closing(chunks: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await chunks.aclose()
+
+
+async def download_archive(request: Request) -> Response:
+    """`GET /exports/{job id}`: an account archive, for its signed URL (`ExportJob.url`)."""
+    services: Services = request.app.state.services
+    query = request.query_params
+    try:
+        download = await services.exports.download(
+            request.path_params["job_id"], *(query.get(name, "") for name in SIGNED_PARAMETERS)
+        )
+    except BadSignature:
+        return PlainTextResponse("The link is invalid or has expired.", status_code=403)
+    except NotFound:
+        return PlainTextResponse("Not found.", status_code=404)
+    job = download.job
+    created = job.created_at.strftime("%Y-%m-%d")
+    headers = {
+        "content-disposition": _disposition(f"gql_chat-export-{created}.zip", inline=False),
+        "x-content-type-options": "nosniff",
+        "cache-control": "private, no-store",
+        **({"content-length": str(job.size)} if job.size is not None else {}),
+    }
+    return StreamingResponse(
+        _closing(download.chunks), media_type="application/zip", headers=headers
+    )

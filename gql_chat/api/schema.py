@@ -17,6 +17,7 @@ from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
 from gql_chat.api.errors import GqlChatSchema
 from gql_chat.api.events import EventSubscription
+from gql_chat.api.exports import ExportMutation, ExportQuery
 from gql_chat.api.folders import FolderMutation, FolderQuery
 from gql_chat.api.imports import ImportMutation, ImportQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
@@ -43,6 +44,7 @@ class Query(
     AdminFeedbackQuery,
     ShareQuery,
     ImportQuery,
+    ExportQuery,
 ):
     pass
 
@@ -58,6 +60,7 @@ class Mutation(
     AttachmentMutation,
     ShareMutation,
     ImportMutation,
+    ExportMutation,
     AdminMutation,
 ):
     pass

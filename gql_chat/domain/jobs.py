@@ -1,4 +1,4 @@
-"""Background jobs a user starts and then watches: imports (and account exports).
+"""Background jobs a user starts and then watches: imports and account exports.
 
 A job's document is its progress report. The process running it touches `updated_at` as it
 goes; one whose process stopped (a restart, a crash) stops being touched, and reads as FAILED
@@ -66,3 +66,31 @@ class ImportJobRecord:
         if self.status.is_final or now - self.updated_at < STALE_AFTER:
             return self
         return replace(self, status=JobStatus.FAILED, error=INTERRUPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportJobRecord:
+    """An `exportAccount` job: its archive, once written, until it expires."""
+
+    id: ObjectId
+    owner_id: ObjectId
+    status: JobStatus
+    file_id: ObjectId | None
+    size: int | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    expires_at: datetime | None
+
+    def as_of(self, now: datetime) -> ExportJobRecord:
+        """FAILED when its process stopped writing it; an archive past its time is gone."""
+        if self.status is JobStatus.DONE and self.expires_at is not None and now >= self.expires_at:
+            return replace(self, status=JobStatus.FAILED, error=EXPIRED, file_id=None)
+        if self.status.is_final or now - self.updated_at < STALE_AFTER:
+            return self
+        return replace(self, status=JobStatus.FAILED, error=INTERRUPTED_EXPORT)
+
+
+EXPIRED = "The archive has expired; export again."
+INTERRUPTED_EXPORT = "The export was interrupted (the server restarted); export again."

@@ -13,6 +13,7 @@ from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.exports import ExportService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
 from gql_chat.services.forks import ForkService
@@ -52,6 +53,7 @@ class Services:
     search: SearchService
     shares: ShareService
     imports: ImportService
+    exports: ExportService
     messages: MessageService
     following: ReplyFollower
     runner: GenerationRunner

@@ -126,7 +126,7 @@ class AttachmentStore:
             stream = await self._bucket.open_download_stream(file_id)
         except NoFile:
             raise FileNotFoundError(str(file_id)) from None
-        return _chunks_of(stream)
+        return chunks_of(stream)
 
     async def copy_to(
         self, owner_id: ObjectId, ids: list[ObjectId], conversation_id: ObjectId
@@ -173,6 +173,11 @@ class AttachmentStore:
     ) -> dict[ObjectId, AttachmentRecord]:
         cursor = self._attachments.find({"_id": {"$in": list(ids)}, "owner_id": owner_id, **READY})
         return {doc["_id"]: attachment_from_document(doc) async for doc in cursor}
+
+    async def all_for_owner(self, owner_id: ObjectId) -> list[AttachmentRecord]:
+        """Every stored file of the user, oldest first (an account export)."""
+        cursor = self._attachments.find({"owner_id": owner_id, **READY}).sort("_id", ASCENDING)
+        return [attachment_from_document(doc) async for doc in cursor]
 
     async def bind(self, owner_id: ObjectId, ids: list[ObjectId], conversation_id: ObjectId) -> int:
         """Bind unsent uploads to `conversation_id`; returns how many of `ids` are now bound to
@@ -233,7 +238,7 @@ class AttachmentStore:
             deleted += len(batch)
 
 
-async def _chunks_of(stream: AsyncGridOut) -> AsyncGenerator[bytes]:
+async def chunks_of(stream: AsyncGridOut) -> AsyncGenerator[bytes]:
     try:
         while chunk := await stream.readchunk():
             yield chunk

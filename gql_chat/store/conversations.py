@@ -130,6 +130,11 @@ class ConversationStore:
             return False
         return True
 
+    async def all_for_owner(self, owner_id: ObjectId) -> list[ConversationRecord]:
+        """Every conversation of the user, oldest first (an account export)."""
+        cursor = self._conversations.find({"owner_id": owner_id}).sort("_id", ASCENDING)
+        return [conversation_from_document(doc) async for doc in cursor]
+
     async def imported_keys(self, owner_id: ObjectId, prefix: str) -> set[str]:
         """The import keys starting with `prefix` (one file's) already stored."""
         cursor = self._conversations.find(

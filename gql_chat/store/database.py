@@ -18,6 +18,7 @@ from pymongo.errors import (
 )
 
 from gql_chat.config import Settings
+from gql_chat.store.archives import ArchiveStore
 from gql_chat.store.attachments import AttachmentStore
 from gql_chat.store.conversations import ConversationStore
 from gql_chat.store.embedded import open_embedded_client
@@ -60,6 +61,7 @@ class Database:
     attachments: AttachmentStore
     shares: ShareStore
     jobs: JobStore
+    archives: ArchiveStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -78,6 +80,7 @@ class Database:
             attachments=AttachmentStore(db),
             shares=ShareStore(db),
             jobs=JobStore(db["jobs"]),
+            archives=ArchiveStore(db),
         )
 
     async def create_indexes(self) -> None:
@@ -100,6 +103,7 @@ class Database:
         """Owned data first, the user last: a retry after a failure halfway finishes the job."""
         await self.refresh_tokens.delete_for_user(user_id)
         await self.shares.delete_for_owner(user_id)
+        await self.archives.delete_for_owner(user_id)
         await self.jobs.delete_for_owner(user_id)
         await self.messages.delete_for_owner(user_id)
         await self.conversations.delete_for_owner(user_id)

@@ -10,10 +10,17 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from gql_chat.domain.clock import as_utc, utc_now
-from gql_chat.domain.jobs import ImportFormat, ImportJobRecord, ImportProblem, JobStatus
+from gql_chat.domain.jobs import (
+    ExportJobRecord,
+    ImportFormat,
+    ImportJobRecord,
+    ImportProblem,
+    JobStatus,
+)
 from gql_chat.store.indexes import ensure_indexes
 
 IMPORT = "import"
+EXPORT = "export"
 MAX_PROBLEMS_KEPT = 1_000
 """Problems a job's report lists; past them it counts only (a file may hold 5,000 broken
 conversations)."""
@@ -40,6 +47,22 @@ def import_job_from_document(doc: dict[str, Any]) -> ImportJobRecord:
         created_at=as_utc(doc["created_at"]),
         updated_at=as_utc(doc["updated_at"]),
         finished_at=as_utc(finished) if finished else None,
+    )
+
+
+def export_job_from_document(doc: dict[str, Any]) -> ExportJobRecord:
+    finished, expires = doc.get("finished_at"), doc.get("expires_at")
+    return ExportJobRecord(
+        id=doc["_id"],
+        owner_id=doc["owner_id"],
+        status=JobStatus(doc["status"]),
+        file_id=doc.get("file_id"),
+        size=doc.get("size"),
+        error=doc.get("error"),
+        created_at=as_utc(doc["created_at"]),
+        updated_at=as_utc(doc["updated_at"]),
+        finished_at=as_utc(finished) if finished else None,
+        expires_at=as_utc(expires) if expires else None,
     )
 
 
@@ -121,6 +144,33 @@ class JobStore:
         await self._jobs.update_one(
             {"_id": job_id}, {"$set": {**fields, "updated_at": at, "finished_at": at}}
         )
+
+    async def add_export(self, owner_id: ObjectId) -> ExportJobRecord:
+        now = utc_now()
+        doc: dict[str, Any] = {
+            "_id": ObjectId(),
+            "owner_id": owner_id,
+            "kind": EXPORT,
+            "status": JobStatus.PENDING.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await self._jobs.insert_one(doc)
+        return export_job_from_document(doc)
+
+    async def get_export(self, owner_id: ObjectId, job_id: ObjectId) -> ExportJobRecord | None:
+        doc = await self._jobs.find_one({"_id": job_id, "owner_id": owner_id, "kind": EXPORT})
+        return export_job_from_document(doc) if doc else None
+
+    async def expired_exports(self, now: datetime) -> list[ExportJobRecord]:
+        """Finished exports whose archive outlived its time (and still has one)."""
+        cursor = self._jobs.find(
+            {"kind": EXPORT, "expires_at": {"$lt": now}, "file_id": {"$ne": None}}
+        )
+        return [export_job_from_document(doc) async for doc in cursor]
+
+    async def forget_file(self, job_id: ObjectId) -> None:
+        await self._jobs.update_one({"_id": job_id}, {"$set": {"file_id": None}})
 
     async def delete_for_owner(self, owner_id: ObjectId) -> None:
         await self._jobs.delete_many({"owner_id": owner_id})

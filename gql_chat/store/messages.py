@@ -428,6 +428,13 @@ class MessageStore:
         cursor = self._messages.find(query, LIST_PROJECTION).sort("_id", DESCENDING).limit(limit)
         return [message_from_document(doc) async for doc in cursor]
 
+    async def feedback_of_owner(self, owner_id: ObjectId) -> list[MessageRecord]:
+        """The user's rated replies, oldest first (an account export)."""
+        cursor = self._messages.find(
+            {"owner_id": owner_id, "feedback": {"$type": "object"}}, LIST_PROJECTION
+        ).sort("_id", ASCENDING)
+        return [message_from_document(doc) async for doc in cursor]
+
     async def count_feedback(self, rating: FeedbackRating | None) -> int:
         query: dict[str, Any] = {"feedback": {"$type": "object"}}
         if rating is not None:
