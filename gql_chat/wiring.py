@@ -153,7 +153,7 @@ def build_services(
         forks=ForkService(settings, database, conversations, messages),
         search=SearchService(database),
         shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
-        imports=ImportService(settings, database, events),
+        imports=ImportService(settings, database, events, attachments),
         exports=ExportService(settings, database, reports, file_urls),
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),

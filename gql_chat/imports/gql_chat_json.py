@@ -30,6 +30,7 @@ from gql_chat.domain.messages import MessageRole
 from gql_chat.imports.model import (
     ConversationError,
     ImportedConversation,
+    ImportedFile,
     ImportedMessage,
     ImportItem,
     ImportLimits,
@@ -51,16 +52,20 @@ from gql_chat.imports.text import (
 ROLES = {role.value: role for role in MessageRole}
 
 
-def parse_gql_chat_json(document: object, limits: ImportLimits) -> Iterator[ImportItem]:
+def parse_gql_chat_json(
+    document: object, limits: ImportLimits, *, with_files: bool = False
+) -> Iterator[ImportItem]:
     """One item per conversation of a decoded export, in file order. Raises `ValueError` now
-    (not while iterating) when the document is no export of ours or is too big."""
+    (not while iterating) when the document is no export of ours or is too big. `with_files`:
+    the files' bytes are at hand (an account archive): attachments are listed on their
+    messages (`ImportedMessage.files`) instead of noted in their text."""
     conversations = _conversations_of(document)
     if len(conversations) > limits.max_conversations:
         raise ValueError(
             f"The file holds {len(conversations):,} conversations; at most "
             f"{limits.max_conversations:,} per import."
         )
-    return _items(conversations, limits)
+    return _items(conversations, limits, with_files)
 
 
 def _conversations_of(document: object) -> Sequence[object]:
@@ -81,7 +86,9 @@ def _conversations_of(document: object) -> Sequence[object]:
     )
 
 
-def _items(conversations: Sequence[object], limits: ImportLimits) -> Iterator[ImportItem]:
+def _items(
+    conversations: Sequence[object], limits: ImportLimits, with_files: bool
+) -> Iterator[ImportItem]:
     for index, conversation in enumerate(conversations):
         title = (
             known_title(conversation.get("title"), limits)
@@ -89,12 +96,14 @@ def _items(conversations: Sequence[object], limits: ImportLimits) -> Iterator[Im
             else None
         )
         try:
-            yield _conversation(index, conversation, limits)
+            yield _conversation(index, conversation, limits, with_files)
         except BrokenConversation as broken:
             yield ConversationError(index, title, str(broken))
 
 
-def _conversation(index: int, conversation: object, limits: ImportLimits) -> ImportedConversation:
+def _conversation(
+    index: int, conversation: object, limits: ImportLimits, with_files: bool
+) -> ImportedConversation:
     if not isinstance(conversation, dict):
         raise BrokenConversation("It is not a JSON object.")
     listed = conversation.get("messages")
@@ -103,7 +112,7 @@ def _conversation(index: int, conversation: object, limits: ImportLimits) -> Imp
     if not listed:
         raise BrokenConversation("It holds no messages.")
     check_count(len(listed), limits)
-    messages, placeholders = _messages(listed, limits)
+    messages, placeholders = _messages(listed, limits, with_files)
     active = conversation.get("activeLeafId")
     if active is not None and (not isinstance(active, str) or active not in messages):
         raise BrokenConversation("Its `activeLeafId` names no message of it.")
@@ -122,7 +131,7 @@ def _conversation(index: int, conversation: object, limits: ImportLimits) -> Imp
 
 
 def _messages(
-    listed: Sequence[object], limits: ImportLimits
+    listed: Sequence[object], limits: ImportLimits, with_files: bool
 ) -> tuple[dict[str, ImportedMessage], int]:
     """The messages by key, in file order, and how many attachment notes they hold."""
     linked = any(isinstance(m, dict) and "parentId" in m for m in listed)
@@ -138,7 +147,7 @@ def _messages(
         if key in messages:
             raise BrokenConversation(f"Two messages have the id {describe(key)}.")
         parent = _parent(key, message) if linked else previous
-        messages[key], notes = _message(key, parent, message, limits)
+        messages[key], notes = _message(key, parent, message, limits, with_files)
         placeholders += notes
         previous = key
     return messages, placeholders
@@ -156,7 +165,11 @@ def _parent(key: str, message: Mapping[str, object]) -> str | None:
 
 
 def _message(
-    key: str, parent: str | None, message: Mapping[str, object], limits: ImportLimits
+    key: str,
+    parent: str | None,
+    message: Mapping[str, object],
+    limits: ImportLimits,
+    with_files: bool,
 ) -> tuple[ImportedMessage, int]:
     """One message, and how many attachment notes its text holds."""
     label = describe(key)  # once: error messages name the message by it
@@ -169,7 +182,9 @@ def _message(
     model = message.get("model")
     if model is not None and not isinstance(model, str):
         raise BrokenConversation(f"{what} has a `model` that is not text.")
-    notes = _attachment_notes(what, message.get("attachments"))
+    listed = message.get("attachments")
+    files = _attachment_refs(what, listed) if with_files else ()
+    notes = [] if with_files else _attachment_notes(what, listed)
     text = "\n\n".join(piece for piece in (clean_prose(content), "\n".join(notes)) if piece)
     imported = ImportedMessage(
         key=key,
@@ -179,6 +194,7 @@ def _message(
         created_at=from_rfc3339(message.get("createdAt"), f"The time of message {label}"),
         model=clean_name(model) or None if model is not None else None,
         reasoning=check_size(clean_prose(reasoning), limits, key, "The reasoning of message"),
+        files=files,
     )
     return imported, len(notes)
 
@@ -192,14 +208,31 @@ def _string(value: object, problem: str) -> str:
     return value
 
 
-def _attachment_notes(what: str, attachments: object) -> list[str]:
-    """A note for each attachment listed: the files themselves are not in the JSON."""
+def _attachment_refs(what: str, attachments: object) -> tuple[ImportedFile, ...]:
+    """The files a message lists, by their id in the file (their bytes are elsewhere)."""
+    refs = []
+    for attachment in _listed(what, attachments):
+        key = attachment.get("id") if isinstance(attachment, dict) else None
+        filename = attachment.get("filename") if isinstance(attachment, dict) else None
+        if not isinstance(key, str) or not key:
+            raise BrokenConversation(f"{what} lists an attachment without an `id`.")
+        name = clean_name(filename) if isinstance(filename, str) else ""
+        refs.append(ImportedFile(key=key, filename=name or "file"))
+    return tuple(refs)
+
+
+def _listed(what: str, attachments: object) -> list[object]:
     if attachments is None:
         return []
     if not isinstance(attachments, list):
         raise BrokenConversation(f"{what} has `attachments` that are not a JSON array.")
+    return attachments
+
+
+def _attachment_notes(what: str, attachments: object) -> list[str]:
+    """A note for each attachment listed: the files themselves are not in the JSON."""
     notes = []
-    for attachment in attachments:
+    for attachment in _listed(what, attachments):
         filename = attachment.get("filename") if isinstance(attachment, dict) else None
         name = clean_name(filename) if isinstance(filename, str) else ""
         notes.append(f"[attachment {name} not imported]" if name else "[attachment not imported]")

@@ -21,6 +21,14 @@ class ImportLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportedFile:
+    """A file a message carries, by its id in the file (its bytes are found apart)."""
+
+    key: str
+    filename: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportedMessage:
     key: str
     """Its id in the file: unique within its conversation."""
@@ -31,6 +39,7 @@ class ImportedMessage:
     """Aware, in UTC; None when the file does not say."""
     model: str | None = None
     reasoning: str = ""
+    files: tuple[ImportedFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -19,28 +20,32 @@ import logging
 import os
 import time
 import zipfile
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bson import ObjectId
+from starlette.datastructures import UploadFile
 
 from gql_chat.config import Settings
+from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.jobs import ImportFormat, ImportJobRecord, ImportProblem, JobStatus
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus, delta_end
-from gql_chat.errors import BadUserInput, NotFound, RateLimited
+from gql_chat.errors import BadUserInput, DomainError, NotFound, RateLimited
 from gql_chat.imports.chatgpt import parse_chatgpt
 from gql_chat.imports.gql_chat_json import parse_gql_chat_json
 from gql_chat.imports.json_stream import decode
 from gql_chat.imports.model import (
     ConversationError,
     ImportedConversation,
+    ImportedFile,
     ImportedMessage,
     ImportItem,
     ImportLimits,
 )
+from gql_chat.services.attachments import AttachmentService
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
@@ -54,12 +59,21 @@ JOB_TIMEOUT = 30 * 60.0
 ARCHIVE_EXPANSION = 20
 """An archive may unpack to at most this many times the upload limit (a zip bomb does not)."""
 ARCHIVE_CONVERSATIONS = "conversations/"
+ARCHIVE_FILES = "attachments"
+ARCHIVE_MAGIC = b"PK\x03\x04"
 IMPORTED_TITLE_SOURCE = "imported"
 
 
 class ImportService:
-    def __init__(self, settings: Settings, database: Database, events: UserEventBus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        events: UserEventBus,
+        attachments: AttachmentService,
+    ) -> None:
         self._settings = settings
+        self._attachments = attachments
         self._db = database
         self._jobs = database.jobs
         self._events = events
@@ -128,7 +142,11 @@ class ImportService:
             )
 
     async def _import(self, job: ImportJobRecord, data: bytes) -> None:
-        items = await asyncio.to_thread(self._read, job.format, data)
+        read = await asyncio.to_thread(self._read, job.format, data)
+        items = read.items
+        files = _ArchivedFiles(
+            self._attachments, self._settings.max_upload_bytes, job.owner_id, data, read.files
+        )
         counts = {"total": len(items), "done": 0, "imported": 0, "skipped": 0, "placeholders": 0}
         await self._jobs.progress(job.id, counts)
         prefix = f"{job.sha256}:{job.format.value}:"
@@ -142,9 +160,9 @@ class ImportService:
             elif f"{prefix}{item.index}" in seen:
                 counts["skipped"] += 1
             else:
-                stored = await self._store(job.owner_id, item, f"{prefix}{item.index}", ids)
-                counts["imported" if stored else "skipped"] += 1
-                counts["placeholders"] += item.placeholders if stored else 0
+                stored = await self._store(job.owner_id, item, f"{prefix}{item.index}", ids, files)
+                counts["imported" if stored is not None else "skipped"] += 1
+                counts["placeholders"] += stored or 0
             counts["done"] += 1
             await asyncio.sleep(0)  # the embedded store never yields on its own
             if time.monotonic() - last_report >= PROGRESS_EVERY:
@@ -155,56 +173,69 @@ class ImportService:
         await self._jobs.add_problems(job.id, problems)
         await self._jobs.finish(job.id, {**counts, "status": JobStatus.DONE.value}, utc_now())
 
-    def _read(self, fmt: ImportFormat, data: bytes) -> list[ImportItem]:
-        """The file's conversations (in a worker thread: decoding a big file takes a while).
-        Raises `_UnreadableFile` for a file that is no export of that format at all."""
-        parse = parse_chatgpt if fmt is ImportFormat.CHATGPT else parse_gql_chat_json
+    def _read(self, fmt: ImportFormat, data: bytes) -> _ReadFile:
+        """The file's conversations (in a worker thread: decoding a big file takes a while),
+        and for an account archive, where each file's bytes are in it. Raises
+        `_UnreadableFile` for a file that is no export of that format at all."""
         try:
-            documents = list(self._documents(fmt, data))
-            if len(documents) == 1:
-                return list(parse(documents[0], self._limits))
-            return list(parse(documents, self._limits))  # an archive: one per conversation
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are
+            if fmt is ImportFormat.CHATGPT:
+                document = decode(data, self._limits.max_conversations)
+                return _ReadFile(list(parse_chatgpt(document, self._limits)))
+            if data[:4] != ARCHIVE_MAGIC:
+                document = decode(data, self._limits.max_conversations)
+                return _ReadFile(list(parse_gql_chat_json(document, self._limits)))
+            documents, files = self._archive(data)
+            parsed = parse_gql_chat_json(documents, self._limits, with_files=True)
+            return _ReadFile(list(parsed), files)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise _UnreadableFile(_reason(exc)) from None
 
-    def _documents(self, fmt: ImportFormat, data: bytes) -> Iterator[object]:
-        if fmt is ImportFormat.GQL_CHAT_JSON and data[:4] == b"PK\x03\x04":
-            yield from self._archive(data)
-        else:
-            yield decode(data, self._limits.max_conversations)
-
-    def _archive(self, data: bytes) -> Iterator[object]:
-        """The conversations of an `exportAccount` archive, within bounds: what it unpacks to
-        (its entries' sizes as read, not as claimed) and how many it holds."""
+    def _archive(self, data: bytes) -> tuple[list[object], dict[str, str]]:
+        """The conversations of an `exportAccount` archive, within bounds (what they unpack
+        to, as read rather than as claimed, and how many), and its files' entries by id."""
         room = ARCHIVE_EXPANSION * self._settings.max_upload_bytes
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                listed = archive.namelist()
                 names = [
-                    n
-                    for n in archive.namelist()
-                    if n.startswith(ARCHIVE_CONVERSATIONS) and n.endswith(".json")
+                    n for n in listed if n.startswith(ARCHIVE_CONVERSATIONS) and n.endswith(".json")
                 ]
                 if len(names) > self._limits.max_conversations:
                     raise ValueError(
                         f"The archive holds {len(names)} conversations; at most "
                         f"{self._limits.max_conversations} are imported at once."
                     )
+                documents = []
                 for name in sorted(names):
                     with archive.open(name) as entry:
                         content = entry.read(room + 1)
                     room -= len(content)
                     if room < 0:
                         raise ValueError("The archive unpacks to more than this server reads.")
-                    yield decode(content, self._limits.max_conversations)
+                    documents.append(decode(content, self._limits.max_conversations))
         except zipfile.BadZipFile:
             raise ValueError("The file is not a readable archive.") from None
+        files = {
+            parts[1]: name
+            for name in listed
+            if len(parts := name.split("/")) == 3 and parts[0] == ARCHIVE_FILES and parts[2]
+        }
+        return documents, files
 
     async def _store(
-        self, owner_id: ObjectId, item: ImportedConversation, key: str, ids: _ObjectIds
-    ) -> bool:
-        """Its messages first, then the conversation (which makes them visible); False when
-        this key was stored meanwhile (the same file, sent twice at once)."""
+        self,
+        owner_id: ObjectId,
+        item: ImportedConversation,
+        key: str,
+        ids: _ObjectIds,
+        files: _ArchivedFiles,
+    ) -> int | None:
+        """Its files (from an archive) and messages first, then the conversation (which makes
+        them visible), then the files are bound to it. How many placeholders it holds; None
+        when this key was stored meanwhile (the same file, sent twice at once)."""
         now = utc_now()
+        placeholders = item.placeholders
+        restored: list[AttachmentRecord] = []
         created = item.created_at or _first_time(item) or now
         conversation_id = ids.at(created)
         message_ids: dict[str, ObjectId] = {}
@@ -214,11 +245,21 @@ class ImportService:
             message_id = ids.at(at)
             message_ids[message.key] = message_id
             parent_id = message_ids[message.parent_key] if message.parent_key else None
-            messages.append(
-                _message(owner_id, conversation_id, (message_id, parent_id), message, at)
-            )
+            record = _message(owner_id, conversation_id, (message_id, parent_id), message, at)
+            if message.files:
+                found = [(f, await files.restore(f)) for f in message.files]
+                kept = [a for _, a in found if a is not None]
+                missing = [f"[attachment {f.filename} not imported]" for f, a in found if a is None]
+                restored += kept
+                placeholders += len(missing)
+                record = dataclasses.replace(
+                    record,
+                    attachment_ids=tuple(a.id for a in kept),
+                    content="\n\n".join(p for p in (record.content, "\n".join(missing)) if p),
+                )
+            messages.append(record)
         last = max((m.created_at for m in messages), default=None)
-        record = ConversationRecord(
+        conversation = ConversationRecord(
             id=conversation_id,
             owner_id=owner_id,
             title=item.title,
@@ -233,13 +274,62 @@ class ImportService:
             active_leaf_id=message_ids.get(item.active_leaf_key or ""),
         )
         await self._db.messages.add_many(messages)
-        if not await self._db.conversations.insert_imported(record, key):
+        if not await self._db.conversations.insert_imported(conversation, key):
             await self._db.messages.delete_ids(owner_id, [m.id for m in messages])
-            return False
+            return None  # its restored files stay unsent: the sweep of those deletes them
+        await self._attachments.bind(owner_id, restored, conversation.id)
         self._events.publish(
-            owner_id, UserEvent(UserEventKind.CONVERSATION_CREATED, conversation_id=record.id)
+            owner_id,
+            UserEvent(UserEventKind.CONVERSATION_CREATED, conversation_id=conversation.id),
         )
-        return True
+        return placeholders
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadFile:
+    items: list[ImportItem]
+    files: dict[str, str] = field(default_factory=dict)
+    """An archive's files: the entry holding each one's bytes, by its id in the archive."""
+
+
+class _ArchivedFiles:
+    """Files of an account archive, stored again as the user's uploads as their messages are
+    imported (checked by content and counted against the quota like any upload)."""
+
+    def __init__(
+        self,
+        attachments: AttachmentService,
+        limit: int,
+        owner_id: ObjectId,
+        data: bytes,
+        entries: dict[str, str],
+    ) -> None:
+        self._attachments = attachments
+        self._limit = limit
+        self._owner_id = owner_id
+        self._archive = zipfile.ZipFile(io.BytesIO(data)) if entries else None
+        self._entries = entries
+
+    async def restore(self, file: ImportedFile) -> AttachmentRecord | None:
+        """The file stored anew; None when the archive lacks it or it is refused (too large,
+        not a kind we take, over the quota)."""
+        entry = self._entries.get(file.key)
+        if entry is None or self._archive is None:
+            return None
+        archive = self._archive
+
+        def read() -> bytes:
+            with archive.open(entry) as opened:
+                return opened.read(self._limit + 1)
+
+        data = await asyncio.to_thread(read)
+        if len(data) > self._limit:
+            return None
+        upload = UploadFile(io.BytesIO(data), size=len(data), filename=file.filename)
+        try:
+            return await self._attachments.upload(self._owner_id, upload)
+        except DomainError:
+            return None
 
 
 MAX_WAITING_JOBS = 20

@@ -126,7 +126,20 @@ async def test_an_account_archive_holds_everything_and_imports_back(
         newcomer, (await start_import(newcomer, response.content, "GQL_CHAT_JSON"))["id"]
     )
     assert (back["status"], back["importedCount"], back["problemCount"]) == ("DONE", 2, 0)
-    assert back["placeholderCount"] == 1  # the photo: files are not imported
+    assert back["placeholderCount"] == 0  # the photo came back too
+    photos = await newcomer.ok(
+        """query { conversations(first: 10) { edges { node { messages(first: 10) {
+            edges { node { attachments { filename width height url } } } } } } } }"""
+    )
+    attached = [
+        a
+        for c in photos["conversations"]["edges"]
+        for m in c["node"]["messages"]["edges"]
+        for a in m["node"]["attachments"]
+    ]
+    assert [(a["filename"], a["width"], a["height"]) for a in attached] == [("photo.png", 8, 6)]
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(attached[0]["url"])).content[:4] == b"\x89PNG"
     titles = sorted(
         e["node"]["title"] for e in (await newcomer.ok(CONVERSATIONS))["conversations"]["edges"]
     )

@@ -18,6 +18,7 @@ from gql_chat.imports.gql_chat_json import parse_gql_chat_json
 from gql_chat.imports.model import (
     ConversationError,
     ImportedConversation,
+    ImportedFile,
     ImportedMessage,
     ImportItem,
     ImportLimits,
@@ -413,3 +414,23 @@ def test_any_json_gives_one_item_per_conversation_or_a_value_error(document: obj
         return
     items = parse(document)
     assert [item.index for item in items] == list(range(len(listed)))
+
+
+def test_with_files_at_hand_attachments_are_listed_instead_of_noted() -> None:
+    """An account archive holds the files' bytes: the messages list them by id."""
+    message = exported("u", USER, "Hi", 1, linked=False, attachments=("a.pdf", "b/c.txt"))
+    conversation: dict[str, Any] = {
+        "title": "Files",
+        "createdAt": iso_utc(at(0)),
+        "messages": [message],
+    }
+    [item] = parse_gql_chat_json(conversation, ImportLimits(), with_files=True)
+    assert isinstance(item, ImportedConversation)
+    [imported] = item.messages
+    assert imported.content == "Hi"
+    assert imported.files == (ImportedFile("f0", "a.pdf"), ImportedFile("f1", "b/c.txt"))
+    assert item.placeholders == 0
+    message["attachments"] = [{"filename": "x.png"}]
+    [error] = parse_gql_chat_json(conversation, ImportLimits(), with_files=True)
+    assert isinstance(error, ConversationError)
+    assert "without an `id`" in error.message
