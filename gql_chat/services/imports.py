@@ -31,7 +31,13 @@ from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.ids import parse_object_id
-from gql_chat.domain.jobs import ImportFormat, ImportJobRecord, ImportProblem, JobStatus
+from gql_chat.domain.jobs import (
+    STALE_AFTER,
+    ImportFormat,
+    ImportJobRecord,
+    ImportProblem,
+    JobStatus,
+)
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus, delta_end
 from gql_chat.errors import BadUserInput, DomainError, NotFound, RateLimited
 from gql_chat.imports.chatgpt import parse_chatgpt
@@ -82,7 +88,8 @@ class ImportService:
             max_messages=settings.import_max_messages,
             max_message_chars=max(settings.max_reply_chars, settings.max_message_chars),
         )
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], ObjectId] = {}
+        """Imports started here and not ended, and whose they are."""
         self._one_at_a_time = asyncio.Semaphore(1)
         """Imports run one after another in a process: each holds its decoded file."""
 
@@ -97,12 +104,14 @@ class ImportService:
             current = earlier.as_of(utc_now())
             if current.status is not JobStatus.FAILED:
                 return current
-        if sum(1 for task in self._running if not task.done()) >= MAX_WAITING_JOBS:
+        if owner_id in self._running.values():
+            raise RateLimited(retry_after=10, message="An import of yours is running; wait for it.")
+        if len(self._running) >= MAX_WAITING_JOBS:
             raise RateLimited(retry_after=10, message="Too many imports are waiting; try later.")
         job = await self._jobs.add_import(owner_id, fmt, sha256)
         task = asyncio.create_task(self._run(job, data), name=f"import-{job.id}")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[task] = owner_id
+        task.add_done_callback(lambda done: self._running.pop(done, None))
         return job
 
     async def get(self, owner_id: ObjectId, job_id: str) -> ImportJobRecord:
@@ -115,16 +124,20 @@ class ImportService:
     async def close(self) -> None:
         """At shutdown: running imports stop (their jobs read as interrupted soon after; what
         they stored stays, and sending the file again completes it)."""
-        for task in list(self._running):
+        tasks = list(self._running)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, job: ImportJobRecord, data: bytes) -> None:
         try:
             async with asyncio.timeout(JOB_TIMEOUT):
-                async with self._one_at_a_time:
+                await self._turn(job)
+                try:
                     await self._jobs.progress(job.id, {"status": JobStatus.RUNNING.value})
                     await self._import(job, data)
+                finally:
+                    self._one_at_a_time.release()
         except asyncio.CancelledError:
             raise
         except _UnreadableFile as exc:
@@ -134,6 +147,17 @@ class ImportService:
         except Exception:
             logger.exception("an import failed", extra={"job_id": str(job.id)})
             await self._fail(job, "The import failed; send the file again to go on.")
+
+    async def _turn(self, job: ImportJobRecord) -> None:
+        """Wait for the import before it to end, saying meanwhile that this job is alive (a
+        job nobody touches for `STALE_AFTER` reads as interrupted)."""
+        while True:
+            try:
+                async with asyncio.timeout(STALE_AFTER.total_seconds() / 4):
+                    await self._one_at_a_time.acquire()
+                    return
+            except TimeoutError:
+                await self._jobs.progress(job.id, {})
 
     async def _fail(self, job: ImportJobRecord, error: str) -> None:
         with contextlib.suppress(Exception):
@@ -332,8 +356,9 @@ class _ArchivedFiles:
             return None
 
 
-MAX_WAITING_JOBS = 20
-"""Imports started in a process and not yet finished: past it, a new one is refused."""
+MAX_WAITING_JOBS = 5
+"""Imports started in a process and not yet finished (each holds its file, up to the upload
+limit): past it, a new one is refused. A user has one at a time."""
 
 
 class _UnreadableFile(Exception):

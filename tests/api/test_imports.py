@@ -247,3 +247,19 @@ async def test_two_thousand_generated_conversations_import(settings_factory: Any
         assert job["importedCount"] > 1900
         total = (await user.ok(CONVERSATIONS))["conversations"]["totalCount"]
         assert total == job["importedCount"]
+
+
+async def test_a_user_has_one_import_at_a_time(user: SignedIn) -> None:
+    big = json.dumps(chatgpt_export(300, seed=3)).encode()
+    first = await start_import(user, big, "CHATGPT")
+    operations = {"query": IMPORT, "variables": {"file": None, "format": "CHATGPT"}}
+    response = await user.gql.http.post(
+        "/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps({"1": ["variables.file"]})},
+        files={"1": ("other.json", FIXTURE.read_bytes(), "application/json")},
+        headers={"Authorization": f"Bearer {user.token}", "Apollo-Require-Preflight": "true"},
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert (await finished(user, first["id"]))["status"] == "DONE"
+    after = await finished(user, (await start_import(user, FIXTURE.read_bytes(), "CHATGPT"))["id"])
+    assert after["status"] == "DONE"
