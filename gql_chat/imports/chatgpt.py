@@ -21,8 +21,9 @@ What is kept, node by node (the node id is the message's key; `parent` links are
   its place in the tree is kept, its content is not. A message of a role we do not know is
   treated the same way.
 - A `thoughts` message (a reasoning model's thinking) becomes the `reasoning` of the first
-  kept message below it on each branch when that one is an ASSISTANT message (the answer, or a
-  tool call); it is skipped like a hidden node otherwise. Thoughts that reach no assistant
+  kept message below it when that one is an ASSISTANT message (the answer, or a tool call),
+  once: a regenerated reply below the same thoughts gets none (stored once, never copied per
+  branch); it is skipped like a hidden node otherwise. Thoughts that reach no assistant
   message are lost and counted in `placeholders` (one per thoughts message, without a note:
   there is no message of theirs to hold one).
 
@@ -233,12 +234,15 @@ def _walk(
 
 
 def _reasoning(key: str, carried: _Pending, consumed: set[str], limits: ImportLimits) -> str:
-    """The thoughts above message `key`, oldest first, marked as kept. Stops reading as soon as
-    they are too long, so a long chain costs no more than one message's limit."""
+    """The thoughts above message `key` not given to a message before, oldest first, marked
+    as kept: each thoughts text is stored once, with the first reply below it (a thoughts node
+    over many replies would otherwise be copied to each: 240 KB of thoughts over 4,000 replies
+    took 1.9 GB). Stops reading as soon as they are too long, so a long chain costs no more
+    than one message's limit."""
     texts: list[str] = []
     size = -2  # no separator before the first
     link: _Pending | None = carried
-    while link is not None:
+    while link is not None and link.key not in consumed:
         texts.append(link.text)
         consumed.add(link.key)
         size += len(link.text) + 2

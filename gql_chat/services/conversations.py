@@ -148,8 +148,10 @@ class ConversationService:
             await self._db.usage.delete_for_conversations(owner_id, [conversation.id])
             await self._db.attachments.delete_for_conversations(owner_id, [conversation.id])
             await self._conversations.delete_many(owner_id, [conversation.id])
-            # Again: a send that bound a file meanwhile finds the conversation gone after.
+            # Again: a send that bound a file (or a share made) meanwhile, before the
+            # conversation was gone, is caught now.
             await self._db.attachments.delete_for_conversations(owner_id, [conversation.id])
+            await self._db.shares.delete_for_conversations(owner_id, [conversation.id])
         self.publish(owner_id, UserEventKind.CONVERSATION_DELETED, conversation.id)
 
     async def set_active_leaf(

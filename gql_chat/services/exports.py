@@ -28,7 +28,7 @@ from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.clock import iso_utc, utc_now
 from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.ids import parse_object_id
-from gql_chat.domain.jobs import ExportJobRecord, JobStatus
+from gql_chat.domain.jobs import EXPIRED, ExportJobRecord, JobStatus
 from gql_chat.domain.messages import MessageRecord
 from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import NotFound, RateLimited
@@ -39,10 +39,13 @@ from gql_chat.store.database import Database
 logger = logging.getLogger(__name__)
 
 JOB_NOT_FOUND = "Export job not found."
+REPLACED = "A newer export replaced this archive."
 JOB_TIMEOUT = 30 * 60.0
 SWEEP_INTERVAL = 3600.0
 MAX_RUNNING = 2
 """Exports building at once in a process (each holds a temporary file)."""
+MAX_WAITING = 20
+"""Exports started in a process and not finished (one per user): past it, one is refused."""
 SPOOL_BYTES = 8 * 1_048_576
 """Archives up to this size are built in memory; larger ones on disk."""
 
@@ -61,7 +64,8 @@ class ExportService:
         self._db = database
         self._reports = reports
         self._urls = urls
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], ExportJobRecord] = {}
+        """Exports being written here, and their jobs."""
         self._building = asyncio.Semaphore(MAX_RUNNING)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -75,13 +79,17 @@ class ExportService:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def export(self, owner_id: ObjectId) -> ExportJobRecord:
-        """A new job, started now (its archive follows in the background)."""
-        if sum(1 for task in self._running if not task.done()) >= 10 * MAX_RUNNING:
+        """A new job, started now (its archive follows in the background); the user's export
+        being written, if there is one. A user keeps one archive: a new one replaces it."""
+        for job in self._running.values():
+            if job.owner_id == owner_id:
+                return await self.get(owner_id, str(job.id))
+        if len(self._running) >= MAX_WAITING:
             raise RateLimited(retry_after=30, message="Too many exports are waiting; try later.")
         job = await self._db.jobs.add_export(owner_id)
         task = asyncio.create_task(self._run(job), name=f"export-{job.id}")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[task] = job
+        task.add_done_callback(lambda done: self._running.pop(done, None))
         return job
 
     async def get(self, owner_id: ObjectId, job_id: str) -> ExportJobRecord:
@@ -117,7 +125,7 @@ class ExportService:
         for job in expired:
             if job.file_id is not None:
                 await self._db.archives.delete(job.file_id)
-            await self._db.jobs.forget_file(job.id)
+            await self._db.jobs.forget_file(job.id, EXPIRED)
         return len(expired)
 
     async def _sweep_forever(self) -> None:
@@ -152,6 +160,10 @@ class ExportService:
                     },
                     now,
                 )
+                for older in await self._db.jobs.older_archives(job.owner_id, job.id):
+                    if older.file_id is not None:
+                        await self._db.archives.delete(older.file_id)
+                    await self._db.jobs.forget_file(older.id, REPLACED)
         except asyncio.CancelledError:
             raise
         except Exception:

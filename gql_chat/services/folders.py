@@ -196,8 +196,10 @@ class FolderService:
             await self._db.usage.delete_for_conversations(owner_id, conversation_ids)
             await self._db.attachments.delete_for_conversations(owner_id, conversation_ids)
             await self._db.conversations.delete_many(owner_id, conversation_ids)
-            # Again: a send that bound a file meanwhile finds the conversation gone after.
+            # Again: a send that bound a file (or a share made) meanwhile, before the
+            # conversations were gone, is caught now.
             await self._db.attachments.delete_for_conversations(owner_id, conversation_ids)
+            await self._db.shares.delete_for_conversations(owner_id, conversation_ids)
         for level in reversed(levels):  # leaves first, the folder itself last
             await self._folders.delete_many(owner_id, level)
         await self._renumber(owner_id, folder.parent_id)

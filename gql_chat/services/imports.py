@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,7 +43,7 @@ from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus, 
 from gql_chat.errors import BadUserInput, DomainError, NotFound, RateLimited
 from gql_chat.imports.chatgpt import parse_chatgpt
 from gql_chat.imports.gql_chat_json import parse_gql_chat_json
-from gql_chat.imports.json_stream import decode
+from gql_chat.imports.json_stream import decode, elements
 from gql_chat.imports.model import (
     ConversationError,
     ImportedConversation,
@@ -62,8 +63,9 @@ PROGRESS_EVERY = 0.5
 """Seconds between two progress writes of a running job."""
 JOB_TIMEOUT = 30 * 60.0
 """The longest one import may run."""
-ARCHIVE_EXPANSION = 20
-"""An archive may unpack to at most this many times the upload limit (a zip bomb does not)."""
+ARCHIVE_EXPANSION = 2
+"""An archive's conversations may unpack to at most this many times the upload limit (a zip
+bomb does not; what they decode to is about 20 times that again)."""
 ARCHIVE_CONVERSATIONS = "conversations/"
 ARCHIVE_FILES = "attachments"
 ARCHIVE_MAGIC = b"PK\x03\x04"
@@ -199,52 +201,57 @@ class ImportService:
 
     def _read(self, fmt: ImportFormat, data: bytes) -> _ReadFile:
         """The file's conversations (in a worker thread: decoding a big file takes a while),
-        and for an account archive, where each file's bytes are in it. Raises
-        `_UnreadableFile` for a file that is no export of that format at all."""
+        each decoded, read and dropped before the next (a file's conversations as JSON values
+        take about 20 times the file), and for an account archive, where each file's bytes
+        are in it. Raises `_UnreadableFile` for a file that is no export of that format."""
+        limits = self._limits
         try:
-            if fmt is ImportFormat.CHATGPT:
-                document = decode(data, self._limits.max_conversations)
-                return _ReadFile(list(parse_chatgpt(document, self._limits)))
-            if data[:4] != ARCHIVE_MAGIC:
-                document = decode(data, self._limits.max_conversations)
-                return _ReadFile(list(parse_gql_chat_json(document, self._limits)))
-            documents, files = self._archive(data)
-            parsed = parse_gql_chat_json(documents, self._limits, with_files=True)
-            return _ReadFile(list(parsed), files)
+            if fmt is ImportFormat.CHATGPT or data[:4] != ARCHIVE_MAGIC:
+                parse = parse_chatgpt if fmt is ImportFormat.CHATGPT else parse_gql_chat_json
+                values = elements(data, limits.max_conversations)
+                if values is None:  # not an array: one conversation (or a wrapper of them)
+                    return _ReadFile(list(parse(decode(data, limits.max_conversations), limits)))
+                return _ReadFile(_numbered(parse([value], limits) for value in values))
+            return self._archive(data)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise _UnreadableFile(_reason(exc)) from None
 
-    def _archive(self, data: bytes) -> tuple[list[object], dict[str, str]]:
-        """The conversations of an `exportAccount` archive, within bounds (what they unpack
-        to, as read rather than as claimed, and how many), and its files' entries by id."""
+    def _archive(self, data: bytes) -> _ReadFile:
+        """The conversations of an `exportAccount` archive, an entry at a time, within bounds
+        (what its entries unpack to, as read rather than as claimed, and how many
+        conversations), and its files' entries by id."""
         room = ARCHIVE_EXPANSION * self._settings.max_upload_bytes
+        limit = self._limits.max_conversations
+        too_many = f"The archive holds more than {limit} conversations; at most {limit} per import."
+        batches: list[Iterable[ImportItem]] = []
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 listed = archive.namelist()
                 names = [
                     n for n in listed if n.startswith(ARCHIVE_CONVERSATIONS) and n.endswith(".json")
                 ]
-                if len(names) > self._limits.max_conversations:
-                    raise ValueError(
-                        f"The archive holds {len(names)} conversations; at most "
-                        f"{self._limits.max_conversations} are imported at once."
-                    )
-                documents = []
+                if len(names) > limit:
+                    raise ValueError(too_many)
                 for name in sorted(names):
                     with archive.open(name) as entry:
                         content = entry.read(room + 1)
                     room -= len(content)
                     if room < 0:
                         raise ValueError("The archive unpacks to more than this server reads.")
-                    documents.append(decode(content, self._limits.max_conversations))
+                    document = decode(content, limit)
+                    parsed = parse_gql_chat_json(document, self._limits, with_files=True)
+                    batches.append(list(parsed))
         except zipfile.BadZipFile:
-            raise ValueError("The file is not a readable archive.") from None
+            raise ValueError("The archive cannot be read.") from None
+        items = _numbered(batches)
+        if len(items) > limit:
+            raise ValueError(too_many)
         files = {
             parts[1]: name
             for name in listed
             if len(parts := name.split("/")) == 3 and parts[0] == ARCHIVE_FILES and parts[2]
         }
-        return documents, files
+        return _ReadFile(items, files)
 
     async def _store(
         self,
@@ -259,7 +266,7 @@ class ImportService:
         when this key was stored meanwhile (the same file, sent twice at once)."""
         now = utc_now()
         placeholders = item.placeholders
-        restored: list[AttachmentRecord] = []
+        restored: dict[ObjectId, AttachmentRecord] = {}
         created = item.created_at or _first_time(item) or now
         conversation_id = ids.at(created)
         message_ids: dict[str, ObjectId] = {}
@@ -271,10 +278,10 @@ class ImportService:
             parent_id = message_ids[message.parent_key] if message.parent_key else None
             record = _message(owner_id, conversation_id, (message_id, parent_id), message, at)
             if message.files:
-                found = [(f, await files.restore(f)) for f in message.files]
+                found = [(f, await files.restore(f, key)) for f in message.files]
                 kept = [a for _, a in found if a is not None]
                 missing = [f"[attachment {f.filename} not imported]" for f, a in found if a is None]
-                restored += kept
+                restored.update((a.id, a) for a in kept)
                 placeholders += len(missing)
                 record = dataclasses.replace(
                     record,
@@ -298,10 +305,16 @@ class ImportService:
             active_leaf_id=message_ids.get(item.active_leaf_key or ""),
         )
         await self._db.messages.add_many(messages)
-        if not await self._db.conversations.insert_imported(conversation, key):
+        try:
+            inserted = await self._db.conversations.insert_imported(conversation, key)
+        except BaseException:  # failed, or cancelled at shutdown: no hidden messages stay
+            with contextlib.suppress(Exception):
+                await self._db.messages.delete_ids(owner_id, [m.id for m in messages])
+            raise
+        if not inserted:
             await self._db.messages.delete_ids(owner_id, [m.id for m in messages])
             return None  # its restored files stay unsent: the sweep of those deletes them
-        await self._attachments.bind(owner_id, restored, conversation.id)
+        await self._attachments.bind(owner_id, list(restored.values()), conversation.id)
         self._events.publish(
             owner_id,
             UserEvent(UserEventKind.CONVERSATION_CREATED, conversation_id=conversation.id),
@@ -333,10 +346,21 @@ class _ArchivedFiles:
         self._owner_id = owner_id
         self._archive = zipfile.ZipFile(io.BytesIO(data)) if entries else None
         self._entries = entries
+        self._restored: dict[str, tuple[str, AttachmentRecord | None]] = {}
+        """Each file once, for the conversation that first listed it."""
 
-    async def restore(self, file: ImportedFile) -> AttachmentRecord | None:
-        """The file stored anew; None when the archive lacks it or it is refused (too large,
-        not a kind we take, over the quota)."""
+    async def restore(self, file: ImportedFile, conversation: str) -> AttachmentRecord | None:
+        """The file stored anew, once (a file listed again in the same conversation is the
+        same upload; in another one, a note); None when the archive lacks it or it is refused
+        (too large, not a kind we take, over the quota)."""
+        if (earlier := self._restored.get(file.key)) is not None:
+            first_conversation, record = earlier
+            return record if first_conversation == conversation else None
+        record = await self._restore(file)
+        self._restored[file.key] = (conversation, record)
+        return record
+
+    async def _restore(self, file: ImportedFile) -> AttachmentRecord | None:
         entry = self._entries.get(file.key)
         if entry is None or self._archive is None:
             return None
@@ -416,6 +440,14 @@ def _message(
         updated_at=at,
         reasoning=message.reasoning,
     )
+
+
+def _numbered(batches: Iterable[Iterable[ImportItem]]) -> list[ImportItem]:
+    """The items of conversations read one by one (each numbered 0), numbered in file order."""
+    return [
+        dataclasses.replace(item, index=index)
+        for index, item in enumerate(item for batch in batches for item in batch)
+    ]
 
 
 def _first_time(item: ImportedConversation) -> datetime | None:

@@ -123,7 +123,7 @@ class ShareService:
         position = 0
         if after is not None:
             value = decode_cursor(after, "after").get("p")
-            if not isinstance(value, int) or value < 0:
+            if type(value) is not int or not 0 <= value <= share.message_count:
                 raise BadUserInput("after", "Invalid cursor.")
             position = value
         found = await self._store.messages(share.id, position, size + 1)

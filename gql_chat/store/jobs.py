@@ -169,8 +169,19 @@ class JobStore:
         )
         return [export_job_from_document(doc) async for doc in cursor]
 
-    async def forget_file(self, job_id: ObjectId) -> None:
-        await self._jobs.update_one({"_id": job_id}, {"$set": {"file_id": None}})
+    async def older_archives(self, owner_id: ObjectId, newer: ObjectId) -> list[ExportJobRecord]:
+        """The user's exports before `newer` that still hold an archive (it replaces them)."""
+        cursor = self._jobs.find(
+            {"owner_id": owner_id, "kind": EXPORT, "_id": {"$lt": newer}, "file_id": {"$ne": None}}
+        )
+        return [export_job_from_document(doc) async for doc in cursor]
+
+    async def forget_file(self, job_id: ObjectId, reason: str) -> None:
+        """Its archive is deleted: the job reads FAILED with `reason`."""
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {"$set": {"file_id": None, "status": JobStatus.FAILED.value, "error": reason}},
+        )
 
     async def delete_for_owner(self, owner_id: ObjectId) -> None:
         await self._jobs.delete_many({"owner_id": owner_id})

@@ -184,3 +184,18 @@ async def test_an_archive_expires(settings_factory: Any) -> None:
         async with httpx.AsyncClient() as browser:
             assert (await browser.get(job["url"])).status_code == 404
         assert await server.app.state.services.exports.sweep() == 1  # and its bytes go
+
+
+async def test_a_user_has_one_export_at_a_time_and_keeps_one_archive(user: SignedIn) -> None:
+    await fill_account(user)
+    first, again = [(await user.ok(EXPORT))["exportAccount"]["id"] for _ in range(2)]
+    assert again == first  # the one being written
+    written = await exported(user)  # once written, exporting starts a new one...
+    while written["id"] == first:
+        written = await exported(user)
+    assert written["status"] == "DONE"
+    older = (await user.ok(JOB, {"id": first}))["exportJob"]  # ...which replaces it
+    assert (older["status"], older["url"]) == ("FAILED", None)
+    assert "replaced" in older["error"]
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(written["url"])).status_code == 200

@@ -4,6 +4,7 @@ by deleting the conversation or the account; its files readable through URLs sig
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ import httpx
 import pytest
 
 from gql_chat.config import Settings
+from gql_chat.store.cursors import encode_cursor
+from gql_chat.store.messages import MessageStore
 from tests.conftest import LiveServer, live_server_of, make_settings
 from tests.files_support import png
 from tests.support import (
@@ -116,8 +119,9 @@ async def test_a_share_up_to_a_message_and_pages_of_it(
     assert (page["pageInfo"]["hasNextPage"], rest["pageInfo"]["hasNextPage"]) == (True, False)
     assert page["totalCount"] == 6
 
-    bad_cursor = await anonymous.execute(SHARED, {"token": token, "after": "not a cursor"})
-    assert code_of(bad_cursor) == "BAD_USER_INPUT"
+    for cursor in ("not a cursor", *(encode_cursor({"p": p}) for p in (2**63, -1, 7, True))):
+        bad_cursor = await anonymous.execute(SHARED, {"token": token, "after": cursor})
+        assert code_of(bad_cursor) == "BAD_USER_INPUT", cursor
     part = await user.ok(SHARE, {"id": conversation, "upTo": first["assistantMessage"]["id"]})
     part_token = part["shareConversation"]["token"]
     assert (await read(anonymous, part_token))["messageCount"] == 2
@@ -232,3 +236,33 @@ async def test_anonymous_reads_are_rate_limited_per_ip(settings_factory: Any) ->
         client = GraphQLClient(http)
         codes = [code_of(await client.execute(SHARED, {"token": "unknown"})) for _ in range(4)]
     assert codes == ["NOT_FOUND"] * 3 + ["RATE_LIMITED"]
+
+
+async def test_a_share_made_while_its_conversation_is_deleted_does_not_outlive_it(
+    user: SignedIn, anonymous: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete revokes shares before it deletes the messages (slowed here, as a big
+    conversation's are on MongoDB) and again once the conversation is gone."""
+    sent = await exchange(user, "my secret plan")
+    conversation = sent["conversation"]["id"]
+    original = MessageStore.delete_for_conversations
+
+    async def slow(self: MessageStore, *args: Any) -> None:
+        await asyncio.sleep(0.3)
+        await original(self, *args)
+
+    monkeypatch.setattr(MessageStore, "delete_for_conversations", slow)
+
+    async def share_meanwhile() -> Any:
+        await asyncio.sleep(0.1)
+        return await user.execute(SHARE, {"id": conversation})
+
+    deleted, shared = await asyncio.gather(
+        user.execute("mutation($id: ID!) { deleteConversation(id: $id) }", {"id": conversation}),
+        share_meanwhile(),
+    )
+    assert deleted.data == {"deleteConversation": True}
+    if not shared.errors:  # the share was made between the two revocations
+        token = shared.data["shareConversation"]["token"]
+        assert code_of(await anonymous.execute(SHARED, {"token": token})) == "NOT_FOUND"
+    assert (await user.ok(SHARES))["shares"]["totalCount"] == 0

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gql_chat.imports.json_stream import decode
+from gql_chat.imports.json_stream import decode, elements
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
@@ -30,7 +30,22 @@ def test_decodes_what_json_loads_decodes(value: object, indent: int | None) -> N
 
 @pytest.mark.parametrize(
     "text",
-    ["[1, 2", "[1 2]", "[1,]", "[1] x", "[", "", "{", "[1],[2]", "\xff"],
+    [
+        "[1, 2",
+        "[1 2]",
+        "[1,]",
+        "[1] x",
+        "[",
+        "",
+        "{",
+        "[1],[2]",
+        "\xff",
+        '{"a": 1,}',
+        '{"a" 1}',
+        "{1: 2}",
+        '[{"a": [1,]}]',
+        "[[[[[1]]]]",
+    ],
 )
 def test_refuses_what_is_not_json(text: str) -> None:
     data = text.encode("latin-1") if text == "\xff" else text.encode()
@@ -46,3 +61,26 @@ def test_an_array_over_the_limit_is_refused_before_the_rest_is_read() -> None:
 
 def test_a_byte_order_mark_is_allowed() -> None:
     assert decode("\ufeff[1]".encode(), 5) == [1]
+
+
+def test_nesting_past_the_decoders_reach_is_a_value_error() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ValueError, match="nests JSON deeper"):
+        decode(deep, 10)
+
+
+def test_elements_are_decoded_as_they_are_asked_for() -> None:
+    values = elements(b'[{"a": 1}, [2], 3, {broken', 10)
+    assert values is not None
+    assert [next(values), next(values), next(values)] == [{"a": 1}, [2], 3]
+    with pytest.raises(ValueError):  # noqa: PT011 - JSONDecodeError
+        next(values)
+    assert elements(b' {"messages": []}', 10) is None
+
+
+def test_containers_past_the_entry_limit_fail_early() -> None:
+    with pytest.raises(ValueError, match="more than 3 entries"):
+        decode(b'{"messages": [{}, {}, {}, {}]}', 10, max_entries=3)
+    with pytest.raises(ValueError, match="more than 3 entries"):
+        decode(b'[{"a": 1, "b": 2, "c": 3, "d": 4}]', 10, max_entries=3)
+    assert decode(b'[{"a": [1, 2, 3]}, 2, 3, 4]', 10, max_entries=3) == [{"a": [1, 2, 3]}, 2, 3, 4]
