@@ -100,6 +100,7 @@ def create_app(
                 services.reply_slots.start()
             services.attachments.start()
             services.exports.start()
+            services.mailer.start()
             app.state.services = services
             app.state.websockets = graphql.websockets  # `gql-chat serve` closes them at shutdown
             services.sign_ins.listen(graphql.websockets.sign_ins.sign_ins_ended)
@@ -115,6 +116,8 @@ def create_app(
                 await services.branching.close()
                 await services.imports.close()
                 await services.exports.close()
+                await services.email_accounts.close()
+                await services.mailer.close()
                 if services.leases is not None:
                     await services.leases.close()
                 if services.reply_slots is not None:

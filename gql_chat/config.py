@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Self
 
 import limits
@@ -128,6 +129,12 @@ class Settings(BaseSettings):
     user_storage_bytes: int = Field(default=1_073_741_824, ge=0)
     file_url_ttl: timedelta = timedelta(hours=1)
     export_ttl: timedelta = timedelta(days=1)
+    smtp_url: SecretStr | None = None
+    mail_from: str = Field(default="gql_chat <no-reply@localhost>", min_length=3)
+    mail_outbox: Path = Path(".gql_chat/outbox")
+    require_verified_email: bool = False
+    password_reset_ttl: timedelta = timedelta(minutes=30)
+    email_verification_ttl: timedelta = timedelta(days=2)
     pdf_engine: PdfEngine = PdfEngine.PDF_TEXT
     public_url: str | None = None
     share_url: str | None = None
@@ -143,6 +150,9 @@ class Settings(BaseSettings):
     rate_refresh_per_user: str = "30/minute"
     rate_send_message_per_user: str = "30/minute"
     rate_shared_reads_per_ip: str = "120/minute"
+    rate_password_reset_per_email: str = "3/hour"
+    rate_password_reset_per_ip: str = "20/hour"
+    rate_verification_mail_per_user: str = "3/hour"
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -164,6 +174,9 @@ class Settings(BaseSettings):
         "rate_refresh_per_user",
         "rate_send_message_per_user",
         "rate_shared_reads_per_ip",
+        "rate_password_reset_per_email",
+        "rate_password_reset_per_ip",
+        "rate_verification_mail_per_user",
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:
@@ -182,7 +195,13 @@ class Settings(BaseSettings):
         return level
 
     @field_validator(
-        "access_token_ttl", "refresh_token_ttl", "file_url_ttl", "export_ttl", mode="before"
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "file_url_ttl",
+        "export_ttl",
+        "password_reset_ttl",
+        "email_verification_ttl",
+        mode="before",
     )
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
@@ -191,7 +210,14 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "file_url_ttl", "export_ttl")
+    @field_validator(
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "file_url_ttl",
+        "export_ttl",
+        "password_reset_ttl",
+        "email_verification_ttl",
+    )
     @classmethod
     def _check_positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

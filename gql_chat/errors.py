@@ -32,6 +32,15 @@ class Forbidden(DomainError):
     default_message = "You are not allowed to do this."
 
 
+class EmailNotVerified(Forbidden):
+    """`GQL_CHAT_REQUIRE_VERIFIED_EMAIL`: the user signs in, but sends nothing before verifying."""
+
+    code = "EMAIL_NOT_VERIFIED"
+    default_message = (
+        "Confirm your email address first (`resendVerification` sends the link again)."
+    )
+
+
 class NotFound(DomainError):
     code = "NOT_FOUND"
     default_message = "Not found."

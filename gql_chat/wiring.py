@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -15,6 +16,8 @@ from gql_chat.domain.messages import MessageRecord
 from gql_chat.llm.offline import OfflineProvider
 from gql_chat.llm.openrouter import OpenRouterProvider
 from gql_chat.llm.types import ChatProvider
+from gql_chat.mail.mailer import Mailer
+from gql_chat.mail.transports import OutboxTransport, SmtpTransport
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
@@ -22,6 +25,7 @@ from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.email_accounts import EmailAccountService
 from gql_chat.services.exports import ExportService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
@@ -72,6 +76,23 @@ def build_provider(settings: Settings, http_client: httpx.AsyncClient) -> ChatPr
     return OpenRouterProvider(settings, http_client)
 
 
+def build_mailer(settings: Settings) -> Mailer:
+    """SMTP when configured; else, while developing, `.eml` files in the outbox; in production
+    without SMTP, none (the features that need mail are off). The start-up log says which."""
+    if settings.smtp_url is not None:
+        url = settings.smtp_url.get_secret_value()
+        logger.info("mail goes over SMTP to %s", urlsplit(url).hostname)
+        return Mailer(SmtpTransport(url), settings.mail_from)
+    if settings.is_production:
+        logger.warning(
+            "GQL_CHAT_SMTP_URL is not set: mail is off (no email verification, no password reset)"
+        )
+        return Mailer(None, settings.mail_from)
+    outbox = settings.mail_outbox.resolve()
+    logger.warning("GQL_CHAT_SMTP_URL is not set: mail is written to %s as .eml files", outbox)
+    return Mailer(OutboxTransport(outbox), settings.mail_from)
+
+
 def build_services(
     settings: Settings, database: Database, http_client: httpx.AsyncClient
 ) -> Services:
@@ -115,6 +136,7 @@ def build_services(
         presets=presets,
         events=events,
     )
+    mailer = build_mailer(settings)
     prompts = PromptService(settings, presets, provider)
     messages = MessageService(database, runner, cluster)
     reply_slots = (
@@ -154,6 +176,8 @@ def build_services(
         search=SearchService(database),
         shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
         imports=ImportService(settings, database, events, attachments),
+        email_accounts=EmailAccountService(settings, database, accounts, mailer, rate_limits),
+        mailer=mailer,
         exports=ExportService(settings, database, reports, file_urls),
         messages=messages,
         following=ReplyFollower(settings, messages, registry, cluster.reply_streams),

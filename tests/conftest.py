@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,7 +36,12 @@ RATE_SETTINGS = (
     "register_per_ip",
     "refresh_per_user",
     "send_message_per_user",
+    "password_reset_per_email",
+    "password_reset_per_ip",
+    "verification_mail_per_user",
 )
+TEST_MAIL_OUTBOX = Path(tempfile.gettempdir()) / f"gql_chat-test-outbox-{os.getpid()}"
+"""Where the servers of the suite write their mail (a test that reads mail sets its own)."""
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 
@@ -46,6 +53,7 @@ def make_settings(**overrides: Any) -> Settings:
         "argon2_memory_kib": 64,
         "mongodb_url": TEST_MONGODB_URL,
         "mongodb_db": f"gql_chat_test_{uuid.uuid4().hex[:12]}",
+        "mail_outbox": TEST_MAIL_OUTBOX,
         # Generous limits: the suite signs many users up from one address. The limits
         # themselves are tested with their defaults in tests/api/test_rate_limits.py.
         **{f"rate_{name}": "100000/minute" for name in RATE_SETTINGS},

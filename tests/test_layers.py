@@ -38,7 +38,14 @@ RULES = [
     Rule("gql_chat.domain", ("gql_chat",), "domain imports nothing of ours"),
     *(
         Rule(layer, ("gql_chat.services", "gql_chat.api", *TOP), "no import points upward")
-        for layer in ("gql_chat.store", "gql_chat.llm", "gql_chat.streams", "gql_chat.files")
+        for layer in (
+            "gql_chat.store",
+            "gql_chat.llm",
+            "gql_chat.streams",
+            "gql_chat.files",
+            "gql_chat.imports",
+            "gql_chat.mail",
+        )
     ),
     Rule(
         "gql_chat.services", ("gql_chat.api", *TOP), "services know nothing of GraphQL or the app"

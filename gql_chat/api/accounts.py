@@ -7,10 +7,12 @@ from datetime import datetime
 import strawberry
 from bson import ObjectId
 
+from gql_chat.api.attachments import public_base_url
 from gql_chat.api.context import Info
 from gql_chat.api.inputs import given
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.domain.logins import Device, LoginRecord
 from gql_chat.domain.users import Role as RoleValue
 from gql_chat.domain.users import UserRecord
 from gql_chat.services.accounts import Session
@@ -26,6 +28,9 @@ class UserType:
     role: Role  # type: ignore[valid-type]
     disabled: bool
     created_at: datetime
+    email_verified: bool = strawberry.field(
+        description="Whether the address was confirmed (verifyEmail, or a password reset link)."
+    )
 
     user_id: strawberry.Private[ObjectId]
 
@@ -43,6 +48,7 @@ class UserType:
             role=user.role,
             disabled=user.disabled,
             created_at=user.created_at,
+            email_verified=user.email_verified,
             user_id=user.id,
         )
 
@@ -92,11 +98,48 @@ class UpdateProfileInput:
     default_llm_config_id: strawberry.Maybe[strawberry.ID | None]
 
 
+def link_base(info: Info) -> str:
+    """Where mailed links point: the frontend (`GQL_CHAT_PUBLIC_URL`), else this server."""
+    return public_base_url(info)
+
+
+@strawberry.type(name="Session", description="One of the user's sign-ins (a login's tokens).")
+class LoginSession:
+    id: strawberry.ID
+    created_at: datetime = strawberry.field(description="When it signed in.")
+    last_used_at: datetime = strawberry.field(
+        description="When it signed in or last refreshed its tokens."
+    )
+    user_agent: str | None = strawberry.field(description="The client's, at sign-in.")
+    client_ip: str = strawberry.field(description="The client's address at sign-in.")
+    current: bool = strawberry.field(description="The sign-in of this request.")
+
+    @classmethod
+    def of(cls, login: LoginRecord, current_family: str | None) -> LoginSession:
+        return cls(
+            id=strawberry.ID(login.id),
+            created_at=login.created_at,
+            last_used_at=login.last_used_at,
+            user_agent=login.device.user_agent,
+            client_ip=login.device.client_ip,
+            current=login.id == current_family,
+        )
+
+
 @strawberry.type
 class AccountQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def me(self, info: Info) -> UserType:
         return UserType.from_record(await info.context.require_user())
+
+    @strawberry.field(
+        description="Where you are signed in: the sign-ins that can still refresh, latest first.",
+        permission_classes=[IsAuthenticated],
+    )
+    async def sessions(self, info: Info) -> list[LoginSession]:
+        principal = await info.context.require_principal()
+        logins = await info.context.services.accounts.logins(principal.user)
+        return [LoginSession.of(login, principal.family_id) for login in logins]
 
 
 @strawberry.type
@@ -104,8 +147,13 @@ class AccountMutation:
     @strawberry.mutation
     async def register(self, info: Info, input: RegisterInput) -> AuthPayload:
         session = await info.context.services.accounts.register(
-            input.email, input.password, input.display_name, info.context.client_ip
+            input.email,
+            input.password,
+            input.display_name,
+            info.context.client_ip,
+            info.context.user_agent,
         )
+        await info.context.services.email_accounts.send_verification(session.user, link_base(info))
         return AuthPayload.from_session(session)
 
     @strawberry.mutation(
@@ -113,7 +161,7 @@ class AccountMutation:
     )
     async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         session = await info.context.services.accounts.login(
-            input.email, input.password, info.context.client_ip
+            input.email, input.password, info.context.client_ip, info.context.user_agent
         )
         return AuthPayload.from_session(session)
 
@@ -129,6 +177,58 @@ class AccountMutation:
     @strawberry.mutation
     async def logout(self, info: Info, refresh_token: str) -> bool:
         await info.context.services.accounts.logout(refresh_token)
+        return True
+
+    @strawberry.mutation(
+        description="Confirms the address a verification link was sent to (its `token`)."
+    )
+    async def verify_email(self, info: Info, token: str) -> UserType:
+        user = await info.context.services.email_accounts.verify(token)
+        return UserType.from_record(user)
+
+    @strawberry.mutation(
+        description="Sends the verification link again (rate-limited).",
+        permission_classes=[IsAuthenticated],
+    )
+    async def resend_verification(self, info: Info) -> bool:
+        await info.context.services.email_accounts.resend_verification(
+            await info.context.require_user(), link_base(info)
+        )
+        return True
+
+    @strawberry.mutation(
+        description=(
+            "Mails a password reset link to the address if it has an account; answers true "
+            "either way, as fast (rate-limited per address and per IP)."
+        )
+    )
+    async def request_password_reset(self, info: Info, email: str) -> bool:
+        await info.context.services.email_accounts.request_reset(
+            email, info.context.client_ip, link_base(info)
+        )
+        return True
+
+    @strawberry.mutation(
+        description=(
+            "Sets a new password with a reset link's `token` (once), ends every sign-in and "
+            "returns a fresh one."
+        )
+    )
+    async def reset_password(self, info: Info, token: str, new_password: str) -> AuthPayload:
+        session = await info.context.services.email_accounts.reset(
+            token, new_password, Device.of(info.context.client_ip, info.context.user_agent)
+        )
+        return AuthPayload.from_session(session)
+
+    @strawberry.mutation(
+        description=(
+            "Ends one of your sign-ins (`sessions`): its refresh token no longer works, and its "
+            "websockets close. NOT_FOUND for one that is not yours or has ended."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def revoke_session(self, info: Info, id: strawberry.ID) -> bool:
+        await info.context.services.accounts.revoke_login(await info.context.require_user(), id)
         return True
 
     @strawberry.mutation(

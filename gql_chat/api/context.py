@@ -142,6 +142,10 @@ class Context:
     def client_ip(self) -> str:
         return client_ip(self.request, self.services.settings.trusted_proxies)
 
+    @property
+    def user_agent(self) -> str | None:
+        return self.request.headers.get("user-agent")
+
     def charge_text(self, text: str | int) -> None:
         """Count a large text field (or a size) against the operation's response budget;
         raises `ResponseTooLarge` once over it."""

@@ -23,3 +23,6 @@ class UserRecord:
     disabled: bool
     password_hash: str
     created_at: datetime
+    email_verified: bool = False
+    tokens_valid_after: datetime | None = None
+    """Access tokens issued before it are refused (a password reset ends every sign-in)."""

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
+from gql_chat.domain.characters import NAME_FORBIDDEN, PROSE_FORBIDDEN, forbidden_character
 from gql_chat.imports.model import ImportedMessage, ImportLimits
-from gql_chat.services.validation import forbidden_character
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -25,11 +25,7 @@ DEFAULT_TITLE = "Imported conversation"
 MAX_NAME_CHARS = 200
 """Model names and file names in notes: longer ones are cut."""
 
-# The same classes as `gql_chat.services.validation` (a test checks they agree):
-# `forbidden_character` is the fast check, these remove what it finds.
-_PROSE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAME_SPACES = re.compile("[\t\n\r\u2028\u2029]+")
-_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 SortKey = TypeVar("SortKey", bound="SupportsRichComparison")
 
@@ -42,13 +38,13 @@ def clean_prose(text: str) -> str:
     """Message text without the control characters the app refuses (tab and line breaks stay)."""
     if forbidden_character(text, prose=True) is None:
         return text
-    return _PROSE_FORBIDDEN.sub("", text)
+    return PROSE_FORBIDDEN.sub("", text)
 
 
 def clean_name(text: str, limit: int = MAX_NAME_CHARS) -> str:
     """One line of text: breaks become spaces, other control characters go, cut to `limit`."""
     if forbidden_character(text) is not None:
-        text = _NAME_FORBIDDEN.sub("", _NAME_SPACES.sub(" ", text))
+        text = NAME_FORBIDDEN.sub("", _NAME_SPACES.sub(" ", text))
     return text.strip()[:limit].rstrip()
 
 

@@ -16,8 +16,9 @@ from bson import ObjectId
 
 from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.clock import utc_now
+from gql_chat.domain.logins import Device, LoginRecord
 from gql_chat.domain.users import Role, UserRecord
-from gql_chat.errors import BadUserInput, Unauthenticated
+from gql_chat.errors import BadUserInput, NotFound, Unauthenticated
 from gql_chat.services.completion import Completions
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
@@ -97,7 +98,12 @@ class AccountService:
         self._sweeps: set[asyncio.Task[None]] = set()
 
     async def register(
-        self, email: str, password: str, display_name: str | None, client_ip: str
+        self,
+        email: str,
+        password: str,
+        display_name: str | None,
+        client_ip: str,
+        user_agent: str | None = None,
     ) -> Session:
         await self._limits.hit(self._limits.register_per_ip, "register", client_ip)
         check_all(
@@ -114,9 +120,11 @@ class AccountService:
             email=normalized, display_name=name, password_hash=password_hash
         )
         logger.info("user registered", extra={"user_id": str(user.id)})
-        return await self._start_session(user)
+        return await self._start_session(user, Device.of(client_ip, user_agent))
 
-    async def login(self, email: str, password: str, client_ip: str) -> Session:
+    async def login(
+        self, email: str, password: str, client_ip: str, user_agent: str | None = None
+    ) -> Session:
         """Unknown email, wrong password and disabled account fail alike, at the same cost.
 
         Limits: attempts per client IP, attempts per email, and failures per account per day
@@ -142,7 +150,7 @@ class AccountService:
         await self._limits.remember(device)
         if self._passwords.needs_rehash(user.password_hash):
             await self._users.update(user.id, password_hash=await self._passwords.hash(password))
-        return await self._start_session(user)
+        return await self._start_session(user, Device.of(client_ip, user_agent))
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is retired; presenting a retired one revokes its family."""
@@ -161,7 +169,9 @@ class AccountService:
                 )
             raise Unauthenticated(SESSION_ENDED)
         user = await self._active_user(record.user_id)
-        return await self._issue_session(user, record.family_id)
+        session = await self._issue_session(user, record.family_id)
+        await self._db.logins.used(record.family_id, session.refresh.expires_at)
+        return session
 
     async def logout(self, refresh_token: str) -> None:
         """Ends the sign-in this refresh token belongs to; idempotent for an already ended one.
@@ -177,6 +187,19 @@ class AccountService:
         if await self._refresh_tokens.revoke_all(user.id):
             self._sign_ins.ended(user.id)
 
+    async def logins(self, user: UserRecord) -> list[LoginRecord]:
+        """Where the user is signed in (sign-ins that can still refresh), the latest first."""
+        live = await self._refresh_tokens.live_families(user.id)
+        return await self._db.logins.of_user(user.id, live) if live else []
+
+    async def revoke_login(self, user: UserRecord, login_id: str) -> None:
+        """End one of the user's sign-ins (their own current one too); NOT_FOUND when it is
+        not theirs or has ended."""
+        if login_id not in await self._refresh_tokens.live_families(user.id):
+            raise NotFound("Session not found.")
+        await self._revoke_family(user.id, login_id)
+        await self._db.logins.delete(user.id, login_id)
+
     async def _revoke_family(self, user_id: ObjectId, family_id: str) -> None:
         """Only news when something ended: a sign-in ended before has no sockets left."""
         if await self._refresh_tokens.revoke_family(user_id, family_id):
@@ -186,6 +209,9 @@ class AccountService:
         """The sign-in behind an access token, its user re-checked against the user record."""
         claims = self._tokens.decode(access_token, TokenType.ACCESS)
         user = await self._active_user(claims.user_id)
+        ended = user.tokens_valid_after
+        if ended is not None and claims.issued_at is not None and claims.issued_at < ended:
+            raise Unauthenticated(SESSION_ENDED)  # issued before a password reset
         return SignIn(user=user, family_id=claims.family_id, expires_at=claims.expires_at)
 
     async def recheck(self, sign_in: SignIn) -> SignIn:
@@ -311,8 +337,30 @@ class AccountService:
             raise Unauthenticated(SESSION_ENDED)
         return user
 
-    async def _start_session(self, user: UserRecord) -> Session:
-        return await self._issue_session(user, secrets.token_urlsafe(16))
+    async def email_verified(self, user_id: ObjectId) -> bool:
+        user = await self._users.get(user_id)
+        return user is not None and user.email_verified
+
+    async def start_session(self, user: UserRecord, device: Device) -> Session:
+        """A new sign-in (a password reset ends the others, then starts one)."""
+        return await self._start_session(user, device)
+
+    async def reset_password(self, user_id: ObjectId, new_password: str) -> None:
+        """The new password, and every sign-in ended: refresh tokens revoked, and access tokens
+        issued until now refused (both writes or neither, as in `change_password`)."""
+        password_hash = await self._passwords.hash(new_password)
+        await self._writes.run(self._reset(user_id, password_hash))
+        self._sign_ins.ended(user_id)
+
+    async def _reset(self, user_id: ObjectId, password_hash: str) -> None:
+        ended = utc_now()  # tokens carry milliseconds: the fresh one issued next stands
+        await self._users.update(user_id, password_hash=password_hash, tokens_valid_after=ended)
+        await self._refresh_tokens.revoke_all(user_id)
+
+    async def _start_session(self, user: UserRecord, device: Device) -> Session:
+        session = await self._issue_session(user, secrets.token_urlsafe(16))
+        await self._db.logins.add(session.family_id, user.id, device, session.refresh.expires_at)
+        return session
 
     async def _issue_session(self, user: UserRecord, family_id: str) -> Session:
         access = self._tokens.issue(user.id, TokenType.ACCESS, family_id=family_id)

@@ -78,6 +78,9 @@ class RateLimits:
         self.failed_logins = limits.parse(settings.rate_failed_logins_per_account)
         self.register_per_ip = limits.parse(settings.rate_register_per_ip)
         self.shared_reads_per_ip = limits.parse(settings.rate_shared_reads_per_ip)
+        self.password_reset_per_email = limits.parse(settings.rate_password_reset_per_email)
+        self.password_reset_per_ip = limits.parse(settings.rate_password_reset_per_ip)
+        self.verification_mail_per_user = limits.parse(settings.rate_verification_mail_per_user)
         self.refresh_per_user = limits.parse(settings.rate_refresh_per_user)
         self.send_per_user = limits.parse(settings.rate_send_message_per_user)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gql_chat.config import Settings
+from gql_chat.mail.mailer import Mailer
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
@@ -13,6 +14,7 @@ from gql_chat.services.branching import BranchService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.email_accounts import EmailAccountService
 from gql_chat.services.exports import ExportService
 from gql_chat.services.folders import FolderService
 from gql_chat.services.following import ReplyFollower
@@ -53,6 +55,8 @@ class Services:
     search: SearchService
     shares: ShareService
     imports: ImportService
+    email_accounts: EmailAccountService
+    mailer: Mailer
     exports: ExportService
     messages: MessageService
     following: ReplyFollower

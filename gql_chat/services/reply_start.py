@@ -24,6 +24,7 @@ from gql_chat.errors import (
     BadUserInput,
     Conflict,
     DomainError,
+    EmailNotVerified,
     NotFound,
     RateLimited,
     Unauthenticated,
@@ -98,6 +99,10 @@ class ReplyStarter:
         """Replies started per minute, and replies in flight at once: the slot is claimed in
         the same step as the check (release it when the send ends, however it ends). With
         several instances, the user's replies on every instance count."""
+        if self._settings.require_verified_email and not await self._accounts.email_verified(
+            owner_id
+        ):
+            raise EmailNotVerified()
         await self._limits.hit(self._limits.send_per_user, "send", str(owner_id))
         limit = self._settings.max_concurrent_generations
         slot = self._runner.reserve(owner_id, limit)

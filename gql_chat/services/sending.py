@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from bson import ObjectId
 
 from gql_chat.domain.attachments import AttachmentRecord
+from gql_chat.domain.characters import forbidden_character
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord
 from gql_chat.domain.presets import ReasoningEffort
@@ -24,7 +25,6 @@ from gql_chat.services.generation import WRITE_TIMEOUT
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.reply_start import ReplyStarter, SendResult
 from gql_chat.services.titles import title_from
-from gql_chat.services.validation import forbidden_character
 from gql_chat.store.database import Database
 
 logger = logging.getLogger(__name__)

@@ -41,6 +41,7 @@ class TokenClaims:
     jti: str
     family_id: str | None
     expires_at: datetime
+    issued_at: datetime | None = None
 
 
 def token_digest(token: str) -> str:
@@ -66,7 +67,9 @@ class TokenService:
         jti = secrets.token_urlsafe(24)
         claims: dict[str, Any] = {
             "sub": str(user_id),
-            "iat": int(now.timestamp()),
+            # Milliseconds (RFC 7519 allows a fraction): a password reset refuses tokens
+            # issued before it, and the fresh one it hands out in the same second stands.
+            "iat": round(now.timestamp(), 3),
             "exp": int(expires_at.timestamp()),
             "jti": jti,
             "iss": self._settings.jwt_issuer,
@@ -103,4 +106,5 @@ class TokenService:
             jti=str(claims["jti"]),
             family_id=str(family) if family else None,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            issued_at=datetime.fromtimestamp(claims["iat"], UTC),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from gql_chat.domain.characters import forbidden_character
 from gql_chat.errors import BadUserInput, InvalidFields
 
 # Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is not our business.
@@ -21,18 +22,6 @@ MAX_EMAIL_LENGTH = 254
 PASSWORD_LENGTH = (8, 1024)
 DISPLAY_NAME_LENGTH = (1, 100)
 MAX_SEARCH_LENGTH = 200
-
-# Cc is exactly U+0000-U+001F and U+007F-U+009F (a stability guarantee of the Unicode standard),
-# Cs exactly U+D800-U+DFFF; a character class is ~100x faster than asking `unicodedata` per
-# character, and a test checks these classes against `unicodedata.category`.
-_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_PROSE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def forbidden_character(value: str, *, prose: bool = False) -> str | None:
-    """The first character `value` may not contain, if any (`prose` allows tab, LF and CR)."""
-    found = (_PROSE_FORBIDDEN if prose else _NAME_FORBIDDEN).search(value)
-    return found.group() if found else None
 
 
 def _check_characters(value: str, field: str, label: str, *, prose: bool) -> None:

@@ -9,9 +9,11 @@ from typing import IO, Any
 
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket, NoFile
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from gql_chat.store.attachments import CHUNK_BYTES, chunks_of
+from gql_chat.store.indexes import ensure_indexes
 
 BUCKET = "account_archives"
 
@@ -20,6 +22,22 @@ class ArchiveStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._bucket = AsyncGridFSBucket(db, bucket_name=BUCKET, chunk_size_bytes=CHUNK_BYTES)
         self._files = db[f"{BUCKET}.files"]
+        self._chunks = db[f"{BUCKET}.chunks"]
+
+    async def create_indexes(self) -> None:
+        """The owner's archives are found (to delete them with the account) by an index; the
+        bucket's own indexes too (GridFS makes them on its first write, which could race)."""
+        await ensure_indexes(
+            self._files,
+            [
+                IndexModel([("metadata.owner_id", ASCENDING)], name="owner"),
+                IndexModel([("filename", ASCENDING), ("uploadDate", ASCENDING)]),
+            ],
+        )
+        await ensure_indexes(
+            self._chunks,
+            [IndexModel([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)],
+        )
 
     async def write(self, owner_id: ObjectId, job_id: ObjectId, source: IO[bytes]) -> ObjectId:
         """The archive read from `source` (a file on disk), a chunk at a time."""

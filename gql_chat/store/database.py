@@ -21,10 +21,12 @@ from gql_chat.config import Settings
 from gql_chat.store.archives import ArchiveStore
 from gql_chat.store.attachments import AttachmentStore
 from gql_chat.store.conversations import ConversationStore
+from gql_chat.store.email_tokens import EmailTokenStore
 from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.folders import FolderStore
 from gql_chat.store.jobs import JobStore
 from gql_chat.store.llm_configs import LlmConfigStore
+from gql_chat.store.logins import LoginStore
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
 from gql_chat.store.shares import ShareStore
@@ -62,6 +64,8 @@ class Database:
     shares: ShareStore
     jobs: JobStore
     archives: ArchiveStore
+    logins: LoginStore
+    email_tokens: EmailTokenStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -81,6 +85,8 @@ class Database:
             shares=ShareStore(db),
             jobs=JobStore(db["jobs"]),
             archives=ArchiveStore(db),
+            logins=LoginStore(db["logins"]),
+            email_tokens=EmailTokenStore(db["email_tokens"]),
         )
 
     async def create_indexes(self) -> None:
@@ -96,12 +102,17 @@ class Database:
             self.usage,
             self.shares,
             self.jobs,
+            self.logins,
+            self.email_tokens,
+            self.archives,
         ):
             await store.create_indexes()
 
     async def delete_user_and_owned_data(self, user_id: ObjectId) -> None:
         """Owned data first, the user last: a retry after a failure halfway finishes the job."""
         await self.refresh_tokens.delete_for_user(user_id)
+        await self.logins.delete_for_user(user_id)
+        await self.email_tokens.delete_for_user(user_id)
         await self.shares.delete_for_owner(user_id)
         await self.archives.delete_for_owner(user_id)
         await self.jobs.delete_for_owner(user_id)

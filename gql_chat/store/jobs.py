@@ -77,6 +77,7 @@ class JobStore:
             ],
             name="owner_kind_file",
         ),
+        IndexModel([("kind", ASCENDING), ("expires_at", ASCENDING)], name="kind_expiry"),
     ]
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:

@@ -77,6 +77,20 @@ class RefreshTokenStore:
         )
         return doc is not None
 
+    async def live_families(self, user_id: ObjectId) -> set[str]:
+        """The user's sign-ins that can still refresh: each has one token neither used, nor
+        revoked, nor expired."""
+        cursor = self._tokens.find(
+            {
+                "user_id": user_id,
+                "used_at": None,
+                "revoked_at": None,
+                "expires_at": {"$gt": utc_now()},
+            },
+            {"family_id": 1},
+        )
+        return {doc["family_id"] async for doc in cursor}
+
     async def revoke_family(self, user_id: ObjectId, family_id: str) -> int:
         """How many tokens were revoked (0: the sign-in had ended before)."""
         result = await self._tokens.update_many(

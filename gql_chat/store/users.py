@@ -28,6 +28,10 @@ def user_from_document(doc: dict[str, Any]) -> UserRecord:
         disabled=bool(doc.get("disabled", False)),
         password_hash=doc["password_hash"],
         created_at=as_utc(doc["created_at"]),
+        email_verified=bool(doc.get("email_verified", False)),
+        tokens_valid_after=(
+            as_utc(doc["tokens_valid_after"]) if doc.get("tokens_valid_after") else None
+        ),
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gql_chat.domain.characters import forbidden_character
 from gql_chat.domain.messages import MessageRole
 from gql_chat.imports.chatgpt import parse_chatgpt
 from gql_chat.imports.model import (
@@ -24,7 +25,6 @@ from gql_chat.imports.model import (
     ImportLimits,
 )
 from gql_chat.imports.text import clean_name, clean_prose
-from gql_chat.services.validation import forbidden_character
 from tests.imports.generated import chatgpt_export
 
 FIXTURE = Path(__file__).parent / "fixtures" / "chatgpt_small.json"

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from gql_chat.domain.characters import forbidden_character
 from gql_chat.errors import BadUserInput
-from gql_chat.services.validation import check_prose, check_text, forbidden_character
+from gql_chat.services.validation import check_prose, check_text
 
 NAME_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
 PROSE_ALLOWED = {"\t", "\n", "\r"}

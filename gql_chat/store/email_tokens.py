@@ -1,0 +1,74 @@
+"""The `email_tokens` collection: the one-use tokens of links sent by mail (verifying an
+address, resetting a password), kept by their SHA-256 only, until used or expired (TTL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gql_chat.domain.clock import utc_now
+from gql_chat.store.indexes import ensure_indexes
+
+
+class TokenPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+
+
+@dataclass(frozen=True, slots=True)
+class EmailToken:
+    user_id: ObjectId
+    email: str
+    """The address it was sent to (a verification verifies that one only)."""
+
+
+class EmailTokenStore:
+    INDEXES = [
+        IndexModel([("user_id", ASCENDING), ("purpose", ASCENDING)], name="user_purpose"),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry_ttl"),
+    ]
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._tokens = collection
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._tokens, self.INDEXES)
+
+    async def add(
+        self,
+        token_hash: str,
+        purpose: TokenPurpose,
+        user_id: ObjectId,
+        email: str,
+        expires_at: datetime,
+    ) -> None:
+        await self._tokens.insert_one(
+            {
+                "_id": token_hash,
+                "purpose": purpose.value,
+                "user_id": user_id,
+                "email": email,
+                "created_at": utc_now(),
+                "expires_at": expires_at,
+            }
+        )
+
+    async def use(self, token_hash: str, purpose: TokenPurpose) -> EmailToken | None:
+        """The token's subject, once: it is deleted as it is read (a second use finds
+        nothing); None when unknown, used, expired or of another purpose."""
+        doc = await self._tokens.find_one_and_delete(
+            {"_id": token_hash, "purpose": purpose.value, "expires_at": {"$gt": utc_now()}}
+        )
+        return EmailToken(doc["user_id"], doc["email"]) if doc else None
+
+    async def delete_for_user(self, user_id: ObjectId, purpose: TokenPurpose | None = None) -> None:
+        query: dict[str, Any] = {"user_id": user_id}
+        if purpose is not None:
+            query["purpose"] = purpose.value
+        await self._tokens.delete_many(query)
