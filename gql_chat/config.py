@@ -48,6 +48,17 @@ def _split_csv(value: object) -> object:
     return value
 
 
+DURATIONS = (
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "file_url_ttl",
+    "export_ttl",
+    "password_reset_ttl",
+    "email_verification_ttl",
+)
+"""Settings given in seconds or ISO 8601, and positive."""
+
+
 class Settings(BaseSettings):
     """Validated configuration; invalid values stop start-up with a line naming the variable."""
 
@@ -194,15 +205,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
         return level
 
-    @field_validator(
-        "access_token_ttl",
-        "refresh_token_ttl",
-        "file_url_ttl",
-        "export_ttl",
-        "password_reset_ttl",
-        "email_verification_ttl",
-        mode="before",
-    )
+    @field_validator(*DURATIONS, mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         """Plain numbers are seconds; anything else is left to ISO 8601 parsing (e.g. PT15M)."""
@@ -210,14 +213,7 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator(
-        "access_token_ttl",
-        "refresh_token_ttl",
-        "file_url_ttl",
-        "export_ttl",
-        "password_reset_ttl",
-        "email_verification_ttl",
-    )
+    @field_validator(*DURATIONS)
     @classmethod
     def _check_positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -180,11 +180,27 @@ class AccountMutation:
         return True
 
     @strawberry.mutation(
-        description="Confirms the address a verification link was sent to (its `token`)."
+        description=(
+            "Confirms the address a verification link was sent to (its `token`): a new "
+            "address (`changeEmail`) then becomes the account's."
+        )
     )
     async def verify_email(self, info: Info, token: str) -> UserType:
-        user = await info.context.services.email_accounts.verify(token)
+        user = await info.context.services.email_accounts.verify(token, link_base(info))
         return UserType.from_record(user)
+
+    @strawberry.mutation(
+        description=(
+            "Mails a confirmation link to `newEmail`; the address changes once it is used "
+            "(through `verifyEmail`), and the old one is told. Needs the password."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def change_email(self, info: Info, new_email: str, password: str) -> bool:
+        await info.context.services.email_accounts.change_email(
+            await info.context.require_user(), new_email, password, link_base(info)
+        )
+        return True
 
     @strawberry.mutation(
         description="Sends the verification link again (rate-limited).",

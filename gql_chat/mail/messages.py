@@ -62,3 +62,34 @@ def password_reset_mail(to: str, name: str, link: str, minutes: int) -> Mail:
         link=link,
         link_text="Choose a new password",
     )
+
+
+def new_address_mail(to: str, name: str, link: str, hours: int) -> Mail:
+    return Mail(
+        to=to,
+        subject="Confirm your new email address",
+        paragraphs=(
+            f"Hello {name},",
+            f"Please confirm {to} as the new address of your account; until you do, the old "
+            f"one stays. The link works for {hours} hours.",
+            "If you did not ask for this, ignore this mail.",
+        ),
+        link=link,
+        link_text="Use this address",
+    )
+
+
+def address_changed_mail(to: str, name: str, new_address: str, link: str) -> Mail:
+    """To the old address, once the new one is confirmed."""
+    return Mail(
+        to=to,
+        subject="Your email address was changed",
+        paragraphs=(
+            f"Hello {name},",
+            f"The email address of your account is now {new_address}; mail goes there from now on.",
+            "If you did not do this, someone else may be signed in to your account: sign in, "
+            "end the sessions you do not know, and change your password.",
+        ),
+        link=link,
+        link_text="Sign in",
+    )

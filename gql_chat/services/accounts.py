@@ -337,6 +337,11 @@ class AccountService:
             raise Unauthenticated(SESSION_ENDED)
         return user
 
+    async def check_password(self, user: UserRecord, password: str) -> None:
+        """Raises `BadUserInput` on `password` when it is not the user's."""
+        if not await self._passwords.verify(user.password_hash, password):
+            raise BadUserInput("password", "The password is wrong.")
+
     async def email_verified(self, user_id: ObjectId) -> bool:
         user = await self._users.get(user_id)
         return user is not None and user.email_verified

@@ -19,9 +19,14 @@ from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.logins import Device
 from gql_chat.domain.users import UserRecord
-from gql_chat.errors import BadUserInput, Forbidden
+from gql_chat.errors import BadUserInput, Conflict, Forbidden
 from gql_chat.mail.mailer import Mailer
-from gql_chat.mail.messages import password_reset_mail, verification_mail
+from gql_chat.mail.messages import (
+    address_changed_mail,
+    new_address_mail,
+    password_reset_mail,
+    verification_mail,
+)
 from gql_chat.services.accounts import AccountService, Session
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import token_digest
@@ -78,15 +83,57 @@ class EmailAccountService:
         await self._limits.hit(self._limits.verification_mail_per_user, "verify", str(user.id))
         await self.send_verification(user, link_base)
 
-    async def verify(self, token: str) -> UserRecord:
+    async def verify(self, token: str, link_base: str) -> UserRecord:
         """The user whose address the link was sent to, now verified (when it is still their
-        address)."""
-        used = await self._db.email_tokens.use(token_digest(token), TokenPurpose.VERIFY_EMAIL)
-        user = await self._db.users.get(used.user_id) if used is not None else None
-        if used is None or user is None or user.email != used.email:
+        address); for a link confirming a new address, with that address now theirs, and a
+        notice to the old one."""
+        digest = token_digest(token)
+        used = await self._db.email_tokens.use(digest, TokenPurpose.VERIFY_EMAIL)
+        if used is None:
+            return await self._confirm_new_address(digest, link_base)
+        user = await self._db.users.get(used.user_id)
+        if user is None or user.email != used.email:
             raise BadUserInput("token", BAD_LINK)
         updated = await self._db.users.update(user.id, email_verified=True)
         return updated or user
+
+    async def change_email(
+        self, user: UserRecord, new_email: str, password: str, link_base: str
+    ) -> None:
+        """Mails a confirmation link to `new_email`; the address changes once it is used (the
+        old one stays until then)."""
+        self._require_mail()
+        normalized = normalize_email(new_email, "newEmail")
+        await self._accounts.check_password(user, password)
+        if normalized == user.email:
+            raise BadUserInput("newEmail", "This is already your address.")
+        if await self._db.users.get_by_email(normalized) is not None:
+            raise Conflict("An account with this email already exists.", field="newEmail")
+        await self._limits.hit(self._limits.verification_mail_per_user, "verify", str(user.id))
+        ttl = self._settings.email_verification_ttl
+        token = secrets.token_urlsafe(32)
+        await self._db.email_tokens.add(
+            token_digest(token), TokenPurpose.CHANGE_EMAIL, user.id, normalized, utc_now() + ttl
+        )
+        link = _link(link_base, "verify-email", token)
+        hours = int(ttl.total_seconds() // 3600)
+        self._mailer.queue(new_address_mail(normalized, user.display_name, link, hours))
+
+    async def _confirm_new_address(self, digest: str, link_base: str) -> UserRecord:
+        used = await self._db.email_tokens.use(digest, TokenPurpose.CHANGE_EMAIL)
+        user = await self._db.users.get(used.user_id) if used is not None else None
+        if used is None or user is None:
+            raise BadUserInput("token", BAD_LINK)
+        updated = await self._db.users.update(user.id, email=used.email, email_verified=True)
+        if updated is None:
+            raise BadUserInput("token", BAD_LINK)
+        # Links sent to the old address no longer apply.
+        await self._db.email_tokens.delete_for_user(user.id, TokenPurpose.RESET_PASSWORD)
+        await self._db.email_tokens.delete_for_user(user.id, TokenPurpose.VERIFY_EMAIL)
+        self._mailer.queue(
+            address_changed_mail(user.email, user.display_name, used.email, link_base)
+        )
+        return updated
 
     async def request_reset(self, email: str, client_ip: str, link_base: str) -> None:
         """Answers at once, the same for any address: the account is looked up, and its mail

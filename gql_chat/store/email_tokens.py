@@ -18,6 +18,8 @@ from gql_chat.store.indexes import ensure_indexes
 
 class TokenPurpose(StrEnum):
     VERIFY_EMAIL = "verify_email"
+    CHANGE_EMAIL = "change_email"
+    """Confirms a new address (the token's `email`), which then replaces the user's."""
     RESET_PASSWORD = "reset_password"
 
 

@@ -73,9 +73,13 @@ class UserStore:
         return user_from_document(doc) if doc else None
 
     async def update(self, user_id: ObjectId, **fields: Any) -> UserRecord | None:
-        """Set the given document fields; None when the user no longer exists."""
+        """Set the given document fields; None when the user no longer exists. Raises
+        `Conflict` for an email another account has."""
         if fields:
-            result = await self._users.update_one({"_id": user_id}, {"$set": fields})
+            try:
+                result = await self._users.update_one({"_id": user_id}, {"$set": fields})
+            except DuplicateKeyError as exc:
+                raise Conflict("An account with this email already exists.", field="email") from exc
             if result.matched_count == 0:
                 return None
         return await self.get(user_id)

@@ -244,3 +244,37 @@ async def test_reset_and_resend_say_mail_is_off_when_it_is() -> None:
     service = EmailAccountService(make_settings(), None, None, Mailer(None, "x"), None)  # type: ignore[arg-type]
     with pytest.raises(Forbidden, match="Mail is off"):
         await service.request_reset("a@example.com", "127.0.0.1", "https://x")
+
+
+CHANGE = "mutation($e: String!, $p: String!) { changeEmail(newEmail: $e, password: $p) }"
+
+
+async def test_a_new_address_is_confirmed_before_it_replaces_the_old(
+    user: SignedIn, inbox: tuple[Inbox, int], live_gql: GraphQLClient
+) -> None:
+    await inbox[0].next_for(user.email)  # the first verification
+    other = await sign_up(live_gql)
+    wrong = await user.execute(CHANGE, {"e": "new@example.com", "p": "not my password"})
+    assert code_of(wrong) == "BAD_USER_INPUT"
+    taken = await user.execute(CHANGE, {"e": other.email, "p": DEFAULT_PASSWORD})
+    assert code_of(taken) == "CONFLICT"
+    same = await user.execute(CHANGE, {"e": user.email, "p": DEFAULT_PASSWORD})
+    assert code_of(same) == "BAD_USER_INPUT"
+    new_address = f"moved-{user.email}"
+
+    assert (await user.ok(CHANGE, {"e": new_address.upper(), "p": DEFAULT_PASSWORD})) == {
+        "changeEmail": True
+    }
+
+    assert (await user.ok(ME))["me"]["email"] == user.email  # not before it is confirmed
+    confirmation = await inbox[0].next_for(new_address)
+    assert confirmation["Subject"] == "Confirm your new email address"
+    token = link_token(confirmation, "verify-email")
+    confirmed = (await live_gql.execute(VERIFY, {"t": token})).ok()["verifyEmail"]
+    assert confirmed == {"email": new_address, "emailVerified": True}
+    notice = await inbox[0].next_for(user.email)
+    assert notice["Subject"] == "Your email address was changed"
+    assert (await live_gql.execute(LOGIN, {"e": new_address, "p": DEFAULT_PASSWORD})).ok()
+    old = await live_gql.execute(LOGIN, {"e": user.email, "p": DEFAULT_PASSWORD})
+    assert code_of(old) == "UNAUTHENTICATED"
+    assert code_of(await live_gql.execute(VERIFY, {"t": token})) == "BAD_USER_INPUT"
