@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,15 @@ bomb does not; what they decode to is about 20 times that again)."""
 ARCHIVE_CONVERSATIONS = "conversations/"
 ARCHIVE_FILES = "attachments"
 ARCHIVE_MAGIC = b"PK\x03\x04"
+UNREADABLE_ZIP = (
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    EOFError,
+    OSError,
+)
+"""What `zipfile` raises for a damaged, encrypted or oddly compressed entry."""
 IMPORTED_TITLE_SOURCE = "imported"
 
 
@@ -241,7 +251,7 @@ class ImportService:
                     document = decode(content, limit)
                     parsed = parse_gql_chat_json(document, self._limits, with_files=True)
                     batches.append(list(parsed))
-        except zipfile.BadZipFile:
+        except UNREADABLE_ZIP:
             raise ValueError("The archive cannot be read.") from None
         items = _numbered(batches)
         if len(items) > limit:
@@ -370,7 +380,10 @@ class _ArchivedFiles:
             with archive.open(entry) as opened:
                 return opened.read(self._limit + 1)
 
-        data = await asyncio.to_thread(read)
+        try:
+            data = await asyncio.to_thread(read)
+        except UNREADABLE_ZIP:
+            return None
         if len(data) > self._limit:
             return None
         upload = UploadFile(io.BytesIO(data), size=len(data), filename=file.filename)

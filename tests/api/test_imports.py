@@ -5,8 +5,10 @@ file sent again importing nothing twice, and an export read back into the same t
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +279,15 @@ async def test_a_user_has_one_import_at_a_time(
     assert (await finished(user, first["id"]))["status"] == "DONE"
     after = await finished(user, (await start_import(user, b"[]", "CHATGPT"))["id"])
     assert after["status"] == "DONE"
+
+
+async def test_a_damaged_archive_fails_with_a_reason(user: SignedIn) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("conversations/a.json", json.dumps({"messages": []}) * 50)
+    damaged = bytearray(buffer.getvalue())
+    start = damaged.index(b"conversations/a.json") + len("conversations/a.json")
+    for offset in range(start + 2, start + 12):  # inside the compressed data
+        damaged[offset] ^= 0xFF
+    job = await finished(user, (await start_import(user, bytes(damaged), "GQL_CHAT_JSON"))["id"])
+    assert (job["status"], job["error"]) == ("FAILED", "The archive cannot be read.")
