@@ -170,7 +170,7 @@ def build_services(
         branching=BranchService(
             conversations, messages, prompts, attachments, starter, database, runner
         ),
-        continuation=ContinuationService(conversations, messages, prompts, attachments, starter),
+        continuation=ContinuationService(conversations, messages, prompts, starter),
         attachments=attachments,
         forks=ForkService(settings, database, conversations, messages),
         search=SearchService(database),

@@ -6,7 +6,6 @@ edits and deletes in the conversation do not change it, and sharing again replac
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +18,6 @@ TOKEN_BYTES = 32
 def new_share_token() -> str:
     """256 random bits, URL-safe."""
     return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def share_token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,7 +120,7 @@ class AccountService:
             email=normalized, display_name=name, password_hash=password_hash
         )
         logger.info("user registered", extra={"user_id": str(user.id)})
-        return await self._start_session(user, Device.of(client_ip, user_agent))
+        return await self.start_session(user, Device.of(client_ip, user_agent))
 
     async def login(
         self, email: str, password: str, client_ip: str, user_agent: str | None = None
@@ -150,7 +150,7 @@ class AccountService:
         await self._limits.remember(device)
         if self._passwords.needs_rehash(user.password_hash):
             await self._users.update(user.id, password_hash=await self._passwords.hash(password))
-        return await self._start_session(user, Device.of(client_ip, user_agent))
+        return await self.start_session(user, Device.of(client_ip, user_agent))
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is retired; presenting a retired one revokes its family."""
@@ -346,23 +346,25 @@ class AccountService:
         user = await self._users.get(user_id)
         return user is not None and user.email_verified
 
-    async def start_session(self, user: UserRecord, device: Device) -> Session:
-        """A new sign-in (a password reset ends the others, then starts one)."""
-        return await self._start_session(user, device)
-
-    async def reset_password(self, user_id: ObjectId, new_password: str) -> None:
+    async def reset_password(self, user: UserRecord, new_password: str) -> UserRecord:
         """The new password, and every sign-in ended: refresh tokens revoked, and access tokens
-        issued until now refused (both writes or neither, as in `change_password`)."""
+        issued until now refused (both writes or neither, as in `change_password`). The
+        address is verified too: the reset link reached it. The user as now stored."""
         password_hash = await self._passwords.hash(new_password)
-        await self._writes.run(self._reset(user_id, password_hash))
-        self._sign_ins.ended(user_id)
+        updated = await self._writes.run(self._reset(user.id, password_hash))
+        self._sign_ins.ended(user.id)
+        return updated or user
 
-    async def _reset(self, user_id: ObjectId, password_hash: str) -> None:
+    async def _reset(self, user_id: ObjectId, password_hash: str) -> UserRecord | None:
         ended = utc_now()  # tokens carry milliseconds: the fresh one issued next stands
-        await self._users.update(user_id, password_hash=password_hash, tokens_valid_after=ended)
+        updated = await self._users.update(
+            user_id, password_hash=password_hash, tokens_valid_after=ended, email_verified=True
+        )
         await self._refresh_tokens.revoke_all(user_id)
+        return updated
 
-    async def _start_session(self, user: UserRecord, device: Device) -> Session:
+    async def start_session(self, user: UserRecord, device: Device) -> Session:
+        """A new sign-in (a login, a registration, a password reset)."""
         session = await self._issue_session(user, secrets.token_urlsafe(16))
         await self._db.logins.add(session.family_id, user.id, device, session.refresh.expires_at)
         return session

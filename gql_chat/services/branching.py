@@ -69,13 +69,7 @@ class BranchService:
             conversation = await self._conversations.get(owner_id, target.conversation_id)
             user_message = await self._messages.get(owner_id, target.parent_id)
             resolved = await self._prompts.resolve_model(owner_id, conversation, None, model)
-            if user_message.attachment_ids:  # the model chosen now must take its files
-                await self._attachments.for_message(
-                    owner_id,
-                    [str(i) for i in user_message.attachment_ids],
-                    conversation.id,
-                    await self._prompts.model_info(resolved.model),
-                )
+            await self._starter.check_files_suit(owner_id, user_message, resolved)
             return await self._starter.reply_to(
                 owner_id, conversation, user_message, resolved, slot, new=False
             )

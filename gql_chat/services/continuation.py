@@ -7,7 +7,6 @@ from __future__ import annotations
 from bson import ObjectId
 
 from gql_chat.errors import BadUserInput, Conflict
-from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.messages import MessageService
 from gql_chat.services.prompts import PromptService
@@ -25,13 +24,11 @@ class ContinuationService:
         conversations: ConversationService,
         messages: MessageService,
         prompts: PromptService,
-        attachments: AttachmentService,
         starter: ReplyStarter,
     ) -> None:
         self._conversations = conversations
         self._messages = messages
         self._prompts = prompts
-        self._attachments = attachments
         self._starter = starter
 
     async def continue_reply(self, owner_id: ObjectId, message_id: str) -> SendResult:
@@ -50,13 +47,7 @@ class ContinuationService:
             conversation = await self._conversations.get(owner_id, reply.conversation_id)
             question = await self._messages.get(owner_id, reply.parent_id)
             resolved = await self._prompts.resolve_model(owner_id, conversation, None, reply.model)
-            if question.attachment_ids:  # the model must still take the question's files
-                await self._attachments.for_message(
-                    owner_id,
-                    [str(i) for i in question.attachment_ids],
-                    conversation.id,
-                    await self._prompts.model_info(resolved.model),
-                )
+            await self._starter.check_files_suit(owner_id, question, resolved)
             return await self._starter.continue_reply(
                 owner_id, conversation, question, reply, resolved, slot
             )

@@ -157,11 +157,9 @@ class EmailAccountService:
         user = await self._db.users.get(used.user_id) if used is not None else None
         if used is None or user is None or user.disabled or user.email != used.email:
             raise BadUserInput("token", BAD_LINK)
-        await self._accounts.reset_password(user.id, new_password)
+        updated = await self._accounts.reset_password(user, new_password)
         await self._db.email_tokens.delete_for_user(user.id, TokenPurpose.RESET_PASSWORD)
-        # The link reached the address: it is the user's.
-        refreshed = await self._db.users.update(user.id, email_verified=True)
-        return await self._accounts.start_session(refreshed or user, device)
+        return await self._accounts.start_session(updated, device)
 
     async def close(self) -> None:
         for task in list(self._requests):

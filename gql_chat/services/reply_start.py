@@ -298,6 +298,19 @@ class ReplyStarter:
             ),
         )
 
+    async def check_files_suit(
+        self, owner_id: ObjectId, question: MessageRecord, resolved: ResolvedModel
+    ) -> None:
+        """A reply to an existing question (regenerated, continued): the model chosen now
+        must take the question's files (refused before anything is written)."""
+        if question.attachment_ids:
+            await self._attachments.for_message(
+                owner_id,
+                [str(i) for i in question.attachment_ids],
+                question.conversation_id,
+                await self._prompts.model_info(resolved.model),
+            )
+
     async def _ensure_active(self, owner_id: ObjectId) -> None:
         async with asyncio.timeout(WRITE_TIMEOUT):
             if not await self._accounts.is_active(owner_id):

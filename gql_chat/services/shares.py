@@ -17,7 +17,7 @@ from gql_chat.domain.clock import utc_now
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.messages import SharedMessageRecord
 from gql_chat.domain.pages import Page
-from gql_chat.domain.shares import ShareRecord, new_share_token, share_token_hash
+from gql_chat.domain.shares import ShareRecord, new_share_token
 from gql_chat.domain.trees import path_to
 from gql_chat.errors import BadUserInput, Conflict, NotFound
 from gql_chat.services.attachments import AttachmentService, Download
@@ -25,6 +25,7 @@ from gql_chat.services.conversations import ConversationService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.pagination import page_size
 from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.tokens import token_digest
 from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.database import Database
 
@@ -97,7 +98,7 @@ class ShareService:
             created_at=utc_now(),
         )
         token = new_share_token()
-        await self._store.add(share, share_token_hash(token), snapshot)
+        await self._store.add(share, token_digest(token), snapshot)
         older = await self._store.older_for_conversation(owner_id, conversation.id, share.id)
         await self._store.delete_ids(owner_id, older)
         if await self._db.conversations.get(owner_id, conversation.id) is None:
@@ -111,7 +112,7 @@ class ShareService:
         await self._limits.hit(self._limits.shared_reads_per_ip, "shared", client_ip)
         share = None
         if 0 < len(token) <= MAX_SHARE_TOKEN_CHARS:
-            share = await self._store.by_token_hash(share_token_hash(token))
+            share = await self._store.by_token_hash(token_digest(token))
         if share is None:
             raise NotFound(SHARE_NOT_FOUND)
         return share

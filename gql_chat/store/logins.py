@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from gql_chat.domain.clock import as_utc, utc_now
@@ -64,9 +64,10 @@ class LoginStore:
 
     async def of_user(self, user_id: ObjectId, live: Collection[str]) -> list[LoginRecord]:
         """The user's logins among the `live` families, the most recently used first."""
-        cursor = self._logins.find({"user_id": user_id, "_id": {"$in": list(live)}})
-        found = [login_from_document(doc) async for doc in cursor]
-        return sorted(found, key=lambda login: login.last_used_at, reverse=True)
+        cursor = self._logins.find({"user_id": user_id, "_id": {"$in": list(live)}}).sort(
+            "last_used_at", DESCENDING
+        )
+        return [login_from_document(doc) async for doc in cursor]
 
     async def delete(self, user_id: ObjectId, family_id: str) -> None:
         await self._logins.delete_one({"_id": family_id, "user_id": user_id})
