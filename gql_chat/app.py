@@ -16,11 +16,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from gql_chat.api.downloads import download_archive, download_file
+from gql_chat.api.provider_sign_ins import finish_provider_sign_in, start_provider_sign_in
 from gql_chat.api.schema import build_schema
 from gql_chat.api.view import GraphQLView
 from gql_chat.config import Settings
 from gql_chat.llm.openrouter import build_http_client
-from gql_chat.logs import hide_driver_documents
+from gql_chat.logs import protect_library_logs
 from gql_chat.platform import install as install_platform
 from gql_chat.services.registry import Services
 from gql_chat.store.database import TRANSIENT_ERRORS, open_database
@@ -82,7 +83,7 @@ def create_app(
     """`embedded_client` shares one in-memory store between app instances (restart tests)."""
     settings = settings or Settings()
     install_platform()  # the version guards and patches of gql_chat.platform, once per process
-    hide_driver_documents()
+    protect_library_logs()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -134,6 +135,8 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/files/{attachment_id}", download_file, methods=["GET"]),
             Route("/exports/{job_id}", download_archive, methods=["GET"]),
+            Route("/auth/oidc/{provider}/login", start_provider_sign_in, methods=["GET"]),
+            Route("/auth/oidc/{provider}/callback", finish_provider_sign_in, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

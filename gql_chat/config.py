@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Annotated, Self
 import limits
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -46,6 +49,31 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+"""A sign-in provider's name: it is part of its URLs (`/auth/oidc/{name}/login`)."""
+
+
+class OidcProvider(BaseModel):
+    """One OpenID Connect provider users may sign in with; its endpoints and keys come from
+    `<issuer>/.well-known/openid-configuration`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(pattern=r"^https?://[^\s]+$")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scopes: str = "openid email profile"
+    display_name: str | None = None
+    """What a sign-in button says; the provider's name when not set."""
+
+    @field_validator("scopes")
+    @classmethod
+    def _needs_openid(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("must include 'openid'")
+        return value
 
 
 DURATIONS = (
@@ -152,6 +180,16 @@ class Settings(BaseSettings):
     """What a share link's token is appended to (your frontend's page that reads it); default
     `<public URL>/shared/`."""
 
+    oidc_providers: dict[str, OidcProvider] = Field(default_factory=dict)
+    """JSON: `{"<name>": {"issuer": …, "client_id": …, "client_secret": …, "scopes": …}}`."""
+    oidc_redirect_base: str | None = None
+    """This server's address as browsers reach it: providers send them back to
+    `<base>/auth/oidc/<name>/callback` (register that URL); default the public URL, else the
+    request's own."""
+    oidc_return_url: str | None = None
+    """The frontend page a finished provider sign-in lands on, with `?code=` or `?error=`;
+    default `<public URL>/auth/callback`."""
+
     redis_url: SecretStr | None = None
     reply_lease: float = Field(default=15.0, ge=1)
     rate_login_per_email: str = "10/minute"
@@ -195,6 +233,16 @@ class Settings(BaseSettings):
             limits.parse(value)
         except ValueError as exc:
             raise ValueError("must look like '10/minute' or '5 per hour'") from exc
+        return value
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _check_provider_names(cls, value: dict[str, OidcProvider]) -> dict[str, OidcProvider]:
+        for name in value:
+            if not PROVIDER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"provider name {name[:40]!r} must be 1-32 of a-z, 0-9, '_' and '-'"
+                )
         return value
 
     @field_validator("log_level")
@@ -243,6 +291,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                     "required in production"
+                )
+            insecure = [
+                name
+                for name, provider in self.oidc_providers.items()
+                if not provider.issuer.startswith("https://")
+            ]
+            if insecure:
+                raise ValueError(
+                    f"{ENV_PREFIX}OIDC_PROVIDERS: issuers must be https:// in production "
+                    f"({', '.join(insecure)})"
                 )
         return self
 

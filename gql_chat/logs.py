@@ -100,9 +100,16 @@ class DriverDocumentFilter(logging.Filter):
         return True
 
 
-def hide_driver_documents() -> None:
-    """Idempotent; installed on the loggers themselves, so every handler (and pytest's) is
-    covered, whatever the level."""
+SECRET_DEBUG_LOGGERS = ("authlib",)
+"""Libraries that log secrets at DEBUG (authlib: a sign-in's PKCE code verifier, OAuth
+tokens): they log from INFO up, whatever the app's level."""
+
+
+def protect_library_logs() -> None:
+    """Idempotent; set on the loggers themselves, so every handler (and pytest's) is covered,
+    whatever the level: drivers' documents are dropped, and secret-logging debug is off."""
+    for name in SECRET_DEBUG_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     for name in DRIVER_LOGGERS:
         driver_logger = logging.getLogger(name)
         if not any(isinstance(f, DriverDocumentFilter) for f in driver_logger.filters):

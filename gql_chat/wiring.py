@@ -18,6 +18,7 @@ from gql_chat.llm.openrouter import OpenRouterProvider
 from gql_chat.llm.types import ChatProvider
 from gql_chat.mail.mailer import Mailer
 from gql_chat.mail.transports import OutboxTransport, SmtpTransport
+from gql_chat.oidc.providers import Providers
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
@@ -47,6 +48,7 @@ from gql_chat.services.search import SearchService
 from gql_chat.services.sending import SendService
 from gql_chat.services.shares import ShareService
 from gql_chat.services.sign_ins import SignInChanges
+from gql_chat.services.single_sign_on import SingleSignOn
 from gql_chat.services.titles import TitleService
 from gql_chat.services.tokens import TokenService
 from gql_chat.store.database import Database
@@ -137,6 +139,7 @@ def build_services(
         events=events,
     )
     mailer = build_mailer(settings)
+    email_accounts = EmailAccountService(settings, database, accounts, mailer, rate_limits)
     prompts = PromptService(settings, presets, provider)
     messages = MessageService(database, runner, cluster)
     reply_slots = (
@@ -176,7 +179,10 @@ def build_services(
         search=SearchService(database),
         shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
         imports=ImportService(settings, database, events, attachments),
-        email_accounts=EmailAccountService(settings, database, accounts, mailer, rate_limits),
+        email_accounts=email_accounts,
+        single_sign_on=SingleSignOn(
+            database, accounts, email_accounts, Providers(settings.oidc_providers), rate_limits
+        ),
         mailer=mailer,
         exports=ExportService(settings, database, reports, file_urls),
         messages=messages,

@@ -19,6 +19,12 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+PROVIDER = (
+    '{"issuer": "http://sso.test", "client_id": "id", "client_secret": "never-shown", '
+    '"scopes": "openid email"}'
+)
+
+
 def settings_error(**env: str) -> str:
     import os
 
@@ -87,12 +93,43 @@ def test_values_are_parsed_from_the_environment(monkeypatch: pytest.MonkeyPatch)
             {"GQL_CHAT_ENV": "production", "GQL_CHAT_JWT_SECRET": "s" * 32},
             "GQL_CHAT_MONGODB_URL is required in production",
         ),
+        (
+            {"GQL_CHAT_OIDC_PROVIDERS": '{"Acme!": ' + PROVIDER + "}"},
+            "GQL_CHAT_OIDC_PROVIDERS: provider name 'Acme!' must be 1-32 of a-z, 0-9",
+        ),
+        ({"GQL_CHAT_OIDC_PROVIDERS": '{"acme": {"issuer": "x"}}'}, "GQL_CHAT_OIDC_PROVIDERS"),
+        (
+            {"GQL_CHAT_OIDC_PROVIDERS": '{"acme": ' + PROVIDER.replace("openid ", "") + "}"},
+            "must include 'openid'",
+        ),
+        (
+            {
+                "GQL_CHAT_ENV": "production",
+                "GQL_CHAT_JWT_SECRET": "s" * 32,
+                "GQL_CHAT_MONGODB_URL": "mongodb://db",
+                "GQL_CHAT_OIDC_PROVIDERS": '{"acme": ' + PROVIDER + "}",
+            },
+            "GQL_CHAT_OIDC_PROVIDERS: issuers must be https:// in production (acme)",
+        ),
     ],
 )
 def test_invalid_settings_name_the_variable(env: dict[str, str], expected: str) -> None:
     message = settings_error(**env)
     assert expected in message
     assert "\n" not in message
+
+
+def test_sign_in_providers_are_read_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GQL_CHAT_OIDC_PROVIDERS", '{"acme": ' + PROVIDER + "}")
+    [(name, provider)] = Settings().oidc_providers.items()
+    assert (name, provider.issuer, provider.client_id, provider.scopes) == (
+        "acme",
+        "http://sso.test",
+        "id",
+        "openid email",
+    )
+    assert provider.client_secret.get_secret_value() == "never-shown"
+    assert "never-shown" not in repr(Settings())
 
 
 def test_secrets_never_appear_in_repr() -> None:

@@ -45,6 +45,7 @@ RULES = [
             "gql_chat.files",
             "gql_chat.imports",
             "gql_chat.mail",
+            "gql_chat.oidc",
         )
     ),
     Rule(

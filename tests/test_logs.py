@@ -109,10 +109,10 @@ def test_driver_logs_keep_the_event_and_drop_the_documents(
     """PyMongo's command log carries whole documents at DEBUG; ours keeps the event only."""
     from pymongo.logger import LogMessage
 
-    from gql_chat.logs import hide_driver_documents
+    from gql_chat.logs import protect_library_logs
 
-    hide_driver_documents()
-    hide_driver_documents()  # idempotent
+    protect_library_logs()
+    protect_library_logs()  # idempotent
     caplog.set_level(logging.DEBUG)
     driver = logging.getLogger("pymongo.command")
     driver.debug(

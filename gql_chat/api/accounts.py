@@ -29,7 +29,16 @@ class UserType:
     disabled: bool
     created_at: datetime
     email_verified: bool = strawberry.field(
-        description="Whether the address was confirmed (verifyEmail, or a password reset link)."
+        description=(
+            "Whether the address was confirmed (verifyEmail, a password reset link, or a "
+            "provider that vouched for it)."
+        )
+    )
+    has_password: bool = strawberry.field(
+        description=(
+            "False for an account that signs in through providers only: offer a password "
+            "reset, not a password change."
+        )
     )
 
     user_id: strawberry.Private[ObjectId]
@@ -49,6 +58,7 @@ class UserType:
             disabled=user.disabled,
             created_at=user.created_at,
             email_verified=user.email_verified,
+            has_password=user.has_password,
             user_id=user.id,
         )
 
@@ -198,7 +208,7 @@ class AccountMutation:
     )
     async def change_email(self, info: Info, new_email: str, password: str) -> bool:
         await info.context.services.email_accounts.change_email(
-            await info.context.require_user(), new_email, password, link_base(info)
+            await info.context.require_principal(), new_email, password, link_base(info)
         )
         return True
 
@@ -275,11 +285,15 @@ class AccountMutation:
         return True
 
     @strawberry.mutation(
-        description="Deletes the user and everything the user owns.",
+        description=(
+            "Deletes the user and everything the user owns. Needs the password; an account "
+            "without one (signed up through a provider) needs a sign-in of the last 10 "
+            "minutes instead (FORBIDDEN, reason SIGN_IN_AGAIN, otherwise)."
+        ),
         permission_classes=[IsAuthenticated],
     )
     async def delete_account(self, info: Info, password: str) -> bool:
         await info.context.services.accounts.delete_account(
-            await info.context.require_user(), password
+            await info.context.require_principal(), password
         )
         return True

@@ -19,6 +19,7 @@ from gql_chat.api.errors import GqlChatSchema
 from gql_chat.api.events import EventSubscription
 from gql_chat.api.exports import ExportMutation, ExportQuery
 from gql_chat.api.folders import FolderMutation, FolderQuery
+from gql_chat.api.identities import IdentityMutation, IdentityQuery
 from gql_chat.api.imports import ImportMutation, ImportQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
@@ -34,6 +35,7 @@ from gql_chat.platform.graphql_executor import EventScopedExecutor
 @strawberry.type
 class Query(
     AccountQuery,
+    IdentityQuery,
     FolderQuery,
     ConversationQuery,
     LlmConfigQuery,
@@ -52,6 +54,7 @@ class Query(
 @strawberry.type
 class Mutation(
     AccountMutation,
+    IdentityMutation,
     FolderMutation,
     ConversationMutation,
     LlmConfigMutation,

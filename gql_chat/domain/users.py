@@ -21,8 +21,13 @@ class UserRecord:
     display_name: str
     role: Role
     disabled: bool
-    password_hash: str
+    password_hash: str | None
+    """None for an account that signs in through providers only."""
     created_at: datetime
     email_verified: bool = False
     tokens_valid_after: datetime | None = None
     """Access tokens issued before it are refused (a password reset ends every sign-in)."""
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None

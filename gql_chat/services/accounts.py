@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bson import ObjectId
@@ -18,7 +18,7 @@ from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.logins import Device, LoginRecord
 from gql_chat.domain.users import Role, UserRecord
-from gql_chat.errors import BadUserInput, NotFound, Unauthenticated
+from gql_chat.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from gql_chat.services.completion import Completions
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
@@ -49,6 +49,14 @@ authenticated just before (which may still write) has ended by the first; one wa
 user's folder-tree lock (at most 10 s) by the second."""
 LOGIN_FAILED = "Invalid email or password."
 SESSION_ENDED = "The session has ended; sign in again."
+RECENT_SIGN_IN = timedelta(minutes=10)
+"""How recent a sign-in confirms an account without a password (as a password would)."""
+SIGN_IN_AGAIN = (
+    "Your account has no password: sign in again to confirm (within 10 minutes of signing in)."
+)
+NO_PASSWORD = (
+    "Your account has no password: set one with a password reset link (requestPasswordReset)."
+)
 TOKEN_EXPIRED = "Invalid or expired token."
 
 
@@ -148,7 +156,7 @@ class AccountService:
             await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
             raise Unauthenticated(LOGIN_FAILED)
         await self._limits.remember(device)
-        if self._passwords.needs_rehash(user.password_hash):
+        if user.password_hash is not None and self._passwords.needs_rehash(user.password_hash):
             await self._users.update(user.id, password_hash=await self._passwords.hash(password))
         return await self.start_session(user, Device.of(client_ip, user_agent))
 
@@ -253,6 +261,8 @@ class AccountService:
         self, user: UserRecord, current_password: str, new_password: str, keep_family: str | None
     ) -> None:
         """Revokes every other sign-in; `keep_family` is the caller's own, when it is known."""
+        if not user.has_password:
+            raise BadUserInput("currentPassword", NO_PASSWORD)
         if not await self._passwords.verify(user.password_hash, current_password):
             raise BadUserInput("currentPassword", "The current password is wrong.")
         check_password(new_password, field="newPassword")
@@ -269,9 +279,9 @@ class AccountService:
         await self._users.update(user_id, password_hash=password_hash)
         return await self._refresh_tokens.revoke_all(user_id, except_family=keep_family)
 
-    async def delete_account(self, user: UserRecord, password: str) -> None:
-        if not await self._passwords.verify(user.password_hash, password):
-            raise BadUserInput("password", "The password is wrong.")
+    async def delete_account(self, sign_in: SignIn, password: str) -> None:
+        await self.confirm(sign_in, password)
+        user = sign_in.user
         await self._writes.run(self._delete(user.id))
         self._sign_ins.ended(user.id)
         logger.info("account deleted", extra={"user_id": str(user.id)})
@@ -337,10 +347,47 @@ class AccountService:
             raise Unauthenticated(SESSION_ENDED)
         return user
 
-    async def check_password(self, user: UserRecord, password: str) -> None:
-        """Raises `BadUserInput` on `password` when it is not the user's."""
-        if not await self._passwords.verify(user.password_hash, password):
-            raise BadUserInput("password", "The password is wrong.")
+    async def confirm(self, sign_in: SignIn, password: str) -> None:
+        """That the signed-in user is at the keyboard, before a change that needs it: their
+        password (`BadUserInput` on `password` when wrong); for an account without one, a
+        sign-in (through a provider) at most `RECENT_SIGN_IN` old (`Forbidden` otherwise)."""
+        user = sign_in.user
+        if user.has_password:
+            if not await self._passwords.verify(user.password_hash, password):
+                raise BadUserInput("password", "The password is wrong.")
+            return
+        signed_in_at = (
+            await self._db.logins.signed_in_at(user.id, sign_in.family_id)
+            if sign_in.family_id is not None
+            else None
+        )
+        if signed_in_at is None or utc_now() - signed_in_at > RECENT_SIGN_IN:
+            raise Forbidden(SIGN_IN_AGAIN, reason="SIGN_IN_AGAIN")
+
+    async def create_external_user(
+        self, email: str, display_name: str | None, email_verified: bool
+    ) -> UserRecord:
+        """An account for someone who signed in through a provider: no password. `Conflict`
+        when the address has an account."""
+        name = _first_display_name(display_name, email.split("@", 1)[0])
+        user = await self._users.create(
+            email=email, display_name=name, password_hash=None, email_verified=email_verified
+        )
+        logger.info("user registered through a provider", extra={"user_id": str(user.id)})
+        return user
+
+    async def take_over_unverified(self, user: UserRecord) -> UserRecord:
+        """A provider proved the address of an account that never did: whoever set its
+        password may not own the address (an account pre-made by an attacker, waiting for its
+        owner), so the password and every sign-in end, and identities linked on unproven
+        addresses go. The owner signs in through the provider, or resets the password."""
+        updated = await self._writes.run(self._secure(user.id, None))
+        self._sign_ins.ended(user.id)
+        logger.warning(
+            "a provider proved an unverified account's address: its password and sign-ins ended",
+            extra={"user_id": str(user.id)},
+        )
+        return updated or user
 
     async def email_verified(self, user_id: ObjectId) -> bool:
         user = await self._users.get(user_id)
@@ -349,22 +396,26 @@ class AccountService:
     async def reset_password(self, user: UserRecord, new_password: str) -> UserRecord:
         """The new password, and every sign-in ended: refresh tokens revoked, and access tokens
         issued until now refused (both writes or neither, as in `change_password`). The
-        address is verified too: the reset link reached it. The user as now stored."""
+        address is proven (the reset link reached it): see `_secure`. The user as now stored."""
         password_hash = await self._passwords.hash(new_password)
-        updated = await self._writes.run(self._reset(user.id, password_hash))
+        updated = await self._writes.run(self._secure(user.id, password_hash))
         self._sign_ins.ended(user.id)
         return updated or user
 
-    async def _reset(self, user_id: ObjectId, password_hash: str) -> UserRecord | None:
+    async def _secure(self, user_id: ObjectId, password_hash: str | None) -> UserRecord | None:
+        """The address is proven: it is verified, the password is this one, every sign-in
+        ends, and identities linked on addresses their provider did not vouch for are
+        removed (they may be an attacker's)."""
         ended = utc_now()  # tokens carry milliseconds: the fresh one issued next stands
         updated = await self._users.update(
             user_id, password_hash=password_hash, tokens_valid_after=ended, email_verified=True
         )
         await self._refresh_tokens.revoke_all(user_id)
+        await self._db.identities.delete_unproven(user_id)
         return updated
 
     async def start_session(self, user: UserRecord, device: Device) -> Session:
-        """A new sign-in (a login, a registration, a password reset)."""
+        """A new sign-in (a login, a registration, a password reset, a provider's)."""
         session = await self._issue_session(user, secrets.token_urlsafe(16))
         await self._db.logins.add(session.family_id, user.id, device, session.refresh.expires_at)
         return session
@@ -380,3 +431,13 @@ class AccountService:
             expires_at=refresh.expires_at,
         )
         return Session(user=user, access=access, refresh=refresh, family_id=family_id)
+
+
+def _first_display_name(*candidates: str | None) -> str:
+    """The first candidate that is a valid display name (a provider's `name` may not be)."""
+    for candidate in candidates:
+        try:
+            return check_display_name(candidate or "")
+        except BadUserInput:
+            continue
+    return "user"

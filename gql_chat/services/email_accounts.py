@@ -27,7 +27,7 @@ from gql_chat.mail.messages import (
     password_reset_mail,
     verification_mail,
 )
-from gql_chat.services.accounts import AccountService, Session
+from gql_chat.services.accounts import AccountService, Session, SignIn
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import token_digest
 from gql_chat.services.validation import check_password, normalize_email
@@ -98,13 +98,14 @@ class EmailAccountService:
         return updated or user
 
     async def change_email(
-        self, user: UserRecord, new_email: str, password: str, link_base: str
+        self, sign_in: SignIn, new_email: str, password: str, link_base: str
     ) -> None:
         """Mails a confirmation link to `new_email`; the address changes once it is used (the
         old one stays until then)."""
         self._require_mail()
+        user = sign_in.user
         normalized = normalize_email(new_email, "newEmail")
-        await self._accounts.check_password(user, password)
+        await self._accounts.confirm(sign_in, password)
         if normalized == user.email:
             raise BadUserInput("newEmail", "This is already your address.")
         if await self._db.users.get_by_email(normalized) is not None:

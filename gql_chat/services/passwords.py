@@ -28,7 +28,11 @@ class PasswordService:
         async with self._slots:
             return await asyncio.to_thread(self._hasher.hash, password)
 
-    async def verify(self, password_hash: str, password: str) -> bool:
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """False for an account without a password, at the cost of a wrong one."""
+        if password_hash is None:
+            await self.burn_equivalent_work(password)
+            return False
         async with self._slots:
             return await asyncio.to_thread(self._verify_sync, password_hash, password)
 

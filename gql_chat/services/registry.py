@@ -32,6 +32,7 @@ from gql_chat.services.search import SearchService
 from gql_chat.services.sending import SendService
 from gql_chat.services.shares import ShareService
 from gql_chat.services.sign_ins import SignInChanges
+from gql_chat.services.single_sign_on import SingleSignOn
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEventBus
 
@@ -56,6 +57,7 @@ class Services:
     shares: ShareService
     imports: ImportService
     email_accounts: EmailAccountService
+    single_sign_on: SingleSignOn
     mailer: Mailer
     exports: ExportService
     messages: MessageService

@@ -24,12 +24,14 @@ from gql_chat.store.conversations import ConversationStore
 from gql_chat.store.email_tokens import EmailTokenStore
 from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.folders import FolderStore
+from gql_chat.store.identities import IdentityStore
 from gql_chat.store.jobs import JobStore
 from gql_chat.store.llm_configs import LlmConfigStore
 from gql_chat.store.logins import LoginStore
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
 from gql_chat.store.shares import ShareStore
+from gql_chat.store.sign_in_flows import SignInFlowStore
 from gql_chat.store.usage import UsageStore
 from gql_chat.store.users import UserStore
 
@@ -66,6 +68,8 @@ class Database:
     archives: ArchiveStore
     logins: LoginStore
     email_tokens: EmailTokenStore
+    identities: IdentityStore
+    sign_in_flows: SignInFlowStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -87,6 +91,8 @@ class Database:
             archives=ArchiveStore(db),
             logins=LoginStore(db["logins"]),
             email_tokens=EmailTokenStore(db["email_tokens"]),
+            identities=IdentityStore(db["identities"]),
+            sign_in_flows=SignInFlowStore(db["sign_in_flows"]),
         )
 
     async def create_indexes(self) -> None:
@@ -104,6 +110,8 @@ class Database:
             self.jobs,
             self.logins,
             self.email_tokens,
+            self.identities,
+            self.sign_in_flows,
             self.archives,
         ):
             await store.create_indexes()
@@ -113,6 +121,7 @@ class Database:
         await self.refresh_tokens.delete_for_user(user_id)
         await self.logins.delete_for_user(user_id)
         await self.email_tokens.delete_for_user(user_id)
+        await self.identities.delete_for_user(user_id)
         await self.shares.delete_for_owner(user_id)
         await self.archives.delete_for_owner(user_id)
         await self.jobs.delete_for_owner(user_id)

@@ -1,5 +1,6 @@
-"""The `email_tokens` collection: the one-use tokens of links sent by mail (verifying an
-address, resetting a password), kept by their SHA-256 only, until used or expired (TTL)."""
+"""The `email_tokens` collection: one-use tokens, kept by their SHA-256 only, until used or
+expired (TTL): those of links sent by mail (verifying an address, resetting a password), and
+those a provider sign-in hands the frontend (`services/single_sign_on.py`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ class TokenPurpose(StrEnum):
     CHANGE_EMAIL = "change_email"
     """Confirms a new address (the token's `email`), which then replaces the user's."""
     RESET_PASSWORD = "reset_password"
+    SIGN_IN = "sign_in"
+    """The one-time code a provider sign-in ends with, exchanged for tokens by the frontend."""
+    LINK_IDENTITY = "link_identity"
+    """Lets the browser of a signed-in user start linking a provider to their account."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,10 @@ class LoginStore:
         )
         return [login_from_document(doc) async for doc in cursor]
 
+    async def signed_in_at(self, user_id: ObjectId, family_id: str) -> datetime | None:
+        doc = await self._logins.find_one({"_id": family_id, "user_id": user_id})
+        return as_utc(doc["created_at"]) if doc else None
+
     async def delete(self, user_id: ObjectId, family_id: str) -> None:
         await self._logins.delete_one({"_id": family_id, "user_id": user_id})
 

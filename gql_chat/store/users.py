@@ -26,7 +26,7 @@ def user_from_document(doc: dict[str, Any]) -> UserRecord:
         display_name=doc["display_name"],
         role=Role(doc.get("role", Role.USER)),
         disabled=bool(doc.get("disabled", False)),
-        password_hash=doc["password_hash"],
+        password_hash=doc.get("password_hash"),
         created_at=as_utc(doc["created_at"]),
         email_verified=bool(doc.get("email_verified", False)),
         tokens_valid_after=(
@@ -47,7 +47,13 @@ class UserStore:
         await ensure_indexes(self._users, self.INDEXES)
 
     async def create(
-        self, *, email: str, display_name: str, password_hash: str, role: Role = Role.USER
+        self,
+        *,
+        email: str,
+        display_name: str,
+        password_hash: str | None,
+        role: Role = Role.USER,
+        email_verified: bool = False,
     ) -> UserRecord:
         doc: dict[str, Any] = {
             "_id": ObjectId(),
@@ -57,6 +63,7 @@ class UserStore:
             "role": role.value,
             "disabled": False,
             "created_at": utc_now(),
+            "email_verified": email_verified,
         }
         try:
             await self._users.insert_one(doc)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.local_server import LocalServer
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {
@@ -72,7 +72,7 @@ class RecordedRequest:
     client_port: int | None = None
 
 
-class FakeOpenRouter:
+class FakeOpenRouter(LocalServer):
     def __init__(self) -> None:
         self.script: list[Reply] = []
         self.by_prompt: dict[str, Reply] = {}  # the reply to a request whose last message is this
@@ -82,14 +82,13 @@ class FakeOpenRouter:
         self.models: list[dict[str, Any]] = list(DEFAULT_MODELS)
         self.disconnected = asyncio.Event()
         self.disconnects = 0
-        self.port = _free_port()
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.app = Starlette(
-            routes=[
-                Route("/api/v1/chat/completions", self._completions, methods=["POST"]),
-                Route("/api/v1/models", self._models, methods=["GET"]),
-            ]
+        super().__init__(
+            Starlette(
+                routes=[
+                    Route("/api/v1/chat/completions", self._completions, methods=["POST"]),
+                    Route("/api/v1/models", self._models, methods=["GET"]),
+                ]
+            )
         )
 
     @property
@@ -98,23 +97,6 @@ class FakeOpenRouter:
 
     def enqueue(self, *replies: Reply) -> None:
         self.script.extend(replies)
-
-    async def start(self) -> None:
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-            await asyncio.wait_for(self._task, timeout=10)
 
     async def _models(self, request: Request) -> Response:
         self.model_requests += 1
@@ -215,10 +197,3 @@ def _chunk(gen_id: str, model: str, delta: dict[str, Any], finish: str | None) -
 
 def _data(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

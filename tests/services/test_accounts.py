@@ -73,7 +73,7 @@ async def test_deleting_an_account_runs_the_user_removed_hook_once(settings: Set
     accounts, database = await accounts_over(settings, SignInChanges(), on_user_removed)
     session = await accounts.register("removed@example.com", PASSWORD, None, "127.0.0.1")
 
-    await accounts.delete_account(session.user, PASSWORD)
+    await accounts.delete_account(await accounts.authenticate(session.access.token), PASSWORD)
 
     assert removed == [session.user.id]
     assert await database.users.get(session.user.id) is None

@@ -1,0 +1,128 @@
+"""The browser's side of a provider sign-in: `GET /auth/oidc/{provider}/login` sends it to the
+provider; the provider sends it back to `GET /auth/oidc/{provider}/callback`, which sends it
+on to the frontend's return page (`GQL_CHAT_OIDC_RETURN_URL`) with `?code=` (for
+`exchangeSignInCode`), `?linked=<provider>` (a signed-in user's link), or `?error=<code>`
+(`oidc/errors.py`). Tokens never appear in a URL.
+
+The browser is bound to its flow by a cookie holding a random value (HttpOnly, SameSite=Lax,
+scoped to `/auth/oidc/`, Secure over https) whose hash the flow keeps: a callback URL opened
+in another browser (a login CSRF) fails."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from urllib.parse import urlencode
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from gql_chat.api.attachments import WEBSOCKET_SCHEMES
+from gql_chat.api.client_ip import client_ip
+from gql_chat.config import Settings
+from gql_chat.errors import NotFound, RateLimited
+from gql_chat.oidc.errors import SignInFailed, SignInFailure
+from gql_chat.services.registry import Services
+from gql_chat.services.single_sign_on import FLOW_TTL
+
+logger = logging.getLogger(__name__)
+
+BROWSER_COOKIE = "gql_chat_sign_in"
+COOKIE_PATH = "/auth/oidc/"
+
+
+def server_base(settings: Settings, connection: HTTPConnection) -> str:
+    """This server's address as browsers reach it (see `GQL_CHAT_OIDC_REDIRECT_BASE`)."""
+    configured = settings.oidc_redirect_base or settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    base = connection.base_url
+    return str(base.replace(scheme=WEBSOCKET_SCHEMES.get(base.scheme, base.scheme))).rstrip("/")
+
+
+def login_url(settings: Settings, connection: HTTPConnection, provider: str) -> str:
+    return f"{server_base(settings, connection)}/auth/oidc/{provider}/login"
+
+
+async def start_provider_sign_in(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    provider = request.path_params["provider"]
+    secret = secrets.token_urlsafe(32)
+    try:
+        url = await services.single_sign_on.start(
+            provider,
+            f"{server_base(settings, request)}/auth/oidc/{provider}/callback",
+            secret,
+            client_ip(request, settings.trusted_proxies),
+            link_ticket=request.query_params.get("link"),
+        )
+    except NotFound:
+        return PlainTextResponse("No such sign-in provider.", status_code=404)
+    except Exception as exc:
+        return _back_to_frontend(request, settings, error=_failure(exc, provider))
+    response = RedirectResponse(url, status_code=302)
+    response.set_cookie(
+        BROWSER_COOKIE,
+        secret,
+        max_age=int(FLOW_TTL.total_seconds()),
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back to the callback
+        secure=server_base(settings, request).startswith("https://"),
+    )
+    return response
+
+
+async def finish_provider_sign_in(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    provider = request.path_params["provider"]
+    query = request.query_params
+    try:
+        result = await services.single_sign_on.finish(
+            provider,
+            query.get("state"),
+            query.get("code"),
+            query.get("error"),
+            request.cookies.get(BROWSER_COOKIE),
+            settings.public_url or server_base(settings, request),
+        )
+    except NotFound:
+        return PlainTextResponse("No such sign-in provider.", status_code=404)
+    except Exception as exc:
+        response = _back_to_frontend(request, settings, error=_failure(exc, provider))
+    else:
+        response = (
+            _back_to_frontend(request, settings, code=result.code)
+            if result.code is not None
+            else _back_to_frontend(request, settings, linked=provider)
+        )
+    response.delete_cookie(BROWSER_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+def _failure(error: Exception, provider: str) -> str:
+    """The code the frontend is shown; the details go to the log (never a token or code)."""
+    if isinstance(error, SignInFailed):
+        logger.warning(
+            "a provider sign-in failed: %s (%s)",
+            error.failure.value,
+            error.detail,
+            extra={"provider": provider},
+        )
+        return error.failure.value
+    if isinstance(error, RateLimited):
+        return SignInFailure.RATE_LIMITED.value
+    logger.error(
+        "a provider sign-in failed: %s", type(error).__name__, extra={"provider": provider}
+    )
+    return SignInFailure.SERVER_ERROR.value
+
+
+def _back_to_frontend(request: Request, settings: Settings, **params: str) -> RedirectResponse:
+    target = settings.oidc_return_url or (
+        f"{(settings.public_url or server_base(settings, request)).rstrip('/')}/auth/callback"
+    )
+    separator = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{separator}{urlencode(params)}", status_code=303)
