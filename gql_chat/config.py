@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gql_chat.domain.budgets import Budget, parse_budget
+
 ENV_PREFIX = "GQL_CHAT_"
 MIN_JWT_SECRET_BYTES = 32
 
@@ -190,6 +192,9 @@ class Settings(BaseSettings):
     """The frontend page a finished provider sign-in lands on, with `?code=` or `?error=`;
     default `<public URL>/auth/callback`."""
 
+    default_budget: str | None = None
+    """Every user's spending limit unless an admin set theirs: `5.00/month`, `0.50/day`."""
+
     redis_url: SecretStr | None = None
     reply_lease: float = Field(default=15.0, ge=1)
     rate_login_per_email: str = "10/minute"
@@ -243,6 +248,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"provider name {name[:40]!r} must be 1-32 of a-z, 0-9, '_' and '-'"
                 )
+        return value
+
+    @field_validator("default_budget")
+    @classmethod
+    def _check_budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_budget(value)  # ValueError says what is expected
         return value
 
     @field_validator("log_level")
@@ -319,6 +331,10 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return self.enable_graphiql if self.enable_graphiql is not None else not self.is_production
+
+    @property
+    def default_budget_limit(self) -> Budget | None:
+        return parse_budget(self.default_budget) if self.default_budget else None
 
     @property
     def uses_offline_model(self) -> bool:

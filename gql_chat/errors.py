@@ -91,6 +91,12 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(DomainError):
+    """The user's spending budget for the period is used up (`extensions.resetsAt`)."""
+
+    code = "QUOTA_EXCEEDED"
+
+
 class UpstreamError(DomainError):
     code = "UPSTREAM_ERROR"
     default_message = "The model provider failed."

@@ -23,6 +23,7 @@ from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.branching import BranchService
+from gql_chat.services.budgets import BudgetService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
@@ -123,6 +124,8 @@ def build_services(
             reply.owner_id, UserEventKind.MESSAGE_COMPLETED, reply.conversation_id, reply.id
         )
 
+    budgets = BudgetService(settings, database, provider.list_models)
+    runner.settle = budgets.settle
     runner.on_finished += [announce_completion, titles.after_reply]
     jwt_secret = jwt_secret_for(settings)
     file_urls = FileUrls(jwt_secret, settings.file_url_ttl)
@@ -158,6 +161,7 @@ def build_services(
         attachments,
         runner,
         rate_limits,
+        budgets,
         reply_slots,
     )
     return Services(
@@ -167,6 +171,7 @@ def build_services(
         folders=folders,
         conversations=conversations,
         presets=presets,
+        budgets=budgets,
         admin=AdminService(database, sign_ins, on_user_disabled=cluster.removing_owner),
         prompts=prompts,
         sending=SendService(database, conversations, prompts, attachments, starter),

@@ -8,6 +8,7 @@ import strawberry
 from bson import ObjectId
 
 from gql_chat.api.attachments import public_base_url
+from gql_chat.api.budgets import Budget
 from gql_chat.api.context import Info
 from gql_chat.api.inputs import given
 from gql_chat.api.llm_configs import LlmConfigType
@@ -42,6 +43,17 @@ class UserType:
     )
 
     user_id: strawberry.Private[ObjectId]
+    record: strawberry.Private[UserRecord]
+
+    @strawberry.field(
+        description=(
+            "The spending limit that applies (set by an admin, else the default) and what is "
+            "spent of it; null when there is none. Over it, sends are QUOTA_EXCEEDED."
+        )
+    )
+    async def budget(self, info: Info) -> Budget | None:
+        status = await info.context.services.budgets.status(self.record)
+        return Budget.of(status) if status else None
 
     @strawberry.field(description="The preset used when a conversation names none.")
     async def default_llm_config(self, info: Info) -> LlmConfigType | None:
@@ -60,6 +72,7 @@ class UserType:
             email_verified=user.email_verified,
             has_password=user.has_password,
             user_id=user.id,
+            record=user,
         )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import strawberry
 
 from gql_chat.api.accounts import UserType
+from gql_chat.api.budgets import BudgetPeriod
 from gql_chat.api.context import Info
 from gql_chat.api.messages import FeedbackRating, MessageFeedback, MessageType
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAdmin
+from gql_chat.domain.budgets import BudgetPeriod as BudgetPeriodValue
 
 
 @strawberry.type
@@ -108,6 +110,25 @@ class AdminFeedbackQuery:
 
 @strawberry.type
 class AdminMutation:
+    @strawberry.mutation(
+        description=(
+            "Admins only. The user's own spending limit per period; `amount: null` goes back "
+            "to the default (GQL_CHAT_DEFAULT_BUDGET)."
+        ),
+        permission_classes=[IsAdmin],
+    )
+    async def set_user_budget(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        amount: float | None,
+        period: BudgetPeriod = BudgetPeriodValue.MONTH,  # type: ignore[valid-type]
+    ) -> UserType:
+        user = await info.context.services.admin.set_budget(
+            await info.context.require_user(), user_id, amount, period
+        )
+        return UserType.from_record(user)
+
     @strawberry.mutation(
         description="Admins only. Disabling revokes the user's tokens and stops their replies.",
         permission_classes=[IsAdmin],

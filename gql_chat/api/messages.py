@@ -55,12 +55,21 @@ class Usage:
     completion_tokens: int
     total_tokens: int
     cost: float | None = strawberry.field(
-        description="Cost in USD as reported by the provider; null when unknown."
+        description=(
+            "Cost in USD as reported by the provider (or estimated: costEstimated); null when "
+            "unknown."
+        )
     )
     reasoning_tokens: int | None = strawberry.field(
         description=(
             "Of the completion tokens, those the model spent reasoning (shown or not); null "
             "when the provider does not say."
+        )
+    )
+    cost_estimated: bool = strawberry.field(
+        description=(
+            "The provider reported no cost: `cost` is worked out from the model's prices "
+            "(`models`)."
         )
     )
 
@@ -73,6 +82,7 @@ class Usage:
             total_tokens=saturated(usage.total_tokens),
             cost=finite_or_none(usage.cost),
             reasoning_tokens=saturated(reasoning) if reasoning is not None else None,
+            cost_estimated=usage.cost_estimated,
         )
 
 

@@ -112,6 +112,8 @@ class UsageRecord:
     cost: float | None = None
     reasoning_tokens: int | None = None
     """Of the completion tokens, those the model spent reasoning (when the provider says)."""
+    cost_estimated: bool = False
+    """The provider reported no cost: `cost` is worked out from the model's prices."""
 
     @property
     def total_tokens(self) -> int:
@@ -127,6 +129,7 @@ def added_usage(earlier: UsageRecord | None, later: UsageRecord | None) -> Usage
         completion_tokens=earlier.completion_tokens + later.completion_tokens,
         cost=_added(earlier.cost, later.cost),
         reasoning_tokens=_added(earlier.reasoning_tokens, later.reasoning_tokens),
+        cost_estimated=earlier.cost_estimated or later.cost_estimated,
     )
 
 

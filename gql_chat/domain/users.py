@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from bson import ObjectId
 
+from gql_chat.domain.budgets import Budget
+
 
 class Role(StrEnum):
     USER = "USER"
@@ -27,6 +29,8 @@ class UserRecord:
     email_verified: bool = False
     tokens_valid_after: datetime | None = None
     """Access tokens issued before it are refused (a password reset ends every sign-in)."""
+    budget: Budget | None = None
+    """Set by an admin for this user; None: `GQL_CHAT_DEFAULT_BUDGET` applies."""
 
     @property
     def has_password(self) -> bool:

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 
 from bson import ObjectId
 
+from gql_chat.domain.budgets import Budget, BudgetPeriod, check_amount
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.messages import FeedbackRating, MessageRecord
 from gql_chat.domain.pages import Page
@@ -82,6 +83,21 @@ class AdminService:
                 if target is not None:
                     await self._db.refresh_tokens.revoke_all(target.id)
                     self._sign_ins.ended(target.id)
+        if target is None:
+            raise NotFound("User not found.")
+        return target
+
+    async def set_budget(
+        self, admin: UserRecord, user_id: str, amount: float | None, period: BudgetPeriod
+    ) -> UserRecord:
+        """The user's own budget; `amount` None: back to `GQL_CHAT_DEFAULT_BUDGET`."""
+        require_admin(admin)
+        try:
+            budget = Budget(check_amount(amount), period) if amount is not None else None
+        except ValueError as exc:
+            raise BadUserInput("amount", f"The amount {exc}.") from None
+        oid = parse_object_id(user_id)
+        target = await self._db.users.set_budget(oid, budget) if oid is not None else None
         if target is None:
             raise NotFound("User not found.")
         return target

@@ -50,6 +50,9 @@ from gql_chat.streams.replies import LiveReply, ReplyRegistry
 logger = logging.getLogger(__name__)
 
 FinishedHook = Callable[[MessageRecord], Awaitable[None]]
+SettleHook = Callable[["GenerationJob", UsageRecord], Awaitable[UsageRecord]]
+"""Before a reply's final write: the usage of its request, priced (a cost the provider did not
+report, estimated) and charged to its owner; what it returns is stored."""
 
 WRITE_TIMEOUT = 5.0
 """The longest one database write of a reply may take before it counts as failed."""
@@ -221,6 +224,7 @@ class GenerationRunner:
         self._blocked_owners: Counter[ObjectId] = Counter()
         self._blocked_conversations: Counter[ObjectId] = Counter()
         self.on_finished: list[FinishedHook] = []
+        self.settle: SettleHook | None = None
 
     def active_count(self, owner_id: ObjectId) -> int:
         """Replies of the owner running here, plus sends admitted but not yet started."""
@@ -524,8 +528,9 @@ class GenerationRunner:
         await asyncio.wait({saver}, timeout=WRITE_TIMEOUT)
         saver.cancel()  # only a write past its own timeout is left to cut
         job = generation.job
+        usage = await self._settled(job, outcome)
         try:
-            fields = self._final_fields(progress, outcome, job.earlier)
+            fields = self._final_fields(progress, outcome, job.earlier, usage)
         except Exception:
             logger.exception(
                 "could not build a finished reply's record",
@@ -608,13 +613,39 @@ class GenerationRunner:
             except Exception:
                 logger.exception("a reply-finished hook failed")
 
+    async def _settled(self, job: GenerationJob, outcome: _Outcome) -> UsageRecord | None:
+        """The usage of this request, through `settle` (bounded; its failure is logged and
+        the usage kept as reported)."""
+        reported = outcome.completion.usage if outcome.completion else None
+        if reported is None:
+            return None
+        usage = UsageRecord(
+            reported.prompt_tokens,
+            reported.completion_tokens,
+            reported.cost,
+            reported.reasoning_tokens,
+        )
+        if self.settle is None:
+            return usage
+        try:
+            async with asyncio.timeout(HOOK_TIMEOUT):
+                return await self.settle(job, usage)
+        except Exception:
+            logger.exception(
+                "could not price or charge a reply", extra={"message_id": str(job.message_id)}
+            )
+            return usage
+
     def _final_fields(
-        self, progress: _Progress, outcome: _Outcome, earlier: MessageRecord | None
+        self,
+        progress: _Progress,
+        outcome: _Outcome,
+        earlier: MessageRecord | None,
+        new_usage: UsageRecord | None,
     ) -> dict[str, Any]:
         """A continued reply's usage and total time add up its requests; its time to first
         token stays the first request's."""
         completion = outcome.completion
-        usage = completion.usage if completion else None
         finished = time.monotonic()
         first_token_at = outcome.first_token_at
         answer, reasoning = progress.texts()
@@ -622,13 +653,6 @@ class GenerationRunner:
             round((first_token_at - outcome.started) * 1000, 1) if first_token_at else None
         )
         total_ms = round((finished - outcome.started) * 1000, 1)
-        new_usage = (
-            UsageRecord(
-                usage.prompt_tokens, usage.completion_tokens, usage.cost, usage.reasoning_tokens
-            )
-            if usage
-            else None
-        )
         if earlier is not None:
             new_usage = added_usage(earlier.usage, new_usage)
             first_token_ms = earlier.first_token_ms or first_token_ms

@@ -11,6 +11,7 @@ from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.branching import BranchService
+from gql_chat.services.budgets import BudgetService
 from gql_chat.services.cluster import Cluster
 from gql_chat.services.continuation import ContinuationService
 from gql_chat.services.conversations import ConversationService
@@ -57,6 +58,7 @@ class Services:
     shares: ShareService
     imports: ImportService
     email_accounts: EmailAccountService
+    budgets: BudgetService
     single_sign_on: SingleSignOn
     mailer: Mailer
     exports: ExportService

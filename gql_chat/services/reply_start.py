@@ -32,6 +32,7 @@ from gql_chat.errors import (
 from gql_chat.llm.types import ChatRequest, PromptFile
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.attachments import AttachmentService
+from gql_chat.services.budgets import BudgetService
 from gql_chat.services.completion import Completions
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.generation import (
@@ -75,6 +76,7 @@ class ReplyStarter:
         attachments: AttachmentService,
         runner: GenerationRunner,
         rate_limits: RateLimits,
+        budgets: BudgetService,
         shared_slots: SharedReplySlots | None = None,
     ) -> None:
         self._attachments = attachments
@@ -85,6 +87,7 @@ class ReplyStarter:
         self._prompts = prompts
         self._runner = runner
         self._limits = rate_limits
+        self._budgets = budgets
         self._shared_slots = shared_slots
         self._sends = Completions(SEND_TIMEOUT)
 
@@ -96,13 +99,14 @@ class ReplyStarter:
         check_prose(content, "content", "A message")
 
     async def claim_slot(self, owner_id: ObjectId) -> SendSlot:
-        """Replies started per minute, and replies in flight at once: the slot is claimed in
-        the same step as the check (release it when the send ends, however it ends). With
-        several instances, the user's replies on every instance count."""
+        """The budget, replies started per minute, and replies in flight at once: the slot is
+        claimed in the same step as the check (release it when the send ends, however it
+        ends). With several instances, the user's replies on every instance count."""
         if self._settings.require_verified_email and not await self._accounts.email_verified(
             owner_id
         ):
             raise EmailNotVerified()
+        await self._budgets.check(owner_id)
         await self._limits.hit(self._limits.send_per_user, "send", str(owner_id))
         limit = self._settings.max_concurrent_generations
         slot = self._runner.reserve(owner_id, limit)

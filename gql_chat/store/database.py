@@ -32,6 +32,7 @@ from gql_chat.store.messages import MessageStore
 from gql_chat.store.refresh_tokens import RefreshTokenStore
 from gql_chat.store.shares import ShareStore
 from gql_chat.store.sign_in_flows import SignInFlowStore
+from gql_chat.store.spending import SpendingStore
 from gql_chat.store.usage import UsageStore
 from gql_chat.store.users import UserStore
 
@@ -70,6 +71,7 @@ class Database:
     email_tokens: EmailTokenStore
     identities: IdentityStore
     sign_in_flows: SignInFlowStore
+    spending: SpendingStore
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -93,6 +95,7 @@ class Database:
             email_tokens=EmailTokenStore(db["email_tokens"]),
             identities=IdentityStore(db["identities"]),
             sign_in_flows=SignInFlowStore(db["sign_in_flows"]),
+            spending=SpendingStore(db["spending"]),
         )
 
     async def create_indexes(self) -> None:
@@ -112,6 +115,7 @@ class Database:
             self.email_tokens,
             self.identities,
             self.sign_in_flows,
+            self.spending,
             self.archives,
         ):
             await store.create_indexes()
@@ -131,6 +135,7 @@ class Database:
         await self.llm_configs.delete_for_owner(user_id)
         await self.attachments.delete_for_owner(user_id)
         await self.usage.delete_for_owner(user_id)
+        await self.spending.delete_for_owner(user_id)
         await self.users.delete(user_id)
 
     async def ping(self) -> bool:

@@ -27,6 +27,7 @@ def usage_to_document(usage: UsageRecord) -> dict[str, Any]:
             if usage.reasoning_tokens is not None
             else {}
         ),
+        **({"cost_estimated": True} if usage.cost_estimated else {}),
     }
 
 
@@ -40,6 +41,7 @@ def usage_from_document(doc: dict[str, Any] | None) -> UsageRecord | None:
         completion_tokens=int(doc.get("completion_tokens") or 0),
         cost=float(cost) if cost is not None else None,
         reasoning_tokens=int(reasoning) if reasoning is not None else None,
+        cost_estimated=bool(doc.get("cost_estimated")),
     )
 
 

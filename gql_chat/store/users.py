@@ -10,6 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from gql_chat.domain.budgets import Budget, BudgetPeriod
 from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.pages import Page
@@ -32,7 +33,16 @@ def user_from_document(doc: dict[str, Any]) -> UserRecord:
         tokens_valid_after=(
             as_utc(doc["tokens_valid_after"]) if doc.get("tokens_valid_after") else None
         ),
+        budget=budget_from_document(doc.get("budget")),
     )
+
+
+def budget_to_document(budget: Budget | None) -> dict[str, Any] | None:
+    return {"amount": budget.amount, "period": budget.period.value} if budget else None
+
+
+def budget_from_document(doc: dict[str, Any] | None) -> Budget | None:
+    return Budget(float(doc["amount"]), BudgetPeriod(doc["period"])) if doc else None
 
 
 class UserStore:
@@ -90,6 +100,9 @@ class UserStore:
             if result.matched_count == 0:
                 return None
         return await self.get(user_id)
+
+    async def set_budget(self, user_id: ObjectId, budget: Budget | None) -> UserRecord | None:
+        return await self.update(user_id, budget=budget_to_document(budget))
 
     async def list_page(
         self, first: int, after: str | None, search: str | None

@@ -28,6 +28,7 @@ from gql_chat.llm.types import (
 from gql_chat.services import generation
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.attachments import AttachmentService
+from gql_chat.services.budgets import BudgetService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
@@ -128,6 +129,7 @@ def world() -> World:
         AttachmentService(settings, database, FileUrls("secret", timedelta(hours=1))),
         runner,
         RateLimits(settings, open_storage(settings)),
+        BudgetService(settings, database, provider.list_models),
     )
     return World(database, store, provider, runner, registry, conversations, starter)
 
