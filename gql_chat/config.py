@@ -69,6 +69,9 @@ class OidcProvider(BaseModel):
     scopes: str = "openid email profile"
     display_name: str | None = None
     """What a sign-in button says; the provider's name when not set."""
+    trust_email_verified: bool = True
+    """Whether its `email_verified` claim is believed (an address it vouches for may join
+    the account that has it). Off for a provider whose users can set any address unchecked."""
 
     @field_validator("scopes")
     @classmethod
@@ -303,6 +306,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                     "required in production"
+                )
+            if self.public_url is None and (self.smtp_url or self.oidc_providers):
+                # Mailed links and sign-in redirects would be built from the request's Host
+                # header, which a client chooses (a poisoned reset link).
+                raise ValueError(
+                    f"{ENV_PREFIX}PUBLIC_URL is required in production with mail "
+                    f"({ENV_PREFIX}SMTP_URL) or sign-in providers ({ENV_PREFIX}OIDC_PROVIDERS)"
                 )
             insecure = [
                 name

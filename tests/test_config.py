@@ -108,8 +108,18 @@ def test_values_are_parsed_from_the_environment(monkeypatch: pytest.MonkeyPatch)
                 "GQL_CHAT_JWT_SECRET": "s" * 32,
                 "GQL_CHAT_MONGODB_URL": "mongodb://db",
                 "GQL_CHAT_OIDC_PROVIDERS": '{"acme": ' + PROVIDER + "}",
+                "GQL_CHAT_PUBLIC_URL": "https://chat.example.com",
             },
             "GQL_CHAT_OIDC_PROVIDERS: issuers must be https:// in production (acme)",
+        ),
+        (
+            {
+                "GQL_CHAT_ENV": "production",
+                "GQL_CHAT_JWT_SECRET": "s" * 32,
+                "GQL_CHAT_MONGODB_URL": "mongodb://db",
+                "GQL_CHAT_SMTP_URL": "smtp://mail:25",
+            },
+            "GQL_CHAT_PUBLIC_URL is required in production with mail",
         ),
     ],
 )

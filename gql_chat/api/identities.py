@@ -22,8 +22,10 @@ class SignInProvider:
     display_name: str
     login_url: str = strawberry.field(
         description=(
-            "Send the browser here (a full-page navigation) to sign in; it comes back to the "
-            "frontend's return page with `?code=` for exchangeSignInCode, or `?error=`."
+            "Send the browser here (a full-page navigation) with `?code_challenge=` "
+            "(base64url of the SHA-256 of a random verifier the frontend keeps) to sign in; "
+            "it comes back to the frontend's return page with `?code=` for "
+            "exchangeSignInCode, or `?error=`."
         )
     )
 
@@ -76,21 +78,23 @@ class IdentityMutation:
     @strawberry.mutation(
         description=(
             "Ends a provider sign-in: the one-time `code` the return page received (valid "
-            "for a minute, once) for the usual tokens. BAD_USER_INPUT when used or expired."
+            "for a minute, once), with the `codeVerifier` whose challenge the frontend gave "
+            "loginUrl, for the usual tokens. BAD_USER_INPUT when used, expired or not this "
+            "frontend's."
         )
     )
-    async def exchange_sign_in_code(self, info: Info, code: str) -> AuthPayload:
+    async def exchange_sign_in_code(self, info: Info, code: str, code_verifier: str) -> AuthPayload:
         session = await info.context.services.single_sign_on.exchange(
-            code, Device.of(info.context.client_ip, info.context.user_agent)
+            code, code_verifier, Device.of(info.context.client_ip, info.context.user_agent)
         )
         return AuthPayload.from_session(session)
 
     @strawberry.mutation(
         description=(
-            "A URL (valid for 5 minutes, once) that links a provider account to yours: send "
-            "the browser there; it comes back with `?linked=<provider>` or `?error=` "
-            "(identity_in_use: that account is another user's). Needs your password; an "
-            "account without one needs a sign-in of the last 10 minutes."
+            "Starts linking a provider account to yours: a URL (valid for 5 minutes, once) "
+            "to send the browser to, with `&code_challenge=` appended as for loginUrl; it "
+            "comes back with `?link_code=` for completeIdentityLink, or `?error=`. Needs your "
+            "password; an account without one needs a sign-in of the last 10 minutes."
         ),
         permission_classes=[IsAuthenticated],
     )
@@ -100,6 +104,22 @@ class IdentityMutation:
         )
         start = login_url(info.context.services.settings, info.context.request, provider)
         return f"{start}?link={quote(ticket)}"
+
+    @strawberry.mutation(
+        description=(
+            "Ends a link: the return page's `link_code` with the frontend's `codeVerifier`, "
+            "by the user who started it (FORBIDDEN otherwise). CONFLICT when that provider "
+            "account is another user's."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def complete_identity_link(
+        self, info: Info, code: str, code_verifier: str
+    ) -> IdentityType:
+        identity = await info.context.services.single_sign_on.complete_link(
+            await info.context.require_principal(), code, code_verifier
+        )
+        return IdentityType.from_record(identity)
 
     @strawberry.mutation(
         description=(

@@ -1,16 +1,18 @@
-"""The browser's side of a provider sign-in: `GET /auth/oidc/{provider}/login` sends it to the
-provider; the provider sends it back to `GET /auth/oidc/{provider}/callback`, which sends it
-on to the frontend's return page (`GQL_CHAT_OIDC_RETURN_URL`) with `?code=` (for
-`exchangeSignInCode`), `?linked=<provider>` (a signed-in user's link), or `?error=<code>`
-(`oidc/errors.py`). Tokens never appear in a URL.
+"""The browser's side of a provider sign-in: `GET /auth/oidc/{provider}/login?code_challenge=`
+sends it to the provider; the provider sends it back to `GET /auth/oidc/{provider}/callback`,
+which sends it on to the frontend's return page (`GQL_CHAT_OIDC_RETURN_URL`) with `?code=`
+(for `exchangeSignInCode`), `?link_code=` (for a signed-in user's `completeIdentityLink`), or
+`?error=<code>` (`oidc/errors.py`). Tokens never appear in a URL.
 
-The browser is bound to its flow by a cookie holding a random value (HttpOnly, SameSite=Lax,
-scoped to `/auth/oidc/`, Secure over https) whose hash the flow keeps: a callback URL opened
-in another browser (a login CSRF) fails."""
+The browser is bound to its flows by a cookie holding a random value (HttpOnly, SameSite=Lax,
+scoped to `/auth/oidc/`, Secure over https) whose hash each flow keeps: a callback URL opened
+in another browser fails. The frontend is bound to the code by its challenge: a code carried
+to another frontend cannot be redeemed (both are login CSRF defences)."""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from urllib.parse import urlencode
 
@@ -28,6 +30,7 @@ from gql_chat.services.single_sign_on import FLOW_TTL
 logger = logging.getLogger(__name__)
 
 BROWSER_COOKIE = "gql_chat_sign_in"
+BROWSER_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 COOKIE_PATH = "/auth/oidc/"
 
 
@@ -48,13 +51,17 @@ async def start_provider_sign_in(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
     provider = request.path_params["provider"]
-    secret = secrets.token_urlsafe(32)
+    # One value per browser, kept while it lasts: two flows at once (two tabs) share it.
+    secret = request.cookies.get(BROWSER_COOKIE) or ""
+    if not BROWSER_SECRET.fullmatch(secret):
+        secret = secrets.token_urlsafe(32)
     try:
         url = await services.single_sign_on.start(
             provider,
             f"{server_base(settings, request)}/auth/oidc/{provider}/callback",
             secret,
             client_ip(request, settings.trusted_proxies),
+            request.query_params.get("code_challenge"),
             link_ticket=request.query_params.get("link"),
         )
     except NotFound:
@@ -94,11 +101,10 @@ async def finish_provider_sign_in(request: Request) -> Response:
         response = _back_to_frontend(request, settings, error=_failure(exc, provider))
     else:
         response = (
-            _back_to_frontend(request, settings, code=result.code)
-            if result.code is not None
-            else _back_to_frontend(request, settings, linked=provider)
+            _back_to_frontend(request, settings, link_code=result.code, provider=provider)
+            if result.linking
+            else _back_to_frontend(request, settings, code=result.code)
         )
-    response.delete_cookie(BROWSER_COOKIE, path=COOKIE_PATH)
     return response
 
 

@@ -22,8 +22,9 @@ class SignInFailure(StrEnum):
     EMAIL_NOT_VERIFIED = "email_not_verified"
     """An account has this address, and the provider does not vouch for it: not linked."""
     ACCOUNT_DISABLED = "account_disabled"
-    IDENTITY_IN_USE = "identity_in_use"
-    """Linking a provider account that is another user's way to sign in."""
+    LINK_REFUSED = "link_refused"
+    """The address is an administrator's: they sign in with their password and link the
+    provider themselves."""
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     """Something failed on this server (logged)."""

@@ -8,7 +8,9 @@ Every outbound request is bounded by `REQUEST_TIMEOUT`; every failure is a `Sign
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +39,16 @@ REQUEST_TIMEOUT = 10.0
 """Seconds for each request to a provider (discovery, keys, token, userinfo)."""
 CLOCK_LEEWAY = 60
 """Seconds an ID token's times may be off by (the provider's clock is not ours)."""
+CALLBACK_TIMEOUT = 30.0
+"""Seconds for all of a callback's requests to the provider together."""
+METADATA_TTL = 3600.0
+"""Seconds discovery and the keys are kept before they are fetched again (a provider's
+removed key stops verifying within this)."""
+SIGNING_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""What an ID token may be signed with, whatever the provider lists (never `none`, never a
+shared-secret HMAC)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,17 @@ class Providers:
     ) -> ProviderAccount:
         """Who signed in, from the ID token the code is exchanged for (and, for an address it
         leaves out, the userinfo endpoint)."""
+        try:
+            async with asyncio.timeout(CALLBACK_TIMEOUT):
+                return await self._account(name, code, redirect_uri, code_verifier, nonce)
+        except TimeoutError:
+            raise SignInFailed(
+                SignInFailure.PROVIDER_UNAVAILABLE, f"{name}: took too long"
+            ) from None
+
+    async def _account(
+        self, name: str, code: str, redirect_uri: str, code_verifier: str, nonce: str
+    ) -> ProviderAccount:
         client = self._client(name)
         settings = self._settings[name]
         try:
@@ -137,7 +160,8 @@ class Providers:
             issuer=metadata["issuer"],
             subject=subject,
             email=email if isinstance(email, str) and email else None,
-            email_verified=claims.get("email_verified") in (True, "true"),
+            email_verified=settings.trust_email_verified
+            and claims.get("email_verified") in (True, "true"),
             name=name_claim if isinstance(name_claim, str) else None,
         )
 
@@ -149,7 +173,15 @@ class Providers:
     async def _metadata(self, name: str, client: StarletteOAuth2App) -> dict[str, Any]:
         """The discovery document, whose `issuer` must be the configured one (OpenID
         Connect Discovery 1.0, section 4.3)."""
+        loaded_at = client.server_metadata.get("_loaded_at")
+        if loaded_at is not None and time.time() - loaded_at > METADATA_TTL:
+            for key in ("_loaded_at", "jwks"):  # authlib's own cache keys: fetched again
+                client.server_metadata.pop(key, None)
         metadata: dict[str, Any] = await client.load_server_metadata()
+        listed = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+        metadata["id_token_signing_alg_values_supported"] = [
+            algorithm for algorithm in listed if algorithm in SIGNING_ALGORITHMS
+        ] or ["RS256"]
         expected = self._settings[name].issuer.rstrip("/")
         if str(metadata.get("issuer", "")).rstrip("/") != expected:
             raise SignInFailed(

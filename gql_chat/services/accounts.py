@@ -31,6 +31,7 @@ from gql_chat.services.validation import (
     normalize_email,
 )
 from gql_chat.store.database import Database
+from gql_chat.store.email_tokens import TokenPurpose
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
 if TYPE_CHECKING:  # llm_configs imports owners, which imports this module
@@ -158,7 +159,10 @@ class AccountService:
         await self._limits.remember(device)
         if user.password_hash is not None and self._passwords.needs_rehash(user.password_hash):
             await self._users.update(user.id, password_hash=await self._passwords.hash(password))
-        return await self.start_session(user, Device.of(client_ip, user_agent))
+            user = await self._active_user(user.id)
+        session = await self.start_session(user, Device.of(client_ip, user_agent))
+        await self._unless_secured_meanwhile(user, session.family_id, LOGIN_FAILED)
+        return session
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is retired; presenting a retired one revokes its family."""
@@ -178,8 +182,25 @@ class AccountService:
             raise Unauthenticated(SESSION_ENDED)
         user = await self._active_user(record.user_id)
         session = await self._issue_session(user, record.family_id)
+        await self._unless_secured_meanwhile(user, record.family_id, SESSION_ENDED)
         await self._db.logins.used(record.family_id, session.refresh.expires_at)
         return session
+
+    async def _unless_secured_meanwhile(
+        self, user: UserRecord, family_id: str, message: str
+    ) -> None:
+        """A sign-in issued while the account was being secured (a password reset or change,
+        a takeover, disabling) may have slipped past its revocations: it is revoked, and
+        refused, unless the user is as it was read before issuing."""
+        current = await self._users.get(user.id)
+        if (
+            current is None
+            or current.disabled
+            or current.password_hash != user.password_hash
+            or current.tokens_valid_after != user.tokens_valid_after
+        ):
+            await self._revoke_family(user.id, family_id)
+            raise Unauthenticated(message)
 
     async def logout(self, refresh_token: str) -> None:
         """Ends the sign-in this refresh token belongs to; idempotent for an already ended one.
@@ -378,15 +399,23 @@ class AccountService:
 
     async def take_over_unverified(self, user: UserRecord) -> UserRecord:
         """A provider proved the address of an account that never did: whoever set its
-        password may not own the address (an account pre-made by an attacker, waiting for its
-        owner), so the password and every sign-in end, and identities linked on unproven
-        addresses go. The owner signs in through the provider, or resets the password."""
-        updated = await self._writes.run(self._secure(user.id, None))
+        password or linked its identities may not own the address (an account pre-made by an
+        attacker, waiting for its owner), so the password, every sign-in and every identity
+        end. The owner signs in through the provider, or resets the password."""
+        updated = await self._writes.run(self._secure(user.id, None, every_identity=True))
         self._sign_ins.ended(user.id)
         logger.warning(
             "a provider proved an unverified account's address: its password and sign-ins ended",
             extra={"user_id": str(user.id)},
         )
+        return updated or user
+
+    async def end_unproven_links(self, user: UserRecord) -> UserRecord:
+        """A provider proved the address of an account with identities linked while it was
+        unproven (before a verification link was followed): those, and every sign-in, end;
+        the password stays."""
+        updated = await self._writes.run(self._secure(user.id, user.password_hash))
+        self._sign_ins.ended(user.id)
         return updated or user
 
     async def email_verified(self, user_id: ObjectId) -> bool:
@@ -402,16 +431,25 @@ class AccountService:
         self._sign_ins.ended(user.id)
         return updated or user
 
-    async def _secure(self, user_id: ObjectId, password_hash: str | None) -> UserRecord | None:
+    async def _secure(
+        self, user_id: ObjectId, password_hash: str | None, *, every_identity: bool = False
+    ) -> UserRecord | None:
         """The address is proven: it is verified, the password is this one, every sign-in
-        ends, and identities linked on addresses their provider did not vouch for are
-        removed (they may be an attacker's)."""
+        ends (with the provider sign-in codes and link tickets not yet used), and identities
+        linked while the address was unproven are removed (they may be an attacker's): all
+        of them with `every_identity`."""
         ended = utc_now()  # tokens carry milliseconds: the fresh one issued next stands
         updated = await self._users.update(
             user_id, password_hash=password_hash, tokens_valid_after=ended, email_verified=True
         )
         await self._refresh_tokens.revoke_all(user_id)
-        await self._db.identities.delete_unproven(user_id)
+        await self._db.email_tokens.delete_for_user(
+            user_id, TokenPurpose.SIGN_IN, TokenPurpose.LINK_IDENTITY, TokenPurpose.LINK_CODE
+        )
+        if every_identity:
+            await self._db.identities.delete_for_user(user_id)
+        else:
+            await self._db.identities.delete_unproven(user_id)
         return updated
 
     async def start_session(self, user: UserRecord, device: Device) -> Session:

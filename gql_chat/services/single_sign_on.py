@@ -1,27 +1,35 @@
 """Signing in through OpenID Connect providers, and the identities it links to accounts.
 
-The flow: `start` records the flow (state, nonce, PKCE verifier, and a hash of a random value
-the browser keeps in a cookie) and returns the provider's URL; the provider sends the browser
-back to `finish`, which takes the flow once, checks it came from the same browser, has the
-code exchanged and the ID token validated (`oidc/providers.py`), finds or makes the user, and
-returns a one-time code (`CODE_TTL`, one use, hashed at rest) that the frontend exchanges
-(`exchange`) for the usual tokens: tokens never travel in a URL.
+The flow: `start` records the flow (state, nonce, PKCE verifier, a hash of a random value the
+browser keeps in a cookie, and the frontend's own challenge) and returns the provider's URL;
+the provider sends the browser back to `finish`, which takes the flow once (only for the
+browser that started it), has the code exchanged and the ID token validated
+(`oidc/providers.py`), finds or makes the user, and returns a one-time code (`CODE_TTL`, one
+use, hashed at rest) that only the frontend holding the challenge's verifier can exchange
+(`exchange`) for the usual tokens: tokens never travel in a URL, and a code carried to
+another browser is worthless (a login CSRF).
 
 Linking: a provider account (issuer + subject) is one identity of one user. A new one makes a
 user (no password; verified when the provider vouches for the address), or joins the account
-that has its address, but only when the provider vouches for that address. Joining an account
-whose address was never proven ends that account's password and sign-ins
-(`AccountService.take_over_unverified`): whoever set them may have pre-registered the victim's
-address. A signed-in user can link more providers (`link_ticket`) and unlink them, but never
+that has its address, but only when the provider vouches for that address, and never an
+administrator's. Joining an account whose address was never proven ends its password,
+sign-ins and identities; joining one that has identities linked while its address was unproven
+ends those and its sign-ins (`AccountService.take_over_unverified`, `end_unproven_links`):
+whoever made them may have pre-registered the owner's address. A signed-in user links more
+providers (`link_ticket`, then `complete_link` by that same user) and unlinks them, but never
 the last way to sign in."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any
 
 from bson import ObjectId
 
@@ -29,8 +37,8 @@ from gql_chat.domain.clock import utc_now
 from gql_chat.domain.identities import IdentityRecord, ProviderAccount
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.logins import Device
-from gql_chat.domain.users import UserRecord
-from gql_chat.errors import BadUserInput, Conflict, NotFound
+from gql_chat.domain.users import Role, UserRecord
+from gql_chat.errors import BadUserInput, Conflict, Forbidden, NotFound
 from gql_chat.oidc.errors import SignInFailed, SignInFailure
 from gql_chat.oidc.providers import Providers
 from gql_chat.services.accounts import AccountService, Session, SignIn
@@ -40,6 +48,7 @@ from gql_chat.services.tokens import token_digest
 from gql_chat.services.validation import normalize_email
 from gql_chat.store.database import Database
 from gql_chat.store.email_tokens import TokenPurpose
+from gql_chat.store.identities import IDENTITY_IN_USE
 from gql_chat.store.sign_in_flows import SignInFlow
 
 logger = logging.getLogger(__name__)
@@ -55,6 +64,9 @@ LAST_WAY = (
     "provider first."
 )
 UNKNOWN_PROVIDER = "No such sign-in provider."
+BAD_VERIFIER = "The code verifier does not match the sign-in's challenge: sign in again."
+CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+"""base64url(SHA-256(verifier)), unpadded, as PKCE's S256."""
 USER_REFUSALS = frozenset(
     {"access_denied", "login_required", "consent_required", "interaction_required"}
 )
@@ -70,9 +82,10 @@ class ProviderInfo:
 
 @dataclass(frozen=True, slots=True)
 class CallbackResult:
-    """A sign-in's one-time code, or (for a signed-in user's link) none."""
+    """The one-time code a callback ends with: a sign-in's, or a link's (`linking`)."""
 
-    code: str | None
+    code: str
+    linking: bool
 
 
 class SingleSignOn:
@@ -102,11 +115,15 @@ class SingleSignOn:
         redirect_uri: str,
         browser_secret: str,
         client_ip: str,
+        client_challenge: str | None,
         link_ticket: str | None = None,
     ) -> str:
         """The provider's authorization URL for this browser (`browser_secret` is what its
-        cookie holds). `link_ticket`: a signed-in user's, to link rather than sign in."""
+        cookie holds) and frontend (`client_challenge`). `link_ticket`: a signed-in user's,
+        to link rather than sign in."""
         self._require(provider)
+        if client_challenge is None or not CHALLENGE.fullmatch(client_challenge):
+            raise SignInFailed(SignInFailure.INVALID_REQUEST, f"{provider}: no code_challenge")
         # Counted with password logins: each start writes a flow and may call the provider.
         await self._limits.hit(self._limits.login_per_ip, "sign-in-provider", client_ip)
         link_user_id = None
@@ -126,6 +143,7 @@ class SingleSignOn:
                 nonce=authorization.nonce,
                 code_verifier=authorization.code_verifier,
                 redirect_uri=redirect_uri,
+                client_challenge=client_challenge,
                 link_user_id=link_user_id,
                 expires_at=utc_now() + FLOW_TTL,
             ),
@@ -143,13 +161,12 @@ class SingleSignOn:
     ) -> CallbackResult:
         """The provider's callback (its `state`, `code` or `error`). Raises `SignInFailed`."""
         self._require(provider)
-        flow = await self._db.sign_in_flows.take(token_digest(state)) if state else None
-        if (
-            flow is None
-            or flow.provider != provider
-            or browser_secret is None
-            or not hmac.compare_digest(flow.browser_hash, token_digest(browser_secret))
-        ):
+        flow = (
+            await self._db.sign_in_flows.take(token_digest(state), token_digest(browser_secret))
+            if state and browser_secret
+            else None
+        )
+        if flow is None or flow.provider != provider:
             raise SignInFailed(SignInFailure.INVALID_REQUEST, f"{provider}: no such flow here")
         if error is not None:  # RFC 6749, section 4.1.2.1
             failure = (
@@ -163,23 +180,62 @@ class SingleSignOn:
         account = await self._providers.account(
             provider, code, flow.redirect_uri, flow.code_verifier, flow.nonce
         )
-        if flow.link_user_id is not None:
-            await self._link(flow.link_user_id, provider, account)
-            return CallbackResult(code=None)
-        user = await self._user_for(provider, account, link_base)
         one_time = secrets.token_urlsafe(32)
+        data: dict[str, Any] = {"challenge": flow.client_challenge}
+        if flow.link_user_id is not None:
+            user = await self._active(flow.link_user_id)
+            purpose = TokenPurpose.LINK_CODE
+            data |= {"provider": provider, "account": asdict(account)}
+        else:
+            user = await self._user_for(provider, account, link_base)
+            purpose = TokenPurpose.SIGN_IN
         await self._db.email_tokens.add(
-            token_digest(one_time), TokenPurpose.SIGN_IN, user.id, user.email, utc_now() + CODE_TTL
+            token_digest(one_time), purpose, user.id, user.email, utc_now() + CODE_TTL, data
         )
-        return CallbackResult(code=one_time)
+        return CallbackResult(code=one_time, linking=flow.link_user_id is not None)
 
-    async def exchange(self, code: str, device: Device) -> Session:
-        """A new sign-in for a callback's one-time code (once)."""
-        used = await self._db.email_tokens.use(token_digest(code), TokenPurpose.SIGN_IN)
-        user = await self._db.users.get(used.user_id) if used is not None else None
-        if user is None or user.disabled:
-            raise BadUserInput("code", BAD_CODE)
+    async def exchange(self, code: str, code_verifier: str, device: Device) -> Session:
+        """A new sign-in for a callback's one-time code (once), from the frontend that
+        started it (`code_verifier`)."""
+        user, _ = await self._redeem(code, code_verifier, TokenPurpose.SIGN_IN)
         return await self._accounts.start_session(user, device)
+
+    async def complete_link(self, sign_in: SignIn, code: str, code_verifier: str) -> IdentityRecord:
+        """Links the provider account a link's callback ended with to the signed-in user, who
+        must be the one who asked (`link_ticket`). The link is proven when the account's
+        address is: linked on an unproven one, a password reset removes it."""
+        user, data = await self._redeem(code, code_verifier, TokenPurpose.LINK_CODE)
+        if user.id != sign_in.user.id:
+            raise Forbidden("This link was started by another user.")
+        account = ProviderAccount(**data["account"])
+        identity = await self._db.identities.signed_in(account)
+        if identity is None:
+            try:
+                identity = await self._db.identities.add(
+                    user.id, data["provider"], account, proven=user.email_verified
+                )
+            except Conflict:
+                identity = await self._db.identities.signed_in(account)
+        if identity is None or identity.user_id != user.id:
+            raise Conflict(IDENTITY_IN_USE)
+        logger.info("identity linked", extra={"user_id": str(user.id)})
+        return identity
+
+    async def _redeem(
+        self, code: str, code_verifier: str, purpose: TokenPurpose
+    ) -> tuple[UserRecord, dict[str, Any]]:
+        """The user of a one-time code, and what it carries; `BadUserInput` for an unknown,
+        used or expired code, one issued before the user's sign-ins were ended, or a verifier
+        that is not the frontend's."""
+        used = await self._db.email_tokens.use(token_digest(code), purpose)
+        user = await self._db.users.get(used.user_id) if used is not None else None
+        if used is None or user is None or user.disabled:
+            raise BadUserInput("code", BAD_CODE)
+        if user.tokens_valid_after is not None and used.created_at < user.tokens_valid_after:
+            raise BadUserInput("code", BAD_CODE)
+        if not hmac.compare_digest(str(used.data.get("challenge")), challenge_of(code_verifier)):
+            raise BadUserInput("codeVerifier", BAD_VERIFIER)
+        return user, used.data
 
     async def link_ticket(self, sign_in: SignIn, provider: str, password: str) -> str:
         """A one-use ticket for the start URL, to link `provider` to the signed-in user (who
@@ -262,24 +318,13 @@ class SingleSignOn:
             )
         if existing.disabled:
             raise SignInFailed(SignInFailure.ACCOUNT_DISABLED, f"{provider}: disabled account")
+        if existing.role is Role.ADMIN:
+            raise SignInFailed(SignInFailure.LINK_REFUSED, f"{provider}: an administrator")
         if not existing.email_verified:
             return await self._accounts.take_over_unverified(existing)
+        if any(not identity.proven for identity in await self._db.identities.of_user(existing.id)):
+            return await self._accounts.end_unproven_links(existing)
         return existing
-
-    async def _link(self, user_id: ObjectId, provider: str, account: ProviderAccount) -> None:
-        await self._active(user_id)
-        identity = await self._db.identities.signed_in(account)
-        if identity is None:
-            try:
-                await self._db.identities.add(user_id, provider, account, proven=True)
-                logger.info(
-                    "identity linked", extra={"user_id": str(user_id), "provider": provider}
-                )
-                return
-            except Conflict:
-                identity = await self._db.identities.signed_in(account)
-        if identity is None or identity.user_id != user_id:
-            raise SignInFailed(SignInFailure.IDENTITY_IN_USE, f"{provider}: another user's")
 
     async def _active(self, user_id: ObjectId) -> UserRecord:
         user = await self._db.users.get(user_id)
@@ -290,3 +335,8 @@ class SingleSignOn:
     def _require(self, provider: str) -> None:
         if provider not in self._providers:
             raise NotFound(UNKNOWN_PROVIDER)
+
+
+def challenge_of(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -4,7 +4,7 @@ those a provider sign-in hands the frontend (`services/single_sign_on.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from gql_chat.domain.clock import utc_now
+from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.store.indexes import ensure_indexes
 
 
@@ -26,6 +26,8 @@ class TokenPurpose(StrEnum):
     """The one-time code a provider sign-in ends with, exchanged for tokens by the frontend."""
     LINK_IDENTITY = "link_identity"
     """Lets the browser of a signed-in user start linking a provider to their account."""
+    LINK_CODE = "link_code"
+    """The one-time code a link's provider sign-in ends with, redeemed by the signed-in user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class EmailToken:
     user_id: ObjectId
     email: str
     """The address it was sent to (a verification verifies that one only)."""
+    created_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    """What the purpose needs besides (a provider sign-in's frontend challenge, say)."""
 
 
 class EmailTokenStore:
@@ -54,6 +59,7 @@ class EmailTokenStore:
         user_id: ObjectId,
         email: str,
         expires_at: datetime,
+        data: dict[str, Any] | None = None,
     ) -> None:
         await self._tokens.insert_one(
             {
@@ -63,6 +69,7 @@ class EmailTokenStore:
                 "email": email,
                 "created_at": utc_now(),
                 "expires_at": expires_at,
+                "data": data or {},
             }
         )
 
@@ -72,10 +79,15 @@ class EmailTokenStore:
         doc = await self._tokens.find_one_and_delete(
             {"_id": token_hash, "purpose": purpose.value, "expires_at": {"$gt": utc_now()}}
         )
-        return EmailToken(doc["user_id"], doc["email"]) if doc else None
+        if doc is None:
+            return None
+        return EmailToken(
+            doc["user_id"], doc["email"], as_utc(doc["created_at"]), doc.get("data") or {}
+        )
 
-    async def delete_for_user(self, user_id: ObjectId, purpose: TokenPurpose | None = None) -> None:
+    async def delete_for_user(self, user_id: ObjectId, *purposes: TokenPurpose) -> None:
+        """The user's tokens of these purposes (of every purpose when none is given)."""
         query: dict[str, Any] = {"user_id": user_id}
-        if purpose is not None:
-            query["purpose"] = purpose.value
+        if purposes:
+            query["purpose"] = {"$in": [purpose.value for purpose in purposes]}
         await self._tokens.delete_many(query)

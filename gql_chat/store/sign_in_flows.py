@@ -26,6 +26,9 @@ class SignInFlow:
     nonce: str
     code_verifier: str
     redirect_uri: str
+    client_challenge: str
+    """The frontend's PKCE-style challenge: only the frontend that started the flow (holding
+    its verifier) can redeem the code it ends with."""
     link_user_id: ObjectId | None
     """Set when a signed-in user is linking this provider to their account."""
     expires_at: datetime
@@ -49,15 +52,17 @@ class SignInFlowStore:
                 "nonce": flow.nonce,
                 "code_verifier": flow.code_verifier,
                 "redirect_uri": flow.redirect_uri,
+                "client_challenge": flow.client_challenge,
                 "link_user_id": flow.link_user_id,
                 "expires_at": flow.expires_at,
             }
         )
 
-    async def take(self, state_hash: str) -> SignInFlow | None:
-        """The flow, once: deleted as it is read; None when unknown, taken or expired."""
+    async def take(self, state_hash: str, browser_hash: str) -> SignInFlow | None:
+        """The flow, once, for the browser that started it: deleted as it is read; None when
+        unknown, taken, expired or another browser's (which leaves it for its own)."""
         doc = await self._flows.find_one_and_delete(
-            {"_id": state_hash, "expires_at": {"$gt": utc_now()}}
+            {"_id": state_hash, "browser_hash": browser_hash, "expires_at": {"$gt": utc_now()}}
         )
         if doc is None:
             return None
@@ -67,6 +72,7 @@ class SignInFlowStore:
             nonce=doc["nonce"],
             code_verifier=doc["code_verifier"],
             redirect_uri=doc["redirect_uri"],
+            client_challenge=doc["client_challenge"],
             link_user_id=doc.get("link_user_id"),
             expires_at=doc["expires_at"],
         )

@@ -11,6 +11,7 @@ import email
 import logging
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +28,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gql_chat.app import create_app
+from gql_chat.services.single_sign_on import challenge_of
 from tests.conftest import free_port, make_settings
 from tests.fakes.oidc_provider import FakeOidcProvider, Forgery, ProviderUser
-from tests.support import DEFAULT_PASSWORD, GraphQLClient, SignedIn, sign_up
+from tests.support import DEFAULT_PASSWORD, GraphQLClient, GraphQLResult, SignedIn, sign_up
 
 RETURN_URL = "http://frontend.test/auth/callback"
-EXCHANGE = """mutation($c: String!) { exchangeSignInCode(code: $c) {
+EXCHANGE = """mutation($c: String!, $v: String!) { exchangeSignInCode(code: $c, codeVerifier: $v) {
     accessToken refreshToken user { id email emailVerified hasPassword displayName } } }"""
 ME = "query { me { id email emailVerified hasPassword } }"
 IDENTITIES = "query { identities { id provider email } }"
 LINK = "mutation($p: String!, $pw: String) { linkIdentity(provider: $p, password: $pw) }"
 UNLINK = "mutation($id: ID!) { unlinkIdentity(id: $id) }"
+COMPLETE_LINK = """mutation($c: String!, $v: String!) {
+    completeIdentityLink(code: $c, codeVerifier: $v) { id provider email } }"""
 LOGIN = """mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) {
     accessToken } }"""
 REFRESH = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }"
@@ -63,22 +67,42 @@ class Browser:
             },
         )
         self.gql = GraphQLClient(self.http)
+        self.verifier = secrets.token_urlsafe(32)  # the frontend's, kept for the exchange
+        self.challenge = challenge_of(self.verifier)
 
-    async def sign_in(self, provider: str = "acme", **query: str) -> dict[str, str]:
+    def login_path(self, provider: str = "acme") -> str:
+        return f"/auth/oidc/{provider}/login?code_challenge={self.challenge}"
+
+    async def sign_in(self, provider: str = "acme") -> dict[str, str]:
         """What the return page was given at the end of the redirects."""
-        response = await self.http.get(f"/auth/oidc/{provider}/login", params=query)
+        response = await self.http.get(self.login_path(provider))
         assert str(response.url).startswith(RETURN_URL), response.url
         landed: dict[str, str] = response.json()
         return landed
+
+    async def exchange(self, code: str, verifier: str | None = None) -> GraphQLResult:
+        """The frontend's `exchangeSignInCode`, with its own verifier unless told."""
+        return await self.gql.execute(EXCHANGE, {"c": code, "v": verifier or self.verifier})
 
     async def signed_in(self, provider: str = "acme") -> dict[str, Any]:
         """A whole sign-in, ended by the frontend's code exchange: the `AuthPayload`."""
         landed = await self.sign_in(provider)
         assert "code" in landed, landed
-        payload: dict[str, Any] = (await self.gql.execute(EXCHANGE, {"c": landed["code"]})).ok()[
-            "exchangeSignInCode"
-        ]
+        payload: dict[str, Any] = (await self.exchange(landed["code"])).ok()["exchangeSignInCode"]
         return payload
+
+    async def link(self, user: SignedIn, url: str) -> dict[str, Any]:
+        """A `linkIdentity` URL followed, and its return page's code redeemed by `user`: the
+        identity, or what the return page or the redemption said."""
+        landed: dict[str, Any] = (
+            await self.http.get(f"{url}&code_challenge={self.challenge}")
+        ).json()
+        if "link_code" not in landed:
+            return landed
+        result = await user.execute(COMPLETE_LINK, {"c": landed["link_code"], "v": self.verifier})
+        return (
+            result.data["completeIdentityLink"] if not result.errors else {"code": code_of(result)}
+        )
 
 
 @pytest.fixture
@@ -97,6 +121,7 @@ async def sso_app(provider: FakeOidcProvider, tmp_path: Path) -> AsyncIterator[S
         oidc_providers={
             "acme": provider.settings(display_name="Acme SSO"),
             "down": provider.settings(issuer=f"http://127.0.0.1:{free_port()}"),
+            "lax": provider.settings(trust_email_verified=False),
         },
         oidc_return_url=RETURN_URL,
         mail_outbox=tmp_path / "outbox",
@@ -171,6 +196,7 @@ async def test_a_new_provider_account_signs_up_and_signs_in_again_as_the_same_us
             "displayName": "down",
             "loginUrl": "http://testserver/auth/oidc/down/login",
         },
+        {"name": "lax", "displayName": "lax", "loginUrl": "http://testserver/auth/oidc/lax/login"},
     ]
     first = await browser.signed_in()
     assert first["user"] == {
@@ -198,14 +224,14 @@ async def test_a_new_provider_account_signs_up_and_signs_in_again_as_the_same_us
 
 async def test_a_sign_in_code_works_once(browser: Browser) -> None:
     landed = await browser.sign_in()
-    assert (await browser.gql.execute(EXCHANGE, {"c": landed["code"]})).ok()
-    replayed = await browser.gql.execute(EXCHANGE, {"c": landed["code"]})
+    assert (await browser.exchange(landed["code"])).ok()
+    replayed = await browser.exchange(landed["code"])
     assert code_of(replayed) == "BAD_USER_INPUT"
-    assert code_of(await browser.gql.execute(EXCHANGE, {"c": "made-up"})) == "BAD_USER_INPUT"
+    assert code_of(await browser.exchange("made-up")) == "BAD_USER_INPUT"
 
 
 async def test_a_forged_state_signs_no_one_in(browser: Browser, provider: FakeOidcProvider) -> None:
-    await browser.http.get("/auth/oidc/acme/login", follow_redirects=False)  # a cookie, a flow
+    await browser.http.get(browser.login_path(), follow_redirects=False)  # a cookie, a flow
     response = await browser.http.get(
         "/auth/oidc/acme/callback", params={"state": "forged", "code": "whatever"}
     )
@@ -217,21 +243,23 @@ async def test_a_callback_opened_in_another_browser_fails(
     sso_app: Starlette, browser: Browser, provider: FakeOidcProvider
 ) -> None:
     """A login CSRF: the attacker's own callback URL, opened by the victim's browser."""
-    attacker_start = await browser.http.get("/auth/oidc/acme/login", follow_redirects=False)
+    attacker_start = await browser.http.get(browser.login_path(), follow_redirects=False)
     to_provider = await browser.http.get(attacker_start.headers["location"], follow_redirects=False)
     callback = to_provider.headers["location"]
     victim = Browser(sso_app)
     async with victim.http:
         assert (await victim.http.get(callback)).json() == {"error": "invalid_request"}
-    # Its flow was taken by that attempt: the attacker's own browser cannot use it either.
-    assert (await browser.http.get(callback)).json() == {"error": "invalid_request"}
-    assert provider.token_requests == 0
+        assert provider.token_requests == 0
+        # Someone else holding the state cannot burn the flow: its own browser still ends it,
+        landed = (await browser.http.get(callback)).json()
+        # and its code is worthless to any frontend but the one that started the flow.
+        assert code_of(await victim.exchange(landed["code"])) == "BAD_USER_INPUT"
 
 
 async def test_a_replayed_callback_and_a_replayed_provider_code_fail(
     browser: Browser, provider: FakeOidcProvider
 ) -> None:
-    start = await browser.http.get("/auth/oidc/acme/login", follow_redirects=False)
+    start = await browser.http.get(browser.login_path(), follow_redirects=False)
     callback = (await browser.http.get(start.headers["location"], follow_redirects=False)).headers[
         "location"
     ]
@@ -243,7 +271,7 @@ async def test_a_replayed_callback_and_a_replayed_provider_code_fail(
     # The provider's code in a fresh flow of this browser: the provider refuses it.
     old_code = re.search(r"code=([^&]+)", callback)
     assert old_code is not None
-    fresh = await browser.http.get("/auth/oidc/acme/login", follow_redirects=False)
+    fresh = await browser.http.get(browser.login_path(), follow_redirects=False)
     fresh_callback = (
         await browser.http.get(fresh.headers["location"], follow_redirects=False)
     ).headers["location"]
@@ -320,6 +348,10 @@ async def test_a_password_reset_removes_identities_linked_on_an_unproven_address
     provider.user = ProviderUser(sub="squatter", email="mailbox@example.com", email_verified=False)
     squatter = await user_of(browser, await browser.signed_in())
     assert (await squatter.ok(ME))["me"]["emailVerified"] is False
+    # A second provider account of theirs, linked while the address is still unproven.
+    url = (await squatter.ok(LINK, {"p": "acme"}))["linkIdentity"]
+    provider.user = ProviderUser(sub="squatter-2", email="other@squat.test")
+    assert (await browser.link(squatter, url))["email"] == "other@squat.test"
     outbox = sso_app.state.services.settings.mail_outbox
     await mailed_token(outbox, "mailbox@example.com", "verify-email")  # sent to the mailbox
     request_reset = "mutation($e: String!) { requestPasswordReset(email: $e) }"
@@ -331,13 +363,15 @@ async def test_a_password_reset_removes_identities_linked_on_an_unproven_address
     assert done["resetPassword"]["user"] == {"hasPassword": True, "emailVerified": True}
     owner_token = done["resetPassword"]["accessToken"]
     assert (await browser.gql.execute(IDENTITIES, token=owner_token)).ok() == {"identities": []}
-    # The squatter's provider account no longer signs in to it, nor links to it.
+    # The squatter's provider accounts no longer sign in to it, nor link to it.
+    assert (await browser.signed_in())["user"]["email"] == "other@squat.test"  # a new account
+    provider.user = ProviderUser(sub="squatter", email="mailbox@example.com", email_verified=False)
     assert await browser.sign_in() == {"error": "email_not_verified"}
     # One the owner links while signed in stays through the next reset, vouched for or not.
     owner = SignedIn(browser.gql, owner_token, "", "", "mailbox@example.com")
     link = await owner.ok(LINK, {"p": "acme", "pw": "the owner's new password"})
     provider.user = ProviderUser(sub="owner-work", email="owner@corp.test", email_verified=False)
-    assert (await browser.http.get(link["linkIdentity"])).json() == {"linked": "acme"}
+    assert (await browser.link(owner, link["linkIdentity"]))["email"] == "owner@corp.test"
     assert (await browser.gql.execute(request_reset, {"e": "mailbox@example.com"})).ok()
     token = await mailed_token(outbox, "mailbox@example.com", "reset-password")
     done = (await browser.gql.execute(reset, {"t": token, "p": "yet another password"})).ok()
@@ -358,8 +392,7 @@ async def test_an_account_without_a_password_keeps_a_way_to_sign_in(
     url = (await user.ok(LINK, {"p": "acme"}))["linkIdentity"]
     assert url.startswith("http://testserver/auth/oidc/acme/login?link=")
     provider.user = ProviderUser(sub="second-account", email="second@example.com")
-    landed = await browser.http.get(url)
-    assert landed.json() == {"linked": "acme"}
+    assert (await browser.link(user, url))["email"] == "second@example.com"
     identities = (await user.ok(IDENTITIES))["identities"]
     assert [identity["email"] for identity in identities] == [
         "sso@example.com",
@@ -367,7 +400,7 @@ async def test_an_account_without_a_password_keeps_a_way_to_sign_in(
     ]
     assert (await browser.signed_in())["user"]["id"] == user.user_id  # the second one signs in
     # The ticket was used once.
-    assert (await browser.http.get(url)).json() == {"error": "invalid_request"}
+    assert await browser.link(user, url) == {"error": "invalid_request"}
 
     # Two unlinks at once: one wins, one is refused, one identity stays.
     results = await asyncio.gather(
@@ -390,7 +423,7 @@ async def test_linking_needs_the_password_and_refuses_another_users_identity(
     )
     assert code_of(await other.execute(LINK, {"p": "nope", "pw": DEFAULT_PASSWORD})) == "NOT_FOUND"
     url = (await other.ok(LINK, {"p": "acme", "pw": DEFAULT_PASSWORD}))["linkIdentity"]
-    assert (await browser.http.get(url)).json() == {"error": "identity_in_use"}
+    assert await browser.link(other, url) == {"code": "CONFLICT"}
     assert (await other.ok(IDENTITIES))["identities"] == []
     assert (await browser.signed_in())["user"]["id"] == taken["user"]["id"]
 
@@ -442,12 +475,12 @@ async def test_codes_tokens_and_secrets_never_reach_the_log(
     # httpx's, carry no secret in a URL or header.)
     for client_logger in ("httpx", "httpcore"):
         caplog.set_level(logging.WARNING, logger=client_logger)
-    start = await browser.http.get("/auth/oidc/acme/login", follow_redirects=False)
+    start = await browser.http.get(browser.login_path(), follow_redirects=False)
     callback = (await browser.http.get(start.headers["location"], follow_redirects=False)).headers[
         "location"
     ]
     landed = (await browser.http.get(callback)).json()
-    payload = (await browser.gql.execute(EXCHANGE, {"c": landed["code"]})).ok()
+    payload = (await browser.exchange(landed["code"])).ok()
     provider.forge = Forgery.FOREIGN_KEY
     assert await browser.sign_in() == {"error": "invalid_token"}
     logged = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
@@ -492,13 +525,13 @@ async def test_a_third_party_provider_signs_users_in_through_its_own_login_form(
         async with application.router.lifespan_context(application):
             browser = Browser(application)
             async with browser.http:
-                form = await browser.http.get("/auth/oidc/mock/login")
+                form = await browser.http.get(browser.login_path("mock"))
                 assert form.status_code == 200
                 assert "<form" in form.text  # the provider's own page
                 landed = await browser.http.post(form.url, data={"sub": "third-party-user"})
                 assert str(landed.url).startswith(RETURN_URL)
                 code = landed.json()["code"]
-                payload = (await browser.gql.execute(EXCHANGE, {"c": code})).ok()
+                payload = (await browser.exchange(code)).ok()
                 assert payload["exchangeSignInCode"]["user"] == {
                     "id": payload["exchangeSignInCode"]["user"]["id"],
                     "email": "third@example.com",
@@ -519,7 +552,7 @@ async def test_an_unlink_racing_another_instances_unlink_is_undone(
     user = await user_of(browser, await browser.signed_in())
     url = (await user.ok(LINK, {"p": "acme"}))["linkIdentity"]
     provider.user = ProviderUser(sub="second-account", email="second@example.com")
-    assert (await browser.http.get(url)).json() == {"linked": "acme"}
+    assert (await browser.link(user, url))["provider"] == "acme"
     first, second = (await user.ok(IDENTITIES))["identities"]
     store = sso_app.state.services.database.identities
     delete = store.delete
@@ -586,7 +619,7 @@ async def test_random_sign_ins_and_registrations_follow_the_linking_rules(
         if isinstance(expected, str):
             assert landed == {"error": expected}
             continue
-        payload = (await browser.gql.execute(EXCHANGE, {"c": landed["code"]})).ok()
+        payload = (await browser.exchange(landed["code"])).ok()
         got = payload["exchangeSignInCode"]["user"]
         if subject not in owner_of:
             if expected.id == "new":
@@ -606,3 +639,91 @@ async def test_random_sign_ins_and_registrations_follow_the_linking_rules(
             expected.verified,
         )
         assert got["hasPassword"] or expected.subjects  # a way to sign in is left
+
+
+async def test_a_login_needs_the_frontends_challenge_and_two_tabs_sign_in_at_once(
+    browser: Browser,
+) -> None:
+    response = await browser.http.get("/auth/oidc/acme/login")
+    assert response.json() == {"error": "invalid_request"}
+    first = await browser.http.get(browser.login_path(), follow_redirects=False)
+    second = await browser.http.get(browser.login_path(), follow_redirects=False)
+    landed = [
+        (await browser.http.get(start.headers["location"])).json() for start in (first, second)
+    ]
+    for tab in landed:
+        assert (await browser.exchange(tab["code"])).ok()
+
+
+async def test_a_link_is_completed_only_by_the_user_who_asked_for_it(
+    sso_app: Starlette, browser: Browser, provider: FakeOidcProvider
+) -> None:
+    """A link URL opened elsewhere (sent to a victim, or leaked): the provider account signed
+    in there is not linked to the URL's owner unless that owner completes it."""
+    owner = await sign_up(browser.gql)
+    url = (await owner.ok(LINK, {"p": "acme", "pw": DEFAULT_PASSWORD}))["linkIdentity"]
+    other_browser = Browser(sso_app)
+    async with other_browser.http:
+        someone = await sign_up(other_browser.gql)
+        provider.user = ProviderUser(sub="someone-at-acme", email="someone@example.com")
+        assert await other_browser.link(someone, url) == {"code": "FORBIDDEN"}
+        assert (await someone.ok(IDENTITIES))["identities"] == []
+    assert (await owner.ok(IDENTITIES))["identities"] == []
+
+
+async def test_an_attackers_links_and_codes_end_when_the_owner_proves_the_address(
+    browser: Browser, provider: FakeOidcProvider
+) -> None:
+    """The attacker pre-registers the victim's address, links their own provider account,
+    and keeps a sign-in code of a squatting provider account unexchanged; the victim then
+    signs in through a provider that vouches for the address: all of it ends."""
+    attacker = await sign_up(browser.gql, "prey@example.com")
+    url = (await attacker.ok(LINK, {"p": "acme", "pw": DEFAULT_PASSWORD}))["linkIdentity"]
+    provider.user = ProviderUser(sub="attacker", email="attacker@evil.test", email_verified=False)
+    assert (await browser.link(attacker, url))["email"] == "attacker@evil.test"
+    kept = (await browser.sign_in())["code"]  # signs in to prey@'s account, not exchanged
+
+    provider.user = ProviderUser(sub="prey", email="prey@example.com")
+    victim = await browser.signed_in()
+    assert victim["user"]["id"] == attacker.user_id
+    assert code_of(await browser.exchange(kept)) == "BAD_USER_INPUT"
+    provider.user = ProviderUser(sub="attacker", email="attacker@evil.test", email_verified=False)
+    assert (await browser.signed_in())["user"]["id"] != attacker.user_id  # an account of its own
+    owner = await user_of(browser, victim)
+    assert [identity["email"] for identity in (await owner.ok(IDENTITIES))["identities"]] == [
+        "prey@example.com"
+    ]
+
+
+async def test_a_vouched_sign_in_ends_links_made_before_the_address_was_verified(
+    browser: Browser, provider: FakeOidcProvider, sso_app: Starlette
+) -> None:
+    """A squatter's account on the victim's address, whose verification link the victim
+    followed: the victim's vouched sign-in joins it and ends the squatter's link."""
+    provider.user = ProviderUser(sub="squatter", email="clicker@example.com", email_verified=False)
+    squatter = await user_of(browser, await browser.signed_in())
+    outbox = sso_app.state.services.settings.mail_outbox
+    token = await mailed_token(outbox, "clicker@example.com", "verify-email")
+    verify = "mutation($t: String!) { verifyEmail(token: $t) { emailVerified } }"
+    assert (await browser.gql.execute(verify, {"t": token})).ok()
+
+    provider.user = ProviderUser(sub="clicker", email="clicker@example.com")
+    owner = await user_of(browser, await browser.signed_in())
+    assert owner.user_id == squatter.user_id
+    assert code_of(await squatter.execute(ME)) == "UNAUTHENTICATED"
+    assert [identity["email"] for identity in (await owner.ok(IDENTITIES))["identities"]] == [
+        "clicker@example.com"
+    ]
+
+
+async def test_administrators_and_untrusted_providers_never_join_an_account(
+    browser: Browser, provider: FakeOidcProvider, sso_app: Starlette
+) -> None:
+    admin = await sign_up(browser.gql, "boss@example.com")
+    await sso_app.state.services.accounts.create_admin(admin.email, "")
+    provider.user = ProviderUser(sub="boss-at-acme", email="boss@example.com")
+    assert await browser.sign_in() == {"error": "link_refused"}
+    member = await sign_up(browser.gql, "member@example.com")
+    provider.user = ProviderUser(sub="member-at-lax", email="member@example.com")
+    assert await browser.sign_in("lax") == {"error": "email_not_verified"}  # not believed
+    assert (await member.ok(IDENTITIES))["identities"] == []
