@@ -238,12 +238,19 @@ async def send_message(
 
 
 async def follow_reply(
-    ws_url: str, token: str, message_id: str, after_seq: int = 0, stop_after: int | None = None
+    ws_url: str,
+    token: str,
+    message_id: str,
+    after_seq: int = 0,
+    stop_after: int | None = None,
+    *,
+    keepalive: bool = True,
 ) -> list[dict[str, Any]]:
     """Subscribe to `messageStream` and collect events until `done`, or disconnect after
-    `stop_after` events (like a client whose network dropped)."""
+    `stop_after` events (like a client whose network dropped). Without `keepalive` the client
+    sends no pings (its pong would wait behind every frame already in flight)."""
     events: list[dict[str, Any]] = []
-    async with ws_client(ws_url) as ws:
+    async with ws_client(ws_url, **({} if keepalive else {"ping_interval": None})) as ws:
         ack = await ws.init({"Authorization": f"Bearer {token}"})
         assert ack["type"] == "connection_ack", ack
         operation = await ws.subscribe(STREAM, {"id": message_id, "after": after_seq})

@@ -13,7 +13,7 @@ from gql_chat.api.context import Info
 from gql_chat.api.inputs import given
 from gql_chat.api.llm_configs import LlmConfigType
 from gql_chat.api.permissions import IsAuthenticated
-from gql_chat.domain.logins import Device, LoginRecord
+from gql_chat.domain.logins import LoginRecord
 from gql_chat.domain.users import Role as RoleValue
 from gql_chat.domain.users import UserRecord
 from gql_chat.services.accounts import Session
@@ -255,7 +255,7 @@ class AccountMutation:
     )
     async def reset_password(self, info: Info, token: str, new_password: str) -> AuthPayload:
         session = await info.context.services.email_accounts.reset(
-            token, new_password, Device.of(info.context.client_ip, info.context.user_agent)
+            token, new_password, info.context.device
         )
         return AuthPayload.from_session(session)
 

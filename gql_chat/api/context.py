@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from gql_chat.api.client_ip import client_ip
 from gql_chat.api.loaders import Loaders
+from gql_chat.domain.logins import Device
 from gql_chat.domain.users import UserRecord
 from gql_chat.errors import DomainError, Unauthenticated
 from gql_chat.services.accounts import SignIn
@@ -145,6 +146,11 @@ class Context:
     @property
     def user_agent(self) -> str | None:
         return self.request.headers.get("user-agent")
+
+    @property
+    def device(self) -> Device:
+        """Where a sign-in made by this request comes from."""
+        return Device.of(self.client_ip, self.user_agent)
 
     def charge_text(self, text: str | int) -> None:
         """Count a large text field (or a size) against the operation's response budget;

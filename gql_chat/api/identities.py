@@ -13,7 +13,6 @@ from gql_chat.api.context import Info
 from gql_chat.api.permissions import IsAuthenticated
 from gql_chat.api.provider_sign_ins import login_url
 from gql_chat.domain.identities import IdentityRecord
-from gql_chat.domain.logins import Device
 
 
 @strawberry.type(description="An OpenID Connect provider this server signs users in with.")
@@ -85,7 +84,7 @@ class IdentityMutation:
     )
     async def exchange_sign_in_code(self, info: Info, code: str, code_verifier: str) -> AuthPayload:
         session = await info.context.services.single_sign_on.exchange(
-            code, code_verifier, Device.of(info.context.client_ip, info.context.user_agent)
+            code, code_verifier, info.context.device
         )
         return AuthPayload.from_session(session)
 
