@@ -194,9 +194,12 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server_of(settings: Settings) -> AsyncIterator[LiveServer]:
-    """A live server of these settings; stopped, and its database dropped, afterwards."""
+async def live_server_of(settings: Settings, *, pings: bool = True) -> AsyncIterator[LiveServer]:
+    """A live server of these settings; stopped, and its database dropped, afterwards.
+    Without `pings`, it sends websockets no keepalive pings."""
     server = LiveServer(create_app(settings), settings)
+    if not pings:
+        server.server.config.ws_ping_interval = None
     await server.start()
     try:
         yield server

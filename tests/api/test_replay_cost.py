@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from bson import ObjectId
 
 from gql_chat.config import Settings
-from tests.conftest import LiveServer, openrouter_settings
+from tests.conftest import LiveServer, live_server_of, openrouter_settings
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 from tests.support import GraphQLClient, SignedIn, follow_reply, send_message, sign_up
 
@@ -26,9 +27,16 @@ MESSAGE = "query($id: ID!) { message(id: $id) { status content } }"
 
 
 # The subscribers here read 20,000 frames in this test's own event loop, shared with the
-# server: a keepalive pong queued behind them can take longer than websockets' 20 s ping
-# timeout on a loaded machine (the client then closes with 1011). What is measured is the
-# server's: every delta once, and /healthz answered meanwhile; so these clients send no pings.
+# server: on a loaded machine a keepalive pong, either way, can wait longer than the 20 s
+# ping timeout (websockets' on the client, uvicorn's on the server) behind those frames, and
+# the socket is closed. What is measured is the server's: every delta once, and /healthz
+# answered meanwhile; so neither side pings here.
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server_of(settings, pings=False) as server:
+        yield server
 
 
 @pytest.fixture
