@@ -172,12 +172,12 @@ async def test_deleting_the_account_deletes_its_archive(user: SignedIn) -> None:
 
 
 async def test_an_archive_expires(settings_factory: Any) -> None:
-    brief = settings_factory(offline_token_delay=0.0, export_ttl=1)
+    brief = settings_factory(offline_token_delay=0.0, export_ttl=3)
     async with live_server_of(brief) as server, httpx.AsyncClient(base_url=server.http_url) as http:
         user = await sign_up(GraphQLClient(http))
         job = await exported(user)
         assert job["status"] == "DONE"
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(3.2)
         later = (await user.ok(JOB, {"id": job["id"]}))["exportJob"]
         assert (later["status"], later["url"]) == ("FAILED", None)
         assert "expired" in later["error"]
@@ -194,7 +194,11 @@ async def test_a_user_has_one_export_at_a_time_and_keeps_one_archive(user: Signe
     while written["id"] == first:
         written = await exported(user)
     assert written["status"] == "DONE"
-    older = (await user.ok(JOB, {"id": first}))["exportJob"]  # ...which replaces it
+    # ...which replaces it: just after it reads DONE (the older is let go after that write).
+    deadline = time.monotonic() + 10
+    while (older := (await user.ok(JOB, {"id": first}))["exportJob"])["status"] == "DONE":
+        assert time.monotonic() < deadline, older
+        await asyncio.sleep(0.02)
     assert (older["status"], older["url"]) == ("FAILED", None)
     assert "replaced" in older["error"]
     async with httpx.AsyncClient() as browser:

@@ -61,7 +61,9 @@ async def assets_server() -> AsyncIterator[LiveServer]:
 
 @pytest.fixture
 def settings(settings_factory: Callable[..., Settings], assets_server: LiveServer) -> Settings:
-    return settings_factory(graphiql_assets_url=assets_server.http_url, offline_token_delay=0.03)
+    # The reply lasts seconds: on a loaded machine, typing the subscription in took longer
+    # than a 0.3 s reply, which then replayed already finished (never seen STREAMING).
+    return settings_factory(graphiql_assets_url=assets_server.http_url, offline_token_delay=0.2)
 
 
 async def test_sign_in_and_follow_a_reply_in_the_explorer(live_server: LiveServer) -> None:
