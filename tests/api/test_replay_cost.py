@@ -47,8 +47,11 @@ def settings(fake_openrouter: FakeOpenRouter) -> Settings:
 
 
 @pytest.fixture
-async def user(live_gql: GraphQLClient) -> SignedIn:
-    return await sign_up(live_gql)
+async def user(live_server: LiveServer) -> AsyncIterator[SignedIn]:
+    """Requests may wait behind the replay's 20,000 frames on a loaded machine: 30 s, not
+    httpx's 5 s (a send on SecantusDB beside the other CI pass once took longer)."""
+    async with httpx.AsyncClient(base_url=live_server.http_url, timeout=30) as client:
+        yield await sign_up(GraphQLClient(client))
 
 
 class HealthPoller:
