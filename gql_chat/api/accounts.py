@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
-from bson import ObjectId
 
 from gql_chat.api.attachments import public_base_url
 from gql_chat.api.budgets import Budget
@@ -42,7 +41,6 @@ class UserType:
         )
     )
 
-    user_id: strawberry.Private[ObjectId]
     record: strawberry.Private[UserRecord]
 
     @strawberry.field(
@@ -57,7 +55,7 @@ class UserType:
 
     @strawberry.field(description="The preset used when a conversation names none.")
     async def default_llm_config(self, info: Info) -> LlmConfigType | None:
-        config = await (await info.context.loaders()).default_llm_config.load(self.user_id)
+        config = await (await info.context.loaders()).default_llm_config.load(self.record.id)
         return LlmConfigType.from_record(config) if config else None
 
     @classmethod
@@ -71,7 +69,6 @@ class UserType:
             created_at=user.created_at,
             email_verified=user.email_verified,
             has_password=user.has_password,
-            user_id=user.id,
             record=user,
         )
 

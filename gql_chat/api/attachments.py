@@ -8,10 +8,12 @@ from typing import Annotated
 
 import strawberry
 from starlette.datastructures import UploadFile
+from starlette.requests import HTTPConnection
 from strawberry.file_uploads import Upload
 
 from gql_chat.api.context import Info
 from gql_chat.api.permissions import IsAuthenticated
+from gql_chat.config import Settings
 from gql_chat.domain.attachments import AttachmentKind as AttachmentKindValue
 from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.errors import BadUserInput
@@ -24,14 +26,17 @@ AttachmentKind = strawberry.enum(
 WEBSOCKET_SCHEMES = {"ws": "http", "wss": "https"}
 
 
-def public_base_url(info: Info) -> str:
+def public_base(settings: Settings, connection: HTTPConnection) -> str:
     """`GQL_CHAT_PUBLIC_URL`, else the address this request came to (over a websocket, its
     HTTP twin)."""
-    configured = info.context.services.settings.public_url
-    if configured:
-        return configured
-    base = info.context.request.base_url
+    if settings.public_url:
+        return settings.public_url
+    base = connection.base_url
     return str(base.replace(scheme=WEBSOCKET_SCHEMES.get(base.scheme, base.scheme)))
+
+
+def public_base_url(info: Info) -> str:
+    return public_base(info.context.services.settings, info.context.request)
 
 
 @strawberry.type(name="Attachment", description="A file uploaded to be sent with messages.")

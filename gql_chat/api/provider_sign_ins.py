@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from gql_chat.api.attachments import WEBSOCKET_SCHEMES
+from gql_chat.api.attachments import public_base
 from gql_chat.api.client_ip import client_ip
 from gql_chat.config import Settings
 from gql_chat.errors import NotFound, RateLimited
@@ -36,11 +36,7 @@ COOKIE_PATH = "/auth/oidc/"
 
 def server_base(settings: Settings, connection: HTTPConnection) -> str:
     """This server's address as browsers reach it (see `GQL_CHAT_OIDC_REDIRECT_BASE`)."""
-    configured = settings.oidc_redirect_base or settings.public_url
-    if configured:
-        return configured.rstrip("/")
-    base = connection.base_url
-    return str(base.replace(scheme=WEBSOCKET_SCHEMES.get(base.scheme, base.scheme))).rstrip("/")
+    return (settings.oidc_redirect_base or public_base(settings, connection)).rstrip("/")
 
 
 def login_url(settings: Settings, connection: HTTPConnection, provider: str) -> str:
@@ -55,10 +51,11 @@ async def start_provider_sign_in(request: Request) -> Response:
     secret = request.cookies.get(BROWSER_COOKIE) or ""
     if not BROWSER_SECRET.fullmatch(secret):
         secret = secrets.token_urlsafe(32)
+    base = server_base(settings, request)
     try:
         url = await services.single_sign_on.start(
             provider,
-            f"{server_base(settings, request)}/auth/oidc/{provider}/callback",
+            f"{base}/auth/oidc/{provider}/callback",
             secret,
             client_ip(request, settings.trusted_proxies),
             request.query_params.get("code_challenge"),
@@ -76,7 +73,7 @@ async def start_provider_sign_in(request: Request) -> Response:
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",  # sent on the provider's top-level redirect back to the callback
-        secure=server_base(settings, request).startswith("https://"),
+        secure=base.startswith("https://"),
     )
     return response
 
@@ -93,7 +90,7 @@ async def finish_provider_sign_in(request: Request) -> Response:
             query.get("code"),
             query.get("error"),
             request.cookies.get(BROWSER_COOKIE),
-            settings.public_url or server_base(settings, request),
+            public_base(settings, request),
         )
     except NotFound:
         return PlainTextResponse("No such sign-in provider.", status_code=404)
@@ -128,7 +125,7 @@ def _failure(error: Exception, provider: str) -> str:
 
 def _back_to_frontend(request: Request, settings: Settings, **params: str) -> RedirectResponse:
     target = settings.oidc_return_url or (
-        f"{(settings.public_url or server_base(settings, request)).rstrip('/')}/auth/callback"
+        f"{public_base(settings, request).rstrip('/')}/auth/callback"
     )
     separator = "&" if "?" in target else "?"
     return RedirectResponse(f"{target}{separator}{urlencode(params)}", status_code=303)

@@ -31,6 +31,20 @@ def identity_from_document(doc: dict[str, Any]) -> IdentityRecord:
     )
 
 
+def identity_to_document(identity: IdentityRecord) -> dict[str, Any]:
+    return {
+        "_id": identity.id,
+        "user_id": identity.user_id,
+        "provider": identity.provider,
+        "issuer": identity.issuer,
+        "subject": identity.subject,
+        "email": identity.email,
+        "proven": identity.proven,
+        "created_at": identity.created_at,
+        "last_used_at": identity.last_used_at,
+    }
+
+
 class IdentityStore:
     INDEXES = [
         IndexModel([("issuer", ASCENDING), ("subject", ASCENDING)], unique=True, name="account"),
@@ -48,22 +62,22 @@ class IdentityStore:
     ) -> IdentityRecord:
         """Raises `Conflict` when the provider account is linked already (to anyone)."""
         now = utc_now()
-        doc: dict[str, Any] = {
-            "_id": ObjectId(),
-            "user_id": user_id,
-            "provider": provider,
-            "issuer": account.issuer,
-            "subject": account.subject,
-            "email": account.email,
-            "proven": proven,
-            "created_at": now,
-            "last_used_at": now,
-        }
+        identity = IdentityRecord(
+            id=ObjectId(),
+            user_id=user_id,
+            provider=provider,
+            issuer=account.issuer,
+            subject=account.subject,
+            email=account.email,
+            proven=proven,
+            created_at=now,
+            last_used_at=now,
+        )
         try:
-            await self._identities.insert_one(doc)
+            await self._identities.insert_one(identity_to_document(identity))
         except DuplicateKeyError as exc:
             raise Conflict(IDENTITY_IN_USE) from exc
-        return identity_from_document(doc)
+        return identity
 
     async def signed_in(self, account: ProviderAccount) -> IdentityRecord | None:
         """The identity of a provider account that just signed in (its last use and address
@@ -88,19 +102,7 @@ class IdentityStore:
 
     async def restore(self, identity: IdentityRecord) -> None:
         """Put back an identity just deleted (an unlink that left no way to sign in)."""
-        await self._identities.insert_one(
-            {
-                "_id": identity.id,
-                "user_id": identity.user_id,
-                "provider": identity.provider,
-                "issuer": identity.issuer,
-                "subject": identity.subject,
-                "email": identity.email,
-                "proven": identity.proven,
-                "created_at": identity.created_at,
-                "last_used_at": identity.last_used_at,
-            }
-        )
+        await self._identities.insert_one(identity_to_document(identity))
 
     async def delete_unproven(self, user_id: ObjectId) -> None:
         """Identities linked on an address their provider did not vouch for: once the mailbox
