@@ -141,7 +141,7 @@ def create_app(
             Route("/readyz", readyz),
         ],
         middleware=[
-            Middleware(RequestContextMiddleware),
+            Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
             Middleware(SecurityHeadersMiddleware),
             Middleware(
                 CORSMiddleware,

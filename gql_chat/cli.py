@@ -226,6 +226,7 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
     from limits.aio.storage import MemoryStorage
 
     from gql_chat.services.accounts import AccountService
+    from gql_chat.services.audit import AuditLog
     from gql_chat.services.passwords import PasswordService
     from gql_chat.services.rate_limits import RateLimits
     from gql_chat.services.sign_ins import SignInChanges
@@ -246,6 +247,7 @@ async def _create_admin(settings: Settings, email: str, password: str) -> int:
             TokenService(settings, "unused: no tokens issued"),
             RateLimits(settings, MemoryStorage()),
             SignInChanges(),
+            AuditLog(settings, database.audit_log),
         )
         user, created = await accounts.create_admin(email, password)
     except DomainError as exc:

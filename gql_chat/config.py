@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gql_chat.domain.budgets import Budget, parse_budget
+from gql_chat.domain.model_access import parse_patterns
 
 ENV_PREFIX = "GQL_CHAT_"
 MIN_JWT_SECRET_BYTES = 32
@@ -88,6 +89,7 @@ DURATIONS = (
     "export_ttl",
     "password_reset_ttl",
     "email_verification_ttl",
+    "audit_retention",
 )
 """Settings given in seconds or ISO 8601, and positive."""
 
@@ -197,6 +199,13 @@ class Settings(BaseSettings):
 
     default_budget: str | None = None
     """Every user's spending limit unless an admin set theirs: `5.00/month`, `0.50/day`."""
+    audit_retention: timedelta = timedelta(days=365)
+    """How long audit records are kept (a TTL index removes older ones)."""
+    models_allowed_user: str = "*"
+    """The models users may use unless an admin set theirs: patterns separated by commas,
+    `*` for any characters (`openai/*, *:free`); empty: none."""
+    models_allowed_admin: str = "*"
+    """The same for administrators (default: every model)."""
 
     redis_url: SecretStr | None = None
     reply_lease: float = Field(default=15.0, ge=1)
@@ -258,6 +267,12 @@ class Settings(BaseSettings):
     def _check_budget(cls, value: str | None) -> str | None:
         if value is not None:
             parse_budget(value)  # ValueError says what is expected
+        return value
+
+    @field_validator("models_allowed_user", "models_allowed_admin")
+    @classmethod
+    def _check_model_patterns(cls, value: str) -> str:
+        parse_patterns(value)  # ValueError says what is wrong
         return value
 
     @field_validator("log_level")

@@ -6,15 +6,13 @@ query strings."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from gql_chat.config import LogFormat, Settings
-
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from gql_chat.request_scope import request_id_var
 
 _STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",

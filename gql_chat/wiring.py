@@ -21,7 +21,9 @@ from gql_chat.mail.transports import OutboxTransport, SmtpTransport
 from gql_chat.oidc.providers import Providers
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
+from gql_chat.services.analytics import AnalyticsService
 from gql_chat.services.attachments import AttachmentService
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.branching import BranchService
 from gql_chat.services.budgets import BudgetService
 from gql_chat.services.cluster import Cluster
@@ -37,6 +39,7 @@ from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.imports import ImportService
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.rate_limits import RateLimits, open_storage
@@ -113,11 +116,12 @@ def build_services(
         max_folders=settings.max_folders_per_user,
         on_deleting_conversations=cluster.removing_conversations,
     )
-    presets = LlmConfigService(database, events, settings.max_presets_per_user)
+    model_access = ModelAccess(settings)
+    presets = LlmConfigService(database, events, model_access, settings.max_presets_per_user)
     conversations = ConversationService(
         database, folders, presets, events, on_deleting=cluster.removing_conversations
     )
-    titles = TitleService(settings, database, provider, conversations)
+    titles = TitleService(settings, database, provider, conversations, model_access)
 
     async def announce_completion(reply: MessageRecord) -> None:
         conversations.publish(
@@ -131,18 +135,20 @@ def build_services(
     file_urls = FileUrls(jwt_secret, settings.file_url_ttl)
     attachments = AttachmentService(settings, database, file_urls)
     reports = ReportService(database, conversations)
+    audit = AuditLog(settings, database.audit_log)
     accounts = AccountService(
         database,
         PasswordService(settings),
         TokenService(settings, jwt_secret),
         rate_limits,
         sign_ins,
+        audit,
         on_user_removed=cluster.removing_owner,
         presets=presets,
         events=events,
     )
     mailer = build_mailer(settings)
-    email_accounts = EmailAccountService(settings, database, accounts, mailer, rate_limits)
+    email_accounts = EmailAccountService(settings, database, accounts, mailer, rate_limits, audit)
     prompts = PromptService(settings, presets, provider)
     messages = MessageService(database, runner, cluster)
     reply_slots = (
@@ -162,6 +168,7 @@ def build_services(
         runner,
         rate_limits,
         budgets,
+        model_access,
         reply_slots,
     )
     return Services(
@@ -172,21 +179,29 @@ def build_services(
         conversations=conversations,
         presets=presets,
         budgets=budgets,
-        admin=AdminService(database, sign_ins, on_user_disabled=cluster.removing_owner),
+        model_access=model_access,
+        admin=AdminService(database, sign_ins, audit, on_user_disabled=cluster.removing_owner),
+        audit=audit,
+        analytics=AnalyticsService(database),
         prompts=prompts,
         sending=SendService(database, conversations, prompts, attachments, starter),
         branching=BranchService(
             conversations, messages, prompts, attachments, starter, database, runner
         ),
-        continuation=ContinuationService(conversations, messages, prompts, starter),
+        continuation=ContinuationService(conversations, messages, starter),
         attachments=attachments,
         forks=ForkService(settings, database, conversations, messages),
         search=SearchService(database),
-        shares=ShareService(database, conversations, attachments, file_urls, rate_limits),
+        shares=ShareService(database, conversations, attachments, file_urls, rate_limits, audit),
         imports=ImportService(settings, database, events, attachments),
         email_accounts=email_accounts,
         single_sign_on=SingleSignOn(
-            database, accounts, email_accounts, Providers(settings.oidc_providers), rate_limits
+            database,
+            accounts,
+            email_accounts,
+            Providers(settings.oidc_providers),
+            rate_limits,
+            audit,
         ),
         mailer=mailer,
         exports=ExportService(settings, database, reports, file_urls),

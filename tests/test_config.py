@@ -98,6 +98,11 @@ def test_values_are_parsed_from_the_environment(monkeypatch: pytest.MonkeyPatch)
             "GQL_CHAT_OIDC_PROVIDERS: provider name 'Acme!' must be 1-32 of a-z, 0-9",
         ),
         ({"GQL_CHAT_OIDC_PROVIDERS": '{"acme": {"issuer": "x"}}'}, "GQL_CHAT_OIDC_PROVIDERS"),
+        ({"GQL_CHAT_DEFAULT_BUDGET": "5 dollars"}, "GQL_CHAT_DEFAULT_BUDGET: must look like"),
+        (
+            {"GQL_CHAT_MODELS_ALLOWED_USER": "openai/*, " + "x" * 201},
+            "GQL_CHAT_MODELS_ALLOWED_USER: each pattern must be 1 to 200 characters",
+        ),
         (
             {"GQL_CHAT_OIDC_PROVIDERS": '{"acme": ' + PROVIDER.replace("openid ", "") + "}"},
             "must include 'openid'",

@@ -20,6 +20,14 @@ from gql_chat.services.accounts import Session
 Role = strawberry.enum(RoleValue, name="Role")
 
 
+@strawberry.type
+class ModelAccess:
+    patterns: list[str]
+    custom: bool = strawberry.field(
+        description="Set by an admin for this account; false: the role's setting applies."
+    )
+
+
 @strawberry.type(name="User")
 class UserType:
     id: strawberry.ID
@@ -52,6 +60,19 @@ class UserType:
     async def budget(self, info: Info) -> Budget | None:
         status = await info.context.services.budgets.status(self.record)
         return Budget.of(status) if status else None
+
+    @strawberry.field(
+        description=(
+            "The models this account may use: patterns where * stands for any characters. "
+            "Sending, regenerating or saving a preset with another model is FORBIDDEN "
+            "(extensions.field: model)."
+        )
+    )
+    def model_access(self, info: Info) -> ModelAccess:
+        patterns = info.context.services.model_access.patterns_for(self.record)
+        return ModelAccess(
+            patterns=list(patterns.patterns), custom=self.record.allowed_models is not None
+        )
 
     @strawberry.field(description="The preset used when a conversation names none.")
     async def default_llm_config(self, info: Info) -> LlmConfigType | None:

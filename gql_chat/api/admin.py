@@ -1,10 +1,10 @@
-"""Administration: `users` and `setUserDisabled` (admins only)."""
+"""Administration (admins only): `users`, `feedback`, and what each user may do and spend."""
 
 from __future__ import annotations
 
 import strawberry
 
-from gql_chat.api.accounts import UserType
+from gql_chat.api.accounts import Role, UserType
 from gql_chat.api.budgets import BudgetPeriod
 from gql_chat.api.context import Info
 from gql_chat.api.messages import FeedbackRating, MessageFeedback, MessageType
@@ -126,6 +126,40 @@ class AdminMutation:
     ) -> UserType:
         user = await info.context.services.admin.set_budget(
             await info.context.require_user(), user_id, amount, period
+        )
+        return UserType.from_record(user)
+
+    @strawberry.mutation(
+        description=(
+            "Admins only. Makes the user an admin or a user again (not oneself); it applies "
+            "to their next request."
+        ),
+        permission_classes=[IsAdmin],
+    )
+    async def set_user_role(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        role: Role,  # type: ignore[valid-type]
+    ) -> UserType:
+        user = await info.context.services.admin.set_role(
+            await info.context.require_user(), user_id, role
+        )
+        return UserType.from_record(user)
+
+    @strawberry.mutation(
+        description=(
+            "Admins only. The models the user may use: patterns where * stands for any "
+            "characters (openai/*, *:free); [] allows none; null goes back to the role's "
+            "setting (GQL_CHAT_MODELS_ALLOWED_USER or _ADMIN)."
+        ),
+        permission_classes=[IsAdmin],
+    )
+    async def set_user_model_access(
+        self, info: Info, user_id: strawberry.ID, models: list[str] | None
+    ) -> UserType:
+        user = await info.context.services.admin.set_model_access(
+            await info.context.require_user(), user_id, models
         )
         return UserType.from_record(user)
 

@@ -363,10 +363,14 @@ class MessageQuery:
         return MessageType.from_record(message)
 
     @strawberry.field(
-        description="Models the configured provider offers.", permission_classes=[IsAuthenticated]
+        description="Models the configured provider offers that this account may use.",
+        permission_classes=[IsAuthenticated],
     )
     async def models(self, info: Info) -> list[Model]:
-        return [Model.of(m) for m in await info.context.services.prompts.list_models()]
+        services = info.context.services
+        offered = await services.prompts.list_models()
+        visible = services.model_access.visible(await info.context.require_user(), offered)
+        return [Model.of(m) for m in visible]
 
 
 @strawberry.type

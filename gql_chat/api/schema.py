@@ -11,7 +11,9 @@ from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.accounts import AccountMutation, AccountQuery
 from gql_chat.api.admin import AdminFeedbackQuery, AdminMutation, AdminQuery
+from gql_chat.api.analytics import AnalyticsQuery
 from gql_chat.api.attachments import AttachmentMutation
+from gql_chat.api.audit import AuditQuery
 from gql_chat.api.branching import BranchMutation
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
 from gql_chat.api.documents import document_checks
@@ -44,6 +46,8 @@ class Query(
     SearchQuery,
     AdminQuery,
     AdminFeedbackQuery,
+    AuditQuery,
+    AnalyticsQuery,
     ShareQuery,
     ImportQuery,
     ExportQuery,

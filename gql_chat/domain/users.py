@@ -9,6 +9,7 @@ from enum import StrEnum
 from bson import ObjectId
 
 from gql_chat.domain.budgets import Budget
+from gql_chat.domain.model_access import ModelPatterns
 
 
 class Role(StrEnum):
@@ -31,6 +32,9 @@ class UserRecord:
     """Access tokens issued before it are refused (a password reset ends every sign-in)."""
     budget: Budget | None = None
     """Set by an admin for this user; None: `GQL_CHAT_DEFAULT_BUDGET` applies."""
+    allowed_models: ModelPatterns | None = None
+    """Set by an admin for this user; None: the role's setting applies
+    (`GQL_CHAT_MODELS_ALLOWED_USER` or `_ADMIN`)."""
 
     @property
     def has_password(self) -> bool:

@@ -5,6 +5,7 @@
 - `httpcore_pool`: httpcore's pool assignment pass, lock and event (global patch);
 - `httpcore_network`: an httpcore network backend on asyncio streams, set on httpx's pools;
 - `mongomock_indexes`: hash indexes for mongomock's collections (global patch);
+- `mongomock_group`: mongomock's `$group` by hashing instead of sorting (global patch);
 - `async_mock_bulk`: pymongo-async-mock's bulk-update patch, applied once (global patch);
 - `mongomock_gridfs`: PyMongo's `AsyncGridFSBucket` over pymongo-async-mock (global patch);
 - `graphql_executor`: Strawberry's graphql-core execution context (the schema's executor class);
@@ -29,6 +30,7 @@ def install() -> None:
         httpcore_network,
         httpcore_pool,
         mongomock_gridfs,
+        mongomock_group,
         mongomock_indexes,
         strawberry_validation,
         uvicorn_limits,
@@ -40,6 +42,7 @@ def install() -> None:
     strawberry_validation.require_supported_versions()
     httpcore_pool.install()
     mongomock_indexes.install()
+    mongomock_group.install()
     async_mock_bulk.install()
     mongomock_gridfs.install()
     _installed[0] = True

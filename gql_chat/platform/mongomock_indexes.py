@@ -4,7 +4,7 @@ for the embedded store (`gql_chat.store.embedded`).
 mongomock evaluates every query against every document of the collection, and checks unique
 indexes on every write the same way. With a few thousand messages, reading one conversation's
 history or saving a streaming reply's progress cost milliseconds, enough to saturate the event
-loop at 50 concurrent replies. `install()` replaces eight private methods of mongomock's
+loop at 50 concurrent replies. `install()` replaces nine private methods of mongomock's
 `Collection` and `CollectionStore`; the patches keep MongoDB's semantics:
 
 - a filter with a top-level `_id` (an ObjectId, or `$in` a list of them) reads those documents
@@ -18,29 +18,38 @@ loop at 50 concurrent replies. `install()` replaces eight private methods of mon
   through the lookups above) instead of copying the whole collection first: a user's usage
   summary cost time in proportion to every user's messages, on the event loop; an inclusion
   `$project` right after it is the find's projection, so only those fields are copied (a usage
-  summary copied every reply's text and deltas: 25-30 ms per long reply).
+  summary copied every reply's text and deltas: 25-30 ms per long reply); and the find's
+  results are taken as one list (mongomock's cursor copies the rest of its list at every
+  document it yields: reading 50,000 documents took 8 s of copying).
+
+TTL indexes: mongomock scans the whole collection for expired documents at every read and
+write; the earliest expiry is kept as documents are stored and changed, and the scan runs only
+once it has come (an audit-log insert cost its whole collection's size before).
 
 A lookup may only ever over-select (a stale entry is dropped when the whole filter is applied
 to the stored document); it must never miss a document, so the hash indexes follow every way
 mongomock stores, changes or removes one. They rely on mongomock's private methods and
-attributes (`_iter_documents`, `_ensure_uniques`, `_apply_update_*`, `_documents`, `_rwlock`,
-`_remove_expired_documents`) and on pymongo-async-mock delegating to them, so
-`require_supported_versions` stops start-up on a version this was not checked against.
+attributes (`_iter_documents`, `_ensure_uniques`, `_apply_update_*`, `_compute_results`,
+`_documents`, `_rwlock`, `_remove_expired_documents`) and on pymongo-async-mock delegating to
+them, so `require_supported_versions` stops start-up on a version this was not checked
+against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import mongomock
 from bson import ObjectId
 from mongomock import DuplicateKeyError
 from mongomock import aggregate as mongomock_aggregate
-from mongomock.collection import Collection
+from mongomock.collection import Collection, Cursor
 from mongomock.filtering import filter_applies
 from mongomock.helpers import get_value_by_dot, hashdict
 from mongomock.store import CollectionStore
+from mongomock.store import _get_min_datetime_from_value as min_datetime_of
 
 from gql_chat.platform.versions import (
     UnsupportedVersion,
@@ -60,6 +69,10 @@ _store_document: Callable[[Any, Any, Any], None] = CollectionStore.__setitem__
 _remove_document: Callable[[Any, Any], None] = CollectionStore.__delitem__
 _drop: Callable[[Any], None] = CollectionStore.drop
 _create_index: Callable[[Any, str, dict[str, Any]], None] = CollectionStore.create_index
+_expire_all: Callable[[Any], None] = CollectionStore._remove_expired_documents
+RESCAN_AFTER = timedelta(seconds=1)
+"""When a scan left a document that looked due (a value mongomock does not expire), the next
+scan waits this long rather than running at every access."""
 _matches: Callable[[Any, Any], bool] = filter_applies
 _value_at: Callable[[Any, str], Any] = get_value_by_dot
 
@@ -201,6 +214,7 @@ def _ensure_uniques(self: Any, new_data: dict[str, Any]) -> None:
 
 def _create_index_hashing_fields(self: Any, index_name: str, index_dict: dict[str, Any]) -> None:
     _create_index(self, index_name, index_dict)
+    _forget_expiries(self)
     indexes = field_indexes(self)
     for field, _ in index_dict["key"]:
         if field == "_id" or "." in field or field in indexes:
@@ -211,10 +225,66 @@ def _create_index_hashing_fields(self: Any, index_name: str, index_dict: dict[st
         indexes[field] = index
 
 
+def _expiry_of(store: Any, document: Mapping[str, Any]) -> datetime | None:
+    """The earliest time (naive UTC, as `mongomock.utcnow()`) one of the store's TTL indexes
+    could expire `document`; None if none ever will."""
+    earliest = None
+    for index in store._ttl_indexes.values():
+        try:
+            seconds = int(index["expireAfterSeconds"])
+        except (TypeError, ValueError):
+            continue
+        if len(index["key"]) != 1:
+            continue
+        value = min_datetime_of(document.get(next(iter(index["key"]))[0]))  # type: ignore[no-untyped-call]
+        if not isinstance(value, datetime) or value == datetime.max:
+            continue
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        due = value + timedelta(seconds=seconds)
+        earliest = due if earliest is None or due < earliest else earliest
+    return earliest
+
+
+def _note_expiry(store: Any, document: Mapping[str, Any]) -> None:
+    """A stored or changed document may be due before every other."""
+    if not store._ttl_indexes or not hasattr(store, "gql_chat_next_expiry"):
+        return  # no TTL index, or the next scan has to look anyway
+    due = _expiry_of(store, document)
+    if due is not None and (store.gql_chat_next_expiry is None or due < store.gql_chat_next_expiry):
+        store.gql_chat_next_expiry = due
+
+
+def _remove_expired_documents(self: Any) -> None:
+    """mongomock's TTL scan of the whole collection, at every read and write, only when a
+    document may be due (the earliest expiry is kept as documents are stored and changed): a
+    growing collection with a TTL index (the audit log) made each insert cost its whole size."""
+    if not self._ttl_indexes:
+        return
+    now: datetime = mongomock.utcnow()  # type: ignore[attr-defined]
+    known = hasattr(self, "gql_chat_next_expiry")
+    if known and (self.gql_chat_next_expiry is None or now < self.gql_chat_next_expiry):
+        return
+    _expire_all(self)
+    with self._rwlock.reader():
+        dues = [_expiry_of(self, document) for document in self._documents.values()]
+    next_expiry = min((due for due in dues if due is not None), default=None)
+    if next_expiry is not None and next_expiry <= now:
+        next_expiry = now + RESCAN_AFTER
+    self.gql_chat_next_expiry = next_expiry
+
+
+def _forget_expiries(store: Any) -> None:
+    """A new TTL index, or a dropped collection: the next scan works the earliest out again."""
+    if hasattr(store, "gql_chat_next_expiry"):
+        del store.gql_chat_next_expiry
+
+
 def _store_document_indexed(self: Any, key: Hashable, document: dict[str, Any]) -> None:
     """Inserts, and the rollback of a failed update (the snapshot goes back in)."""
     previous = self._documents.get(key)
     _store_document(self, key, document)
+    _note_expiry(self, document)
     for field, index in field_indexes(self).items():
         if previous is not None:
             index.remove(key, previous.get(field))
@@ -232,6 +302,7 @@ def _remove_document_indexed(self: Any, key: Hashable) -> None:
 
 def _drop_indexed(self: Any) -> None:
     _drop(self)
+    _forget_expiries(self)
     field_indexes(self).clear()
 
 
@@ -250,6 +321,7 @@ def _reindexing(apply: Callable[..., None]) -> Callable[..., None]:
         key = _store_key(document.get("_id"))
         if store._documents.get(key) is not document:
             return  # an upsert: indexed when it is stored
+        _note_expiry(store, document)
         for field, index in field_indexes(store).items():
             value = document.get(field)
             if value != before[field] or type(value) is not type(before[field]):
@@ -269,7 +341,7 @@ def _aggregate(
         query = stages.pop(0)["$match"]
         if stages and _is_inclusion(stages[0]):
             projection = stages.pop(0)["$project"]
-    documents = list(self.find(query, projection))
+    documents = self.find(query, projection)._compute_results()
     process: Callable[..., Any] = mongomock_aggregate.process_pipeline
     return process(documents, self.database, stages, session)
 
@@ -305,6 +377,7 @@ def require_supported_versions() -> None:
         (Collection, "_apply_update_document"),
         (Collection, "_apply_update_pipeline"),
         (Collection, "aggregate"),
+        (Cursor, "_compute_results"),
         (CollectionStore, "__setitem__"),
         (CollectionStore, "__delitem__"),
         (CollectionStore, "drop"),
@@ -329,3 +402,4 @@ def install() -> None:
     CollectionStore.__delitem__ = _remove_document_indexed  # type: ignore[method-assign]
     CollectionStore.drop = _drop_indexed  # type: ignore[method-assign]
     CollectionStore.create_index = _create_index_hashing_fields  # type: ignore[method-assign]
+    CollectionStore._remove_expired_documents = _remove_expired_documents  # type: ignore[method-assign]

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 from bson import ObjectId
 
+from gql_chat.domain.audit import AuditAction, AuditOutcome
 from gql_chat.domain.changes import UNSET, Maybe
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.logins import Device, LoginRecord
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.completion import Completions
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
@@ -89,12 +91,14 @@ class AccountService:
         tokens: TokenService,
         rate_limits: RateLimits,
         sign_ins: SignInChanges,
+        audit: AuditLog,
         on_user_removed: UserHook | None = None,
         presets: LlmConfigService | None = None,
         events: UserEventBus | None = None,
     ) -> None:
         self._presets = presets
         self._events = events
+        self._audit = audit
         self._db = database
         self._sign_ins = sign_ins
         self._limits = rate_limits
@@ -129,6 +133,9 @@ class AccountService:
             email=normalized, display_name=name, password_hash=password_hash
         )
         logger.info("user registered", extra={"user_id": str(user.id)})
+        await self._audit.record(
+            AuditAction.ACCOUNT_CREATED, actor_id=user.id, subject_id=user.id, method="password"
+        )
         return await self.start_session(user, Device.of(client_ip, user_agent))
 
     async def login(
@@ -152,9 +159,12 @@ class AccountService:
         if user is None:
             await self._passwords.burn_equivalent_work(password)
             await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
+            await self._sign_in_failed(None, "unknown_account")
             raise Unauthenticated(LOGIN_FAILED)
         if not await self._passwords.verify(user.password_hash, password) or user.disabled:
             await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
+            reason = "account_disabled" if user.disabled else "wrong_password"
+            await self._sign_in_failed(user.id, reason)
             raise Unauthenticated(LOGIN_FAILED)
         await self._limits.remember(device)
         if user.password_hash is not None and self._passwords.needs_rehash(user.password_hash):
@@ -162,7 +172,24 @@ class AccountService:
             user = await self._active_user(user.id)
         session = await self.start_session(user, Device.of(client_ip, user_agent))
         await self._unless_secured_meanwhile(user, session.family_id, LOGIN_FAILED)
+        await self._audit.record(
+            AuditAction.SIGN_IN,
+            actor_id=user.id,
+            subject_id=user.id,
+            method="password",
+            session=session.family_id,
+        )
         return session
+
+    async def _sign_in_failed(self, user_id: ObjectId | None, reason: str) -> None:
+        await self._audit.record(
+            AuditAction.SIGN_IN,
+            actor_id=None,
+            subject_id=user_id,
+            outcome=AuditOutcome.FAILURE,
+            method="password",
+            reason=reason,
+        )
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is retired; presenting a retired one revokes its family."""
@@ -178,6 +205,13 @@ class AccountService:
                 logger.warning(
                     "refresh token reuse detected; session family revoked",
                     extra={"user_id": str(record.user_id)},
+                )
+                await self._audit.record(
+                    AuditAction.TOKEN_REUSE_DETECTED,
+                    actor_id=None,
+                    subject_id=record.user_id,
+                    outcome=AuditOutcome.FAILURE,
+                    session=record.family_id,
                 )
             raise Unauthenticated(SESSION_ENDED)
         user = await self._active_user(record.user_id)
@@ -211,10 +245,19 @@ class AccountService:
         record = await self._refresh_tokens.get(claims.jti)
         if record is not None and record.token_hash == token_digest(refresh_token):
             await self._revoke_family(record.user_id, record.family_id)
+            await self._audit.record(
+                AuditAction.SIGN_OUT,
+                actor_id=record.user_id,
+                subject_id=record.user_id,
+                session=record.family_id,
+            )
 
     async def logout_all(self, user: UserRecord) -> None:
         if await self._refresh_tokens.revoke_all(user.id):
             self._sign_ins.ended(user.id)
+        await self._audit.record(
+            AuditAction.SESSION_REVOKED, actor_id=user.id, subject_id=user.id, session="all"
+        )
 
     async def logins(self, user: UserRecord) -> list[LoginRecord]:
         """Where the user is signed in (sign-ins that can still refresh), the latest first."""
@@ -228,6 +271,9 @@ class AccountService:
             raise NotFound("Session not found.")
         await self._revoke_family(user.id, login_id)
         await self._db.logins.delete(user.id, login_id)
+        await self._audit.record(
+            AuditAction.SESSION_REVOKED, actor_id=user.id, subject_id=user.id, session=login_id
+        )
 
     async def _revoke_family(self, user_id: ObjectId, family_id: str) -> None:
         """Only news when something ended: a sign-in ended before has no sockets left."""
@@ -285,6 +331,13 @@ class AccountService:
         if not user.has_password:
             raise BadUserInput("currentPassword", NO_PASSWORD)
         if not await self._passwords.verify(user.password_hash, current_password):
+            await self._audit.record(
+                AuditAction.PASSWORD_CHANGED,
+                actor_id=user.id,
+                subject_id=user.id,
+                outcome=AuditOutcome.FAILURE,
+                reason="wrong_password",
+            )
             raise BadUserInput("currentPassword", "The current password is wrong.")
         check_password(new_password, field="newPassword")
         password_hash = await self._passwords.hash(new_password)
@@ -292,6 +345,7 @@ class AccountService:
         # state an attacker holding a session wants.
         if await self._writes.run(self._set_password(user.id, password_hash, keep_family)):
             self._sign_ins.ended(user.id)
+        await self._audit.record(AuditAction.PASSWORD_CHANGED, actor_id=user.id, subject_id=user.id)
 
     async def _set_password(
         self, user_id: ObjectId, password_hash: str, keep_family: str | None
@@ -306,6 +360,7 @@ class AccountService:
         await self._writes.run(self._delete(user.id))
         self._sign_ins.ended(user.id)
         logger.info("account deleted", extra={"user_id": str(user.id)})
+        await self._audit.record(AuditAction.ACCOUNT_DELETED, actor_id=user.id, subject_id=user.id)
 
     async def _delete(self, user_id: ObjectId) -> None:
         """The user is refused first (every request and websocket operation re-reads them), and
@@ -347,6 +402,13 @@ class AccountService:
         if existing is not None:
             promoted = await self._users.update(existing.id, role=Role.ADMIN.value)
             assert promoted is not None
+            await self._audit.record(
+                AuditAction.ROLE_CHANGED,
+                actor_id=None,
+                subject_id=promoted.id,
+                role=Role.ADMIN.value,
+                via="command_line",
+            )
             return promoted, False
         check_password(password)
         user = await self._users.create(
@@ -354,6 +416,13 @@ class AccountService:
             display_name=check_display_name(normalized.split("@", 1)[0]),
             password_hash=await self._passwords.hash(password),
             role=Role.ADMIN,
+        )
+        await self._audit.record(
+            AuditAction.ACCOUNT_CREATED,
+            actor_id=None,
+            subject_id=user.id,
+            role=Role.ADMIN.value,
+            via="command_line",
         )
         return user, True
 
@@ -418,10 +487,6 @@ class AccountService:
         self._sign_ins.ended(user.id)
         return updated or user
 
-    async def email_verified(self, user_id: ObjectId) -> bool:
-        user = await self._users.get(user_id)
-        return user is not None and user.email_verified
-
     async def reset_password(self, user: UserRecord, new_password: str) -> UserRecord:
         """The new password, and every sign-in ended: refresh tokens revoked, and access tokens
         issued until now refused (both writes or neither, as in `change_password`). The
@@ -429,6 +494,7 @@ class AccountService:
         password_hash = await self._passwords.hash(new_password)
         updated = await self._writes.run(self._secure(user.id, password_hash))
         self._sign_ins.ended(user.id)
+        await self._audit.record(AuditAction.PASSWORD_RESET, actor_id=user.id, subject_id=user.id)
         return updated or user
 
     async def _secure(

@@ -1,4 +1,4 @@
-"""Administration: listing users and disabling accounts."""
+"""Administration: listing users, disabling accounts, their budgets and model access."""
 
 from __future__ import annotations
 
@@ -7,22 +7,21 @@ from contextlib import AbstractAsyncContextManager
 
 from bson import ObjectId
 
+from gql_chat.domain.audit import AuditAction
 from gql_chat.domain.budgets import Budget, BudgetPeriod, check_amount
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.messages import FeedbackRating, MessageRecord
+from gql_chat.domain.model_access import check_patterns
 from gql_chat.domain.pages import Page
 from gql_chat.domain.users import Role, UserRecord
-from gql_chat.errors import BadUserInput, Forbidden, NotFound
+from gql_chat.errors import BadUserInput, NotFound
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.pagination import page_size
+from gql_chat.services.permissions import require_admin
 from gql_chat.services.sign_ins import SignInChanges
 from gql_chat.services.validation import check_search
 from gql_chat.store.cursors import decode_cursor, encode_cursor
 from gql_chat.store.database import Database
-
-
-def require_admin(user: UserRecord) -> None:
-    if user.role is not Role.ADMIN:
-        raise Forbidden("Only administrators can do this.")
 
 
 class AdminService:
@@ -30,11 +29,13 @@ class AdminService:
         self,
         database: Database,
         sign_ins: SignInChanges,
+        audit: AuditLog,
         on_user_disabled: Callable[[ObjectId], AbstractAsyncContextManager[None]],
     ) -> None:
         """`on_user_disabled(user_id)` is entered around disabling: no reply of the user starts
         or writes meanwhile, and the running ones are stopped (the runner's `removing_owner`)."""
         self._db = database
+        self._audit = audit
         self._sign_ins = sign_ins
         self._on_user_disabled = on_user_disabled
 
@@ -85,6 +86,47 @@ class AdminService:
                     self._sign_ins.ended(target.id)
         if target is None:
             raise NotFound("User not found.")
+        await self._audit.record(
+            AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED,
+            actor_id=admin.id,
+            subject_id=target.id,
+        )
+        return target
+
+    async def set_role(self, admin: UserRecord, user_id: str, role: Role) -> UserRecord:
+        """Promote or demote; never oneself (the last admin cannot lock everyone out)."""
+        require_admin(admin)
+        oid = parse_object_id(user_id)
+        if oid == admin.id:
+            raise BadUserInput("userId", "Administrators cannot change their own role.")
+        target = await self._db.users.update(oid, role=role.value) if oid is not None else None
+        if target is None:
+            raise NotFound("User not found.")
+        await self._audit.record(
+            AuditAction.ROLE_CHANGED, actor_id=admin.id, subject_id=target.id, role=role.value
+        )
+        return target
+
+    async def set_model_access(
+        self, admin: UserRecord, user_id: str, patterns: list[str] | None
+    ) -> UserRecord:
+        """The models the user may use (patterns as in `GQL_CHAT_MODELS_ALLOWED_USER`);
+        None: back to their role's setting."""
+        require_admin(admin)
+        try:
+            allowed = check_patterns(patterns) if patterns is not None else None
+        except ValueError as exc:
+            raise BadUserInput("models", f"The models: {exc}.") from None
+        oid = parse_object_id(user_id)
+        target = await self._db.users.set_allowed_models(oid, allowed) if oid is not None else None
+        if target is None:
+            raise NotFound("User not found.")
+        await self._audit.record(
+            AuditAction.MODEL_ACCESS_CHANGED,
+            actor_id=admin.id,
+            subject_id=target.id,
+            models=", ".join(allowed.patterns) if allowed is not None else "(role setting)",
+        )
         return target
 
     async def set_budget(
@@ -100,4 +142,10 @@ class AdminService:
         target = await self._db.users.set_budget(oid, budget) if oid is not None else None
         if target is None:
             raise NotFound("User not found.")
+        await self._audit.record(
+            AuditAction.BUDGET_CHANGED,
+            actor_id=admin.id,
+            subject_id=target.id,
+            budget=f"{budget.amount}/{budget.period.value}" if budget else "(default)",
+        )
         return target

@@ -68,7 +68,7 @@ class BranchService:
         try:
             conversation = await self._conversations.get(owner_id, target.conversation_id)
             user_message = await self._messages.get(owner_id, target.parent_id)
-            resolved = await self._prompts.resolve_model(owner_id, conversation, None, model)
+            resolved = await self._starter.resolve_model(slot, conversation, None, model)
             await self._starter.check_files_suit(owner_id, user_message, resolved)
             return await self._starter.reply_to(
                 owner_id, conversation, user_message, resolved, slot, new=False
@@ -109,7 +109,7 @@ class BranchService:
         slot = await self._starter.claim_slot(owner_id)
         try:
             conversation = await self._conversations.get(owner_id, target.conversation_id)
-            resolved = await self._prompts.resolve_model(owner_id, conversation, None, None)
+            resolved = await self._starter.resolve_model(slot, conversation, None, None)
             attachments = await self._attachments.for_message(
                 owner_id,
                 attachment_ids,

@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bson import ObjectId
-
 from gql_chat.config import Settings
 from gql_chat.domain.budgets import Budget, BudgetPeriod, period_end
 from gql_chat.domain.clock import iso_utc, utc_now
@@ -62,11 +60,10 @@ class BudgetService:
         spent = await self._db.spending.spent(user.id, budget.period, now)
         return BudgetStatus(budget.amount, budget.period, spent, period_end(budget.period, now))
 
-    async def check(self, owner_id: ObjectId) -> None:
+    async def check(self, user: UserRecord) -> None:
         """Raises `QuotaExceeded` (with `resetsAt`) when the period's spending has reached the
         user's budget."""
-        user = await self._db.users.get(owner_id)
-        status = await self.status(user) if user is not None else None
+        status = await self.status(user)
         if status is not None and status.spent >= status.amount:
             raise QuotaExceeded(
                 f"Your budget of {status.amount:.2f} per {status.period.value.lower()} is used up.",

@@ -9,7 +9,6 @@ from bson import ObjectId
 from gql_chat.errors import BadUserInput, Conflict
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.messages import MessageService
-from gql_chat.services.prompts import PromptService
 from gql_chat.services.reply_start import ReplyStarter, SendResult
 
 NOT_CONTINUABLE = (
@@ -23,12 +22,10 @@ class ContinuationService:
         self,
         conversations: ConversationService,
         messages: MessageService,
-        prompts: PromptService,
         starter: ReplyStarter,
     ) -> None:
         self._conversations = conversations
         self._messages = messages
-        self._prompts = prompts
         self._starter = starter
 
     async def continue_reply(self, owner_id: ObjectId, message_id: str) -> SendResult:
@@ -46,7 +43,7 @@ class ContinuationService:
         try:
             conversation = await self._conversations.get(owner_id, reply.conversation_id)
             question = await self._messages.get(owner_id, reply.parent_id)
-            resolved = await self._prompts.resolve_model(owner_id, conversation, None, reply.model)
+            resolved = await self._starter.resolve_model(slot, conversation, None, reply.model)
             await self._starter.check_files_suit(owner_id, question, resolved)
             return await self._starter.continue_reply(
                 owner_id, conversation, question, reply, resolved, slot

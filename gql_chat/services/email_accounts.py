@@ -16,6 +16,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from gql_chat.config import Settings
+from gql_chat.domain.audit import AuditAction
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.logins import Device
 from gql_chat.domain.users import UserRecord
@@ -28,6 +29,7 @@ from gql_chat.mail.messages import (
     verification_mail,
 )
 from gql_chat.services.accounts import AccountService, Session, SignIn
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import token_digest
 from gql_chat.services.validation import check_password, normalize_email
@@ -51,7 +53,9 @@ class EmailAccountService:
         accounts: AccountService,
         mailer: Mailer,
         rate_limits: RateLimits,
+        audit: AuditLog,
     ) -> None:
+        self._audit = audit
         self._settings = settings
         self._db = database
         self._accounts = accounts
@@ -134,6 +138,7 @@ class EmailAccountService:
         self._mailer.queue(
             address_changed_mail(user.email, user.display_name, used.email, link_base)
         )
+        await self._audit.record(AuditAction.EMAIL_CHANGED, actor_id=user.id, subject_id=user.id)
         return updated
 
     async def request_reset(self, email: str, client_ip: str, link_base: str) -> None:
@@ -178,6 +183,9 @@ class EmailAccountService:
             link = _link(link_base, "reset-password", token)
             minutes = int(ttl.total_seconds() // 60)
             self._mailer.queue(password_reset_mail(user.email, user.display_name, link, minutes))
+            await self._audit.record(
+                AuditAction.PASSWORD_RESET_REQUESTED, actor_id=None, subject_id=user.id
+            )
         except BadUserInput:
             return  # not an address: nothing to send
         except Exception:

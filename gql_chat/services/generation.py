@@ -41,6 +41,7 @@ from gql_chat.domain.messages import (
     delta_end,
     split_texts,
 )
+from gql_chat.domain.users import UserRecord
 from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
 from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, ReasoningDelta, TextDelta
 from gql_chat.store.messages import MessageStore
@@ -85,6 +86,8 @@ class SendSlot:
     `GenerationRunner.start`, and closed when the send ends, however it ends."""
 
     owner_id: ObjectId
+    owner: UserRecord | None = None
+    """The owner as read when the send was admitted (`ReplyStarter.claim_slot`)."""
     started: bool = False
     ended: asyncio.Future[None] = field(default_factory=lambda: _new_future())
     freed: asyncio.Future[None] = field(default_factory=lambda: _new_future())

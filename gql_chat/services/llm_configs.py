@@ -14,6 +14,7 @@ from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.presets import LlmConfigRecord, ReasoningEffort
 from gql_chat.errors import BadUserInput, LimitReached, NotFound
 from gql_chat.services.keyed_lock import KeyedLock
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.owners import keep_unless_owner_gone
 from gql_chat.services.validation import check_all, check_prose, check_text
 from gql_chat.store.database import Database
@@ -112,9 +113,14 @@ def _checked_max_tokens(tokens: int | None) -> int | None:
 
 class LlmConfigService:
     def __init__(
-        self, database: Database, events: UserEventBus, max_presets: int = MAX_PRESETS
+        self,
+        database: Database,
+        events: UserEventBus,
+        model_access: ModelAccess,
+        max_presets: int = MAX_PRESETS,
     ) -> None:
         self._db = database
+        self._model_access = model_access
         self._events = events
         self._configs = database.llm_configs
         self._max_presets = max_presets
@@ -149,8 +155,16 @@ class LlmConfigService:
         """The default preset of each owner that has one, in one read."""
         return await self._configs.get_defaults(owner_ids)
 
+    async def _check_model(self, owner_id: ObjectId, fields: dict[str, Any]) -> None:
+        """A preset may name only a model its owner may use (FORBIDDEN, `field: model`)."""
+        if "model" in fields:
+            owner = await self._db.users.get(owner_id)
+            if owner is not None:
+                self._model_access.require(owner, fields["model"])
+
     async def create(self, owner_id: ObjectId, preset: NewPreset) -> LlmConfigRecord:
         fields = _checked_fields(preset)
+        await self._check_model(owner_id, fields)
         async with self._creating(owner_id):
             config = await self._configs.insert(owner_id, fields)
             # Counted after the insert, so creates on other instances cannot pass the limit
@@ -177,6 +191,7 @@ class LlmConfigService:
     ) -> LlmConfigRecord:
         fields = _checked_fields(changes)
         config = await self.get(owner_id, config_id)
+        await self._check_model(owner_id, fields)
         if fields:
             await self._configs.update(owner_id, config.id, fields)
         async with self._default_changes(owner_id):

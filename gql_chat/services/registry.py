@@ -9,7 +9,9 @@ from gql_chat.config import Settings
 from gql_chat.mail.mailer import Mailer
 from gql_chat.services.accounts import AccountService
 from gql_chat.services.admin import AdminService
+from gql_chat.services.analytics import AnalyticsService
 from gql_chat.services.attachments import AttachmentService
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.branching import BranchService
 from gql_chat.services.budgets import BudgetService
 from gql_chat.services.cluster import Cluster
@@ -24,6 +26,7 @@ from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.imports import ImportService
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.messages import MessageService
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.reply_leases import ReplyLeases
@@ -48,6 +51,8 @@ class Services:
     conversations: ConversationService
     presets: LlmConfigService
     admin: AdminService
+    audit: AuditLog
+    analytics: AnalyticsService
     prompts: PromptService
     sending: SendService
     branching: BranchService
@@ -59,6 +64,7 @@ class Services:
     imports: ImportService
     email_accounts: EmailAccountService
     budgets: BudgetService
+    model_access: ModelAccess
     single_sign_on: SingleSignOn
     mailer: Mailer
     exports: ExportService

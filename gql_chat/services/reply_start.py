@@ -18,6 +18,7 @@ from gql_chat.config import Settings
 from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.domain.presets import ReasoningEffort
 from gql_chat.domain.trees import path_to
 from gql_chat.errors import (
     AlreadyExists,
@@ -44,6 +45,7 @@ from gql_chat.services.generation import (
     GenerationRunner,
     SendSlot,
 )
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.prompts import PromptService, ResolvedModel
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.reply_slots import SharedReplySlots
@@ -77,6 +79,7 @@ class ReplyStarter:
         runner: GenerationRunner,
         rate_limits: RateLimits,
         budgets: BudgetService,
+        model_access: ModelAccess,
         shared_slots: SharedReplySlots | None = None,
     ) -> None:
         self._attachments = attachments
@@ -88,6 +91,8 @@ class ReplyStarter:
         self._runner = runner
         self._limits = rate_limits
         self._budgets = budgets
+        self._model_access = model_access
+        self._users = database.users
         self._shared_slots = shared_slots
         self._sends = Completions(SEND_TIMEOUT)
 
@@ -102,11 +107,12 @@ class ReplyStarter:
         """The budget, replies started per minute, and replies in flight at once: the slot is
         claimed in the same step as the check (release it when the send ends, however it
         ends). With several instances, the user's replies on every instance count."""
-        if self._settings.require_verified_email and not await self._accounts.email_verified(
-            owner_id
-        ):
+        owner = await self._users.get(owner_id)
+        if owner is None:
+            raise Unauthenticated()
+        if self._settings.require_verified_email and not owner.email_verified:
             raise EmailNotVerified()
-        await self._budgets.check(owner_id)
+        await self._budgets.check(owner)
         await self._limits.hit(self._limits.send_per_user, "send", str(owner_id))
         limit = self._settings.max_concurrent_generations
         slot = self._runner.reserve(owner_id, limit)
@@ -123,7 +129,26 @@ class ReplyStarter:
             raise RateLimited(
                 retry_after=1, message=f"At most {limit} replies can be generated at once."
             )
+        slot.owner = owner
         return slot
+
+    async def resolve_model(
+        self,
+        slot: SendSlot,
+        conversation: ConversationRecord | None,
+        llm_config_id: str | None,
+        model: str | None,
+        effort: ReasoningEffort | None = None,
+    ) -> ResolvedModel:
+        """The model an admitted send uses (`PromptService.resolve_model`), refused with
+        FORBIDDEN when its owner may not use it, however it was picked."""
+        resolved = await self._prompts.resolve_model(
+            slot.owner_id, conversation, llm_config_id, model, effort
+        )
+        if slot.owner is None:
+            raise Unauthenticated()
+        self._model_access.require(slot.owner, resolved.model)
+        return resolved
 
     def release(self, slot: SendSlot) -> None:
         self._runner.release(slot)

@@ -128,8 +128,8 @@ class SendService:
                 if conversation_id is not None
                 else None
             )
-            resolved = await self._prompts.resolve_model(
-                owner_id, existing_conversation, llm_config_id, model, reasoning_effort
+            resolved = await self._starter.resolve_model(
+                slot, existing_conversation, llm_config_id, model, reasoning_effort
             )
             attachments = await self._attachments.for_message(
                 owner_id,
@@ -218,7 +218,7 @@ class SendService:
     ) -> SendResult:
         slot = await self._starter.claim_slot(owner_id)
         try:
-            resolved = await self._prompts.resolve_model(owner_id, conversation, None, None)
+            resolved = await self._starter.resolve_model(slot, conversation, None, None)
             return await self._starter.reply_to(
                 owner_id,
                 conversation,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bson import ObjectId
 
 from gql_chat.domain.attachments import AttachmentRecord
+from gql_chat.domain.audit import AuditAction
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.messages import SharedMessageRecord
@@ -21,6 +22,7 @@ from gql_chat.domain.shares import ShareRecord, new_share_token
 from gql_chat.domain.trees import path_to
 from gql_chat.errors import BadUserInput, Conflict, NotFound
 from gql_chat.services.attachments import AttachmentService, Download
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.pagination import page_size
@@ -49,7 +51,9 @@ class ShareService:
         attachments: AttachmentService,
         file_urls: FileUrls,
         rate_limits: RateLimits,
+        audit: AuditLog,
     ) -> None:
+        self._audit = audit
         self._db = database
         self._store = database.shares
         self._conversations = conversations
@@ -105,6 +109,14 @@ class ShareService:
             # Deleted meanwhile, after its deletion revoked its shares: so is this one.
             await self._store.delete_ids(owner_id, [share.id])
             raise NotFound("Conversation not found.")
+        await self._audit.record(
+            AuditAction.SHARE_CREATED,
+            actor_id=owner_id,
+            subject_id=owner_id,
+            share=str(share.id),
+            conversation=str(conversation.id),
+            messages=str(share.message_count),
+        )
         return share, token
 
     async def shared(self, token: str, client_ip: str) -> ShareRecord:
@@ -175,3 +187,6 @@ class ShareService:
         oid = parse_object_id(share_id)
         if oid is None or not await self._store.delete_ids(owner_id, [oid]):
             raise NotFound("Share not found.")
+        await self._audit.record(
+            AuditAction.SHARE_REVOKED, actor_id=owner_id, subject_id=owner_id, share=str(oid)
+        )

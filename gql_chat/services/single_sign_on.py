@@ -33,6 +33,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from gql_chat.domain.audit import AuditAction, AuditOutcome
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.identities import IdentityRecord, ProviderAccount
 from gql_chat.domain.ids import parse_object_id
@@ -42,6 +43,7 @@ from gql_chat.errors import BadUserInput, Conflict, Forbidden, NotFound
 from gql_chat.oidc.errors import SignInFailed, SignInFailure
 from gql_chat.oidc.providers import Providers
 from gql_chat.services.accounts import AccountService, Session, SignIn
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.email_accounts import EmailAccountService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.tokens import token_digest
@@ -96,7 +98,9 @@ class SingleSignOn:
         email_accounts: EmailAccountService,
         providers: Providers,
         rate_limits: RateLimits,
+        audit: AuditLog,
     ) -> None:
+        self._audit = audit
         self._db = database
         self._accounts = accounts
         self._email_accounts = email_accounts
@@ -159,8 +163,32 @@ class SingleSignOn:
         browser_secret: str | None,
         link_base: str,
     ) -> CallbackResult:
-        """The provider's callback (its `state`, `code` or `error`). Raises `SignInFailed`."""
+        """The provider's callback (its `state`, `code` or `error`). Raises `SignInFailed`
+        (and audits it)."""
         self._require(provider)
+        try:
+            return await self._finish(provider, state, code, error, browser_secret, link_base)
+        except SignInFailed as failed:
+            await self._audit.record(
+                AuditAction.SIGN_IN,
+                actor_id=None,
+                subject_id=None,
+                outcome=AuditOutcome.FAILURE,
+                method="provider",
+                provider=provider,
+                reason=failed.failure.value,
+            )
+            raise
+
+    async def _finish(
+        self,
+        provider: str,
+        state: str | None,
+        code: str | None,
+        error: str | None,
+        browser_secret: str | None,
+        link_base: str,
+    ) -> CallbackResult:
         flow = (
             await self._db.sign_in_flows.take(token_digest(state), token_digest(browser_secret))
             if state and browser_secret
@@ -181,11 +209,11 @@ class SingleSignOn:
             provider, code, flow.redirect_uri, flow.code_verifier, flow.nonce
         )
         one_time = secrets.token_urlsafe(32)
-        data: dict[str, Any] = {"challenge": flow.client_challenge}
+        data: dict[str, Any] = {"challenge": flow.client_challenge, "provider": provider}
         if flow.link_user_id is not None:
             user = await self._active(flow.link_user_id)
             purpose = TokenPurpose.LINK_CODE
-            data |= {"provider": provider, "account": asdict(account)}
+            data |= {"account": asdict(account)}
         else:
             user = await self._user_for(provider, account, link_base)
             purpose = TokenPurpose.SIGN_IN
@@ -197,8 +225,17 @@ class SingleSignOn:
     async def exchange(self, code: str, code_verifier: str, device: Device) -> Session:
         """A new sign-in for a callback's one-time code (once), from the frontend that
         started it (`code_verifier`)."""
-        user, _ = await self._redeem(code, code_verifier, TokenPurpose.SIGN_IN)
-        return await self._accounts.start_session(user, device)
+        user, data = await self._redeem(code, code_verifier, TokenPurpose.SIGN_IN)
+        session = await self._accounts.start_session(user, device)
+        await self._audit.record(
+            AuditAction.SIGN_IN,
+            actor_id=user.id,
+            subject_id=user.id,
+            method="provider",
+            provider=str(data.get("provider", "")),
+            session=session.family_id,
+        )
+        return session
 
     async def complete_link(self, sign_in: SignIn, code: str, code_verifier: str) -> IdentityRecord:
         """Links the provider account a link's callback ended with to the signed-in user, who
@@ -219,6 +256,13 @@ class SingleSignOn:
         if identity is None or identity.user_id != user.id:
             raise Conflict(IDENTITY_IN_USE)
         logger.info("identity linked", extra={"user_id": str(user.id)})
+        await self._audit.record(
+            AuditAction.IDENTITY_LINKED,
+            actor_id=user.id,
+            subject_id=user.id,
+            provider=identity.provider,
+            via="link",
+        )
         return identity
 
     async def _redeem(
@@ -270,6 +314,12 @@ class SingleSignOn:
         if not user.has_password and await self._db.identities.count(user.id) == 0:
             await self._db.identities.restore(target)
             raise Conflict(LAST_WAY)
+        await self._audit.record(
+            AuditAction.IDENTITY_UNLINKED,
+            actor_id=user.id,
+            subject_id=user.id,
+            provider=target.provider,
+        )
 
     async def _user_for(
         self, provider: str, account: ProviderAccount, link_base: str
@@ -292,6 +342,13 @@ class SingleSignOn:
                     )
                 except Conflict:
                     continue
+                await self._audit.record(
+                    AuditAction.ACCOUNT_CREATED,
+                    actor_id=user.id,
+                    subject_id=user.id,
+                    method="provider",
+                    provider=provider,
+                )
                 await self._email_accounts.send_verification(user, link_base)
             try:
                 await self._db.identities.add(
@@ -305,6 +362,13 @@ class SingleSignOn:
                     ) from None
                 return await self._active(identity.user_id)
             logger.info("identity linked", extra={"user_id": str(user.id), "provider": provider})
+            await self._audit.record(
+                AuditAction.IDENTITY_LINKED,
+                actor_id=user.id,
+                subject_id=user.id,
+                provider=provider,
+                via="sign_in",
+            )
             return user
         raise SignInFailed(SignInFailure.INVALID_REQUEST, f"{provider}: address raced")
 

@@ -10,6 +10,7 @@ from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageRecord, MessageStatus
 from gql_chat.llm.types import ChatProvider, ChatRequest, PromptMessage, TextDelta
 from gql_chat.services.conversations import ConversationService
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEventKind
 
@@ -57,7 +58,9 @@ class TitleService:
         database: Database,
         provider: ChatProvider,
         conversations: ConversationService,
+        model_access: ModelAccess,
     ) -> None:
+        self._model_access = model_access
         self._settings = settings
         self._db = database
         self._provider = provider
@@ -70,9 +73,17 @@ class TitleService:
         conversation = await self._db.conversations.get(reply.owner_id, reply.conversation_id)
         if conversation is None or conversation.title_source not in AUTO_TITLE_SOURCES:
             return
+        owner = await self._db.users.get(reply.owner_id)
+        if owner is None:
+            return
         try:
             question = await self._db.messages.get(reply.owner_id, reply.parent_id)
-            title = await self._generate(question.content if question else "", reply.content)
+            question_text = question.content if question else ""
+            title = (
+                await self._generate(question_text, reply.content)
+                if self._model_access.allows(owner, self._settings.title_model)
+                else title_from(question_text)  # no model the owner may not use
+            )
         except Exception:
             logger.warning(
                 "automatic title failed; keeping the provisional one",

@@ -18,8 +18,10 @@ from pymongo.errors import (
 )
 
 from gql_chat.config import Settings
+from gql_chat.store.analytics import AnalyticsStore
 from gql_chat.store.archives import ArchiveStore
 from gql_chat.store.attachments import AttachmentStore
+from gql_chat.store.audit_log import AuditLogStore
 from gql_chat.store.conversations import ConversationStore
 from gql_chat.store.email_tokens import EmailTokenStore
 from gql_chat.store.embedded import open_embedded_client
@@ -72,6 +74,8 @@ class Database:
     identities: IdentityStore
     sign_in_flows: SignInFlowStore
     spending: SpendingStore
+    audit_log: AuditLogStore
+    analytics: AnalyticsStore  # over messages, users and conversations
 
     @classmethod
     def over(cls, client: Any, db_name: str, *, embedded: bool) -> Database:
@@ -96,6 +100,8 @@ class Database:
             identities=IdentityStore(db["identities"]),
             sign_in_flows=SignInFlowStore(db["sign_in_flows"]),
             spending=SpendingStore(db["spending"]),
+            audit_log=AuditLogStore(db["audit_log"]),
+            analytics=AnalyticsStore(db["messages"], db["users"], db["conversations"]),
         )
 
     async def create_indexes(self) -> None:
@@ -116,6 +122,7 @@ class Database:
             self.identities,
             self.sign_in_flows,
             self.spending,
+            self.audit_log,
             self.archives,
         ):
             await store.create_indexes()

@@ -117,6 +117,8 @@ class MessageStore:
             name="owner_client_message_unique",
         ),
         IndexModel([("status", ASCENDING)], name="status"),
+        # The admins' analytics read a time window of every user's messages.
+        IndexModel([("created_at", ASCENDING)], name="created_at"),
     ]
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:

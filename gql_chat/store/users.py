@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from gql_chat.domain.budgets import Budget, BudgetPeriod
 from gql_chat.domain.clock import as_utc, utc_now
 from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.model_access import ModelPatterns
 from gql_chat.domain.pages import Page
 from gql_chat.domain.users import Role, UserRecord
 from gql_chat.errors import BadUserInput, Conflict
@@ -34,6 +35,11 @@ def user_from_document(doc: dict[str, Any]) -> UserRecord:
             as_utc(doc["tokens_valid_after"]) if doc.get("tokens_valid_after") else None
         ),
         budget=budget_from_document(doc.get("budget")),
+        allowed_models=(
+            ModelPatterns(tuple(doc["allowed_models"]))
+            if doc.get("allowed_models") is not None
+            else None
+        ),
     )
 
 
@@ -103,6 +109,13 @@ class UserStore:
 
     async def set_budget(self, user_id: ObjectId, budget: Budget | None) -> UserRecord | None:
         return await self.update(user_id, budget=budget_to_document(budget))
+
+    async def set_allowed_models(
+        self, user_id: ObjectId, allowed: ModelPatterns | None
+    ) -> UserRecord | None:
+        return await self.update(
+            user_id, allowed_models=list(allowed.patterns) if allowed is not None else None
+        )
 
     async def list_page(
         self, first: int, after: str | None, search: str | None

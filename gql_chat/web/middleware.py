@@ -8,11 +8,13 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gql_chat.logs import request_id_var
+from gql_chat.api.client_ip import client_ip
+from gql_chat.request_scope import client_ip_var, request_id_var
 
 logger = logging.getLogger("gql_chat.http")
 
@@ -31,8 +33,9 @@ class RequestContextMiddleware:
     echoed back, and one access-log line per HTTP request: method, path, status, duration.
     The query string is never logged: it can carry variables."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
         self.app = app
+        self._trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -41,6 +44,12 @@ class RequestContextMiddleware:
         supplied = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied if REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        peer = scope.get("client")
+        ip_token = client_ip_var.set(
+            client_ip(HTTPConnection(scope), self._trusted_proxies)
+            if self._trusted_proxies
+            else (peer[0] if peer else None)  # the same answer, without building a connection
+        )
         started = time.perf_counter()
         status = 0
 
@@ -77,6 +86,7 @@ class RequestContextMiddleware:
                         extra={**extra, "client_error": client_error},
                     )
             request_id_var.reset(token)
+            client_ip_var.reset(ip_token)
 
 
 class SecurityHeadersMiddleware:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from strawberry.types.base import get_object_definition
+from strawberry.utils.str_converters import to_camel_case
+
+from gql_chat.api.permissions import IsAdmin
+from gql_chat.api.schema import Mutation, Query
 from tests.support import GraphQLClient, SignedIn, sign_up
 
 USERS = """query($first: Int, $after: String, $search: String) {
     users(first: $first, after: $after, search: $search) {
         totalCount pageInfo { hasNextPage endCursor } edges { node { id email disabled } } } }"""
+ME = "query { me { role disabled budget { amount } modelAccess { patterns custom } } }"
 DISABLE = """mutation($id: ID!, $d: Boolean!) { setUserDisabled(userId: $id, disabled: $d) {
     id disabled } }"""
 
@@ -64,3 +70,76 @@ async def test_admins_cannot_disable_themselves_or_unknown_users(admin: SignedIn
         assert (await admin.execute(DISABLE, {"id": unknown, "d": True})).error_codes == [
             "NOT_FOUND"
         ]
+
+
+ADMIN_OPERATIONS = {
+    "users": "query { users { totalCount } }",
+    "feedback": "query { feedback { totalCount } }",
+    "auditLog": "query { auditLog { totalCount } }",
+    "adminUsage": """query { adminUsage(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z",
+        groupBy: USER) { __typename } }""",
+    "adminStats": "query { adminStats { __typename } }",
+    "setUserBudget": "mutation($u: ID!) { setUserBudget(userId: $u, amount: 1) { id } }",
+    "setUserDisabled": "mutation($u: ID!) { setUserDisabled(userId: $u, disabled: true) { id } }",
+    "setUserModelAccess": "mutation($u: ID!) { setUserModelAccess(userId: $u, models: []) { id } }",
+    "setUserRole": "mutation($u: ID!) { setUserRole(userId: $u, role: ADMIN) { id } }",
+}
+
+
+def admin_fields() -> set[str]:
+    """Every query and mutation field the schema guards with `IsAdmin`."""
+    return {
+        to_camel_case(field.python_name)
+        for root in (Query, Mutation)
+        for field in get_object_definition(root, strict=True).fields
+        if IsAdmin in field.permission_classes
+    }
+
+
+def test_every_admin_operation_is_in_the_forbidden_test() -> None:
+    assert admin_fields() == set(ADMIN_OPERATIONS)
+
+
+async def test_each_admin_operation_is_forbidden_to_users_and_changes_nothing(
+    alice: SignedIn, bob: SignedIn
+) -> None:
+    before = await bob.ok(ME)
+    for name, operation in ADMIN_OPERATIONS.items():
+        result = await alice.execute(operation, {"u": bob.user_id} if "$u" in operation else None)
+        assert result.error_codes == ["FORBIDDEN"], name
+        assert result.data is None, name
+    assert await bob.ok(ME) == before
+
+
+ROLE = "mutation($u: ID!, $r: Role!) { setUserRole(userId: $u, role: $r) { id role } }"
+
+
+async def test_admins_promote_and_demote_others_but_not_themselves(
+    admin: SignedIn, alice: SignedIn
+) -> None:
+    promoted = await admin.ok(ROLE, {"u": alice.user_id, "r": "ADMIN"})
+    assert promoted["setUserRole"] == {"id": alice.user_id, "role": "ADMIN"}
+    assert (await alice.ok(USERS))["users"]["totalCount"] == 2  # at once, same token
+    own = await admin.execute(ROLE, {"u": admin.user_id, "r": "USER"})
+    assert own.error_codes == ["BAD_USER_INPUT"]
+    assert own.errors[0]["extensions"]["field"] == "userId"
+    missing = await admin.execute(ROLE, {"u": "0" * 24, "r": "USER"})
+    assert missing.error_codes == ["NOT_FOUND"]
+    # The new admin demotes the one who promoted them, who is then a user like any other.
+    await alice.ok(ROLE, {"u": admin.user_id, "r": "USER"})
+    assert (await admin.execute(USERS)).error_codes == ["FORBIDDEN"]
+    log = """query { auditLog(action: ROLE_CHANGED) { edges { node {
+        actorId subjectId details { name value } } } } }"""
+    entries = [edge["node"] for edge in (await alice.ok(log))["auditLog"]["edges"]]
+    assert entries[:2] == [
+        {
+            "actorId": alice.user_id,
+            "subjectId": admin.user_id,
+            "details": [{"name": "role", "value": "USER"}],
+        },
+        {
+            "actorId": admin.user_id,
+            "subjectId": alice.user_id,
+            "details": [{"name": "role", "value": "ADMIN"}],
+        },
+    ]

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from gql_chat.config import Environment, Settings
 from gql_chat.errors import Forbidden
 from gql_chat.wiring import build_mailer
-from tests.conftest import live_server_of, make_settings
+from tests.conftest import LiveServer, live_server_of, make_settings
 from tests.support import DEFAULT_PASSWORD, GraphQLClient, SignedIn, sign_up
 
 ME = "query { me { email emailVerified } }"
@@ -244,7 +244,7 @@ async def test_reset_and_resend_say_mail_is_off_when_it_is() -> None:
     from gql_chat.mail.mailer import Mailer
     from gql_chat.services.email_accounts import EmailAccountService
 
-    service = EmailAccountService(make_settings(), None, None, Mailer(None, "x"), None)  # type: ignore[arg-type]
+    service = EmailAccountService(make_settings(), None, None, Mailer(None, "x"), None, None)  # type: ignore[arg-type]
     with pytest.raises(Forbidden, match="Mail is off"):
         await service.request_reset("a@example.com", "127.0.0.1", "https://x")
 
@@ -253,7 +253,7 @@ CHANGE = "mutation($e: String!, $p: String!) { changeEmail(newEmail: $e, passwor
 
 
 async def test_a_new_address_is_confirmed_before_it_replaces_the_old(
-    user: SignedIn, inbox: tuple[Inbox, int], live_gql: GraphQLClient
+    user: SignedIn, inbox: tuple[Inbox, int], live_gql: GraphQLClient, live_server: LiveServer
 ) -> None:
     await inbox[0].next_for(user.email)  # the first verification
     other = await sign_up(live_gql)
@@ -281,3 +281,13 @@ async def test_a_new_address_is_confirmed_before_it_replaces_the_old(
     old = await live_gql.execute(LOGIN, {"e": user.email, "p": DEFAULT_PASSWORD})
     assert code_of(old) == "UNAUTHENTICATED"
     assert code_of(await live_gql.execute(VERIFY, {"t": token})) == "BAD_USER_INPUT"
+
+    # The change is in the audit log, by and about the user, with no address in it.
+    admin = await sign_up(live_gql)
+    await live_server.app.state.services.accounts.create_admin(admin.email, "")
+    log = """query($u: ID) { auditLog(userId: $u, action: EMAIL_CHANGED) { edges { node {
+        actorId subjectId details { name } } } } }"""
+    entries = (await admin.ok(log, {"u": user.user_id}))["auditLog"]["edges"]
+    assert [edge["node"] for edge in entries] == [
+        {"actorId": user.user_id, "subjectId": user.user_id, "details": []}
+    ]

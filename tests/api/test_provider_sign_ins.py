@@ -727,3 +727,58 @@ async def test_administrators_and_untrusted_providers_never_join_an_account(
     provider.user = ProviderUser(sub="member-at-lax", email="member@example.com")
     assert await browser.sign_in("lax") == {"error": "email_not_verified"}  # not believed
     assert (await member.ok(IDENTITIES))["identities"] == []
+
+
+async def test_provider_sign_ins_links_and_resets_are_audited(
+    browser: Browser, provider: FakeOidcProvider, sso_app: Starlette
+) -> None:
+    admin = await sign_up(browser.gql)
+    await sso_app.state.services.accounts.create_admin(admin.email, "")
+    provider.user = ProviderUser(sub="audited", email="audited@example.com")
+    user = await user_of(browser, await browser.signed_in())
+    url = (await user.ok(LINK, {"p": "acme"}))["linkIdentity"]
+    provider.user = ProviderUser(sub="audited-2", email="second@example.com")
+    second = await browser.link(user, url)
+    await user.ok(UNLINK, {"id": second["id"]})
+    provider.forge = Forgery.EXPIRED
+    assert await browser.sign_in() == {"error": "invalid_token"}
+    provider.forge = None
+    outbox = sso_app.state.services.settings.mail_outbox
+    request_reset = "mutation($e: String!) { requestPasswordReset(email: $e) }"
+    assert (await browser.gql.execute(request_reset, {"e": "audited@example.com"})).ok()
+    token = await mailed_token(outbox, "audited@example.com", "reset-password")
+    reset = "mutation($t: String!) { resetPassword(token: $t, newPassword: $t) { accessToken } }"
+    assert (await browser.gql.execute(reset, {"t": token})).ok()
+
+    log = """query($u: ID) { auditLog(first: 50, userId: $u) { edges { node {
+        action outcome actorId subjectId details { name value } } } } }"""
+
+    def summary(found: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+        return [
+            (
+                edge["node"]["action"],
+                edge["node"]["outcome"],
+                {d["name"]: d["value"] for d in edge["node"]["details"] if d["name"] != "session"},
+            )
+            for edge in reversed(found["auditLog"]["edges"])
+        ]
+
+    assert summary(await admin.ok(log, {"u": user.user_id})) == [
+        ("ACCOUNT_CREATED", "SUCCESS", {"method": "provider", "provider": "acme"}),
+        ("IDENTITY_LINKED", "SUCCESS", {"provider": "acme", "via": "sign_in"}),
+        ("SIGN_IN", "SUCCESS", {"method": "provider", "provider": "acme"}),
+        ("IDENTITY_LINKED", "SUCCESS", {"provider": "acme", "via": "link"}),
+        ("IDENTITY_UNLINKED", "SUCCESS", {"provider": "acme"}),
+        ("PASSWORD_RESET_REQUESTED", "SUCCESS", {}),
+        ("PASSWORD_RESET", "SUCCESS", {}),
+    ]
+    failures = [
+        entry for entry in summary(await admin.ok(log, {"u": None})) if entry[1] == "FAILURE"
+    ]
+    assert failures == [
+        (
+            "SIGN_IN",
+            "FAILURE",
+            {"method": "provider", "provider": "acme", "reason": "invalid_token"},
+        )
+    ]

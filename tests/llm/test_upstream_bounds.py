@@ -19,6 +19,7 @@ from gql_chat.llm.openrouter import OpenRouterProvider
 from gql_chat.llm.sse import MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 from gql_chat.llm.types import ChatRequest, Completion, PromptMessage, ProviderEvent, TextDelta
 from gql_chat.services import titles
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.titles import TitleService
 from tests.conftest import make_settings
 
@@ -183,7 +184,7 @@ class RamblingProvider:
 async def test_a_rambling_title_model_is_cut_short() -> None:
     settings: Settings = make_settings(openrouter_api_key="sk-or-test")
     provider = RamblingProvider()
-    service = TitleService(settings, None, provider, None)  # type: ignore[arg-type]
+    service = TitleService(settings, None, provider, None, ModelAccess(settings))  # type: ignore[arg-type]
     title = await service._generate("question", "answer")
     assert len(title) <= titles.MAX_TITLE_CHARS
     assert provider.sent <= titles.MAX_COLLECTED_CHARS + 100

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import mongomock
@@ -236,3 +237,74 @@ async def test_an_aggregation_reads_only_what_its_leading_match_selects(
     assert handed == [10, 14, 40, 3, 10, 10, 10]
     whole = {"_id", "n", "tag", "cost"}
     assert fields == [whole, whole, whole, whole, {"_id", "cost", "tag"}, whole, whole]
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_ttl_expiry_matches_a_model_as_time_passes_and_documents_change(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random inserts, updates (to sooner, later, no date) and deletes while a fake clock moves:
+    after each step the collection holds exactly the documents whose time has not come, as
+    mongomock's own scan at every access would leave it."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    clock = [start]
+    monkeypatch.setattr(mongomock, "utcnow", lambda: clock[0])
+    collection = open_embedded_client()["test"][f"ttl{seed}"]
+    await collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=5)
+    model: dict[int, Any] = {}
+
+    def when() -> Any:
+        value = start + timedelta(seconds=rng.randint(-10, 60))
+        return rng.choice([value, value.replace(tzinfo=UTC), None, "not a date"])
+
+    for step in range(120):
+        action = rng.random()
+        if action < 0.4:
+            model[step] = when()
+            await collection.insert_one({"_id": step, "expires_at": model[step]})
+        elif action < 0.7 and model:
+            key = rng.choice(list(model))
+            model[key] = when()
+            await collection.update_one({"_id": key}, {"$set": {"expires_at": model[key]}})
+        elif action < 0.8 and model:
+            key = rng.choice(list(model))
+            del model[key]
+            await collection.delete_one({"_id": key})
+        else:
+            clock[0] += timedelta(seconds=rng.randint(0, 4))
+        model = {key: value for key, value in model.items() if not due(value, clock[0])}
+        stored = sorted([doc["_id"] async for doc in collection.find({})])
+        assert stored == sorted(model), step
+
+
+def due(value: Any, now: datetime) -> bool:
+    if not isinstance(value, datetime):
+        return False
+    naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return naive + timedelta(seconds=5) <= now
+
+
+async def test_a_ttl_collection_is_not_scanned_before_anything_in_it_is_due() -> None:
+    """An insert into a growing collection with a long TTL (the audit log) costs the same
+    whatever its size: the whole-collection scan runs only when a document may be due."""
+    collection = open_embedded_client()["test"]["long_ttl"]
+    await collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+    later = utc_now() + timedelta(days=365)
+    scans = []
+    original = mongomock_indexes._expire_all
+
+    def counting(store: Any) -> None:
+        scans.append(store)
+        original(store)
+
+    mongomock_indexes._expire_all = counting
+    try:
+        for n in range(200):
+            await collection.insert_one({"n": n, "expires_at": later})
+        assert len(scans) <= 1  # the first access works the earliest expiry out
+        await collection.insert_one({"n": "soon", "expires_at": utc_now() - timedelta(seconds=1)})
+        assert await collection.count_documents({"n": "soon"}) == 0
+        assert await collection.count_documents({}) == 200
+    finally:
+        mongomock_indexes._expire_all = original

@@ -13,6 +13,7 @@ from limits.aio.storage import MemoryStorage
 
 from gql_chat.config import Settings
 from gql_chat.services.accounts import AccountService, UserHook
+from gql_chat.services.audit import AuditLog
 from gql_chat.services.passwords import PasswordService
 from gql_chat.services.rate_limits import RateLimits
 from gql_chat.services.sign_ins import SignInChanges
@@ -35,6 +36,7 @@ async def accounts_over(
         TokenService(settings, SECRET),
         RateLimits(settings, MemoryStorage()),
         sign_ins,
+        AuditLog(settings, database.audit_log),
         on_user_removed=on_user_removed,
     )
     return accounts, database

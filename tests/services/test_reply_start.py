@@ -34,6 +34,7 @@ from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.llm_configs import LlmConfigService
+from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.prompts import PromptService, ResolvedModel
 from gql_chat.services.rate_limits import RateLimits, open_storage
 from gql_chat.services.reply_start import ReplyStarter
@@ -118,7 +119,8 @@ def world() -> World:
     registry: ReplyRegistry[MessageRecord] = ReplyRegistry()
     runner = GenerationRunner(settings, store, provider, registry)
     events = UserEventBus()
-    presets = LlmConfigService(database, events)
+    model_access = ModelAccess(settings)
+    presets = LlmConfigService(database, events, model_access)
     conversations = ConversationService(database, FolderService(database, events), presets, events)
     starter = ReplyStarter(
         settings,
@@ -130,6 +132,7 @@ def world() -> World:
         runner,
         RateLimits(settings, open_storage(settings)),
         BudgetService(settings, database, provider.list_models),
+        model_access,
     )
     return World(database, store, provider, runner, registry, conversations, starter)
 
