@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 
 from bson import ObjectId
 
-from gql_chat.domain.audit import AuditAction
+from gql_chat.domain.audit import AuditAction, AuditOutcome
 from gql_chat.domain.budgets import Budget, BudgetPeriod, check_amount
 from gql_chat.domain.ids import parse_object_id
 from gql_chat.domain.messages import FeedbackRating, MessageRecord
@@ -84,14 +84,8 @@ class AdminService:
                 if target is not None:
                     await self._db.refresh_tokens.revoke_all(target.id)
                     self._sign_ins.ended(target.id)
-        if target is None:
-            raise NotFound("User not found.")
-        await self._audit.record(
-            AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED,
-            actor_id=admin.id,
-            subject_id=target.id,
-        )
-        return target
+        action = AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED
+        return await self._changed(admin, target, action)
 
     async def set_role(self, admin: UserRecord, user_id: str, role: Role) -> UserRecord:
         """Promote or demote; never oneself (the last admin cannot lock everyone out)."""
@@ -100,12 +94,7 @@ class AdminService:
         if oid == admin.id:
             raise BadUserInput("userId", "Administrators cannot change their own role.")
         target = await self._db.users.update(oid, role=role.value) if oid is not None else None
-        if target is None:
-            raise NotFound("User not found.")
-        await self._audit.record(
-            AuditAction.ROLE_CHANGED, actor_id=admin.id, subject_id=target.id, role=role.value
-        )
-        return target
+        return await self._changed(admin, target, AuditAction.ROLE_CHANGED, role=role.value)
 
     async def set_model_access(
         self, admin: UserRecord, user_id: str, patterns: list[str] | None
@@ -119,15 +108,8 @@ class AdminService:
             raise BadUserInput("models", f"The models: {exc}.") from None
         oid = parse_object_id(user_id)
         target = await self._db.users.set_allowed_models(oid, allowed) if oid is not None else None
-        if target is None:
-            raise NotFound("User not found.")
-        await self._audit.record(
-            AuditAction.MODEL_ACCESS_CHANGED,
-            actor_id=admin.id,
-            subject_id=target.id,
-            models=", ".join(allowed.patterns) if allowed is not None else "(role setting)",
-        )
-        return target
+        models = ", ".join(allowed.patterns) if allowed is not None else "(role setting)"
+        return await self._changed(admin, target, AuditAction.MODEL_ACCESS_CHANGED, models=models)
 
     async def set_budget(
         self, admin: UserRecord, user_id: str, amount: float | None, period: BudgetPeriod
@@ -140,12 +122,20 @@ class AdminService:
             raise BadUserInput("amount", f"The amount {exc}.") from None
         oid = parse_object_id(user_id)
         target = await self._db.users.set_budget(oid, budget) if oid is not None else None
+        limit = f"{budget.amount}/{budget.period.value}" if budget else "(default)"
+        return await self._changed(admin, target, AuditAction.BUDGET_CHANGED, budget=limit)
+
+    async def _changed(
+        self, admin: UserRecord, target: UserRecord | None, action: AuditAction, **details: str
+    ) -> UserRecord:
+        """The user an admin just changed, audited; NOT_FOUND when there was none."""
         if target is None:
             raise NotFound("User not found.")
         await self._audit.record(
-            AuditAction.BUDGET_CHANGED,
+            action,
             actor_id=admin.id,
             subject_id=target.id,
-            budget=f"{budget.amount}/{budget.period.value}" if budget else "(default)",
+            outcome=AuditOutcome.SUCCESS,
+            **details,
         )
         return target

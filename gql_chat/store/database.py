@@ -101,7 +101,9 @@ class Database:
             sign_in_flows=SignInFlowStore(db["sign_in_flows"]),
             spending=SpendingStore(db["spending"]),
             audit_log=AuditLogStore(db["audit_log"]),
-            analytics=AnalyticsStore(db["messages"], db["users"], db["conversations"]),
+            analytics=AnalyticsStore(
+                db["messages"], db["users"], db["conversations"], aside=embedded
+            ),
         )
 
     async def create_indexes(self) -> None:

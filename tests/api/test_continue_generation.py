@@ -14,6 +14,7 @@ import pytest
 from bson import ObjectId
 
 from gql_chat.config import Settings
+from gql_chat.services.titles import TITLE_PROMPT
 from tests.api.test_branching import wait_for_subscribers
 from tests.api.test_user_event_objects import until
 from tests.conftest import live_server_of, make_settings, openrouter_settings
@@ -57,6 +58,12 @@ def code_of(result: Any) -> str:
     assert result.errors, result.data
     code: str = result.errors[0]["extensions"]["code"]
     return code
+
+
+def reply_requests(fake: FakeOpenRouter) -> list[Any]:
+    """The requests for replies, not the automatic title's (sent after the first reply ends,
+    at a moment of its own)."""
+    return [r for r in fake.requests if r.body["messages"][0]["content"] != TITLE_PROMPT]
 
 
 async def cut_off_reply(
@@ -308,14 +315,14 @@ async def test_a_continuation_refused_after_claiming_the_reply_restores_it(
     reply_id = sent["assistantMessage"]["id"]
     before = await final_message(user, reply_id, DETAILS)
     runner = live_server.app.state.services.runner
-    requests = len(fake_openrouter.requests)
+    requests = len(reply_requests(fake_openrouter))
 
     with runner.changing_conversation(ObjectId(sent["conversation"]["id"])):
         result = await user.execute(CONTINUE, {"id": reply_id})
 
     assert code_of(result) == "NOT_FOUND"
     assert await final_message(user, reply_id, DETAILS) == before
-    assert len(fake_openrouter.requests) == requests  # nothing was sent to the model
+    assert len(reply_requests(fake_openrouter)) == requests  # nothing was sent to the model
     fake_openrouter.by_prompt["kept"] = Reply(tokens=[" and more"])
     await user.ok(CONTINUE, {"id": reply_id})  # and it can be continued after
     assert (await final_message(user, reply_id, "content"))["content"] == "kept and more"
