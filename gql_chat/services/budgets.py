@@ -3,8 +3,9 @@
 The check before each reply is two reads (the user, the period's running total); each
 request to the model is charged just before its reply's final write (`settle`), with the
 provider's cost or, when the provider reports none, an estimate from the models' prices
-(marked as such on the reply). A request the provider reports no usage for (a reply stopped
-or cut off before its end) is not charged.
+(marked as such on the reply). A request cut short before the provider reported usage (a
+reply stopped or cut off mid-stream) comes with tokens the runner estimated, and is priced the
+same way.
 
 A running reply is never cut off by its own cost, so replies admitted together at the limit
 can overshoot it: by at most what the replies already in flight cost (a user has at most

@@ -43,7 +43,15 @@ from gql_chat.domain.messages import (
 )
 from gql_chat.domain.users import UserRecord
 from gql_chat.errors import DomainError, NotFound, Unauthenticated, UpstreamError, UpstreamTimeout
-from gql_chat.llm.types import ChatProvider, ChatRequest, Completion, ReasoningDelta, TextDelta
+from gql_chat.llm.tokens import estimate_tokens, message_tokens
+from gql_chat.llm.types import (
+    ChatProvider,
+    ChatRequest,
+    Completion,
+    ReasoningDelta,
+    TextDelta,
+    TokenUsage,
+)
 from gql_chat.store.messages import MessageStore
 from gql_chat.store.usage import usage_to_document
 from gql_chat.streams.replies import LiveReply, ReplyRegistry
@@ -208,6 +216,34 @@ class _Outcome:
     def fail(self, error: DomainError) -> None:
         self.status = MessageStatus.ERROR
         self.error = {"code": error.code, "message": error.message}
+
+
+def _as_record(reported: TokenUsage | None) -> UsageRecord | None:
+    if reported is None:
+        return None
+    return UsageRecord(
+        reported.prompt_tokens,
+        reported.completion_tokens,
+        reported.cost,
+        reported.reasoning_tokens,
+    )
+
+
+def _unreported_usage(job: GenerationJob, progress: _Progress) -> UsageRecord | None:
+    """What a request cut short cost, estimated: the provider reports usage in its last chunk,
+    so a reply stopped, interrupted or failed mid-stream has none, though the provider bills
+    what it generated (and a user stopping every reply just before its end would otherwise
+    spend nothing). The prompt and the text this request produced, at about four characters a
+    token; None when it produced nothing."""
+    answer, reasoning = progress.texts(job.earlier.seq if job.earlier else 0)
+    if not answer and not reasoning:
+        return None
+    return UsageRecord(
+        prompt_tokens=sum(message_tokens(message) for message in job.request.messages),
+        completion_tokens=estimate_tokens(answer) + estimate_tokens(reasoning),
+        cost=None,
+        cost_estimated=True,
+    )
 
 
 class GenerationRunner:
@@ -531,7 +567,7 @@ class GenerationRunner:
         await asyncio.wait({saver}, timeout=WRITE_TIMEOUT)
         saver.cancel()  # only a write past its own timeout is left to cut
         job = generation.job
-        usage = await self._settled(job, outcome)
+        usage = await self._settled(job, outcome, progress)
         try:
             fields = self._final_fields(progress, outcome, job.earlier, usage)
         except Exception:
@@ -616,28 +652,29 @@ class GenerationRunner:
             except Exception:
                 logger.exception("a reply-finished hook failed")
 
-    async def _settled(self, job: GenerationJob, outcome: _Outcome) -> UsageRecord | None:
+    async def _settled(
+        self, job: GenerationJob, outcome: _Outcome, progress: _Progress
+    ) -> UsageRecord | None:
         """The usage of this request, through `settle` (bounded; its failure is logged and
         the usage kept as reported)."""
-        reported = outcome.completion.usage if outcome.completion else None
-        if reported is None:
-            return None
-        usage = UsageRecord(
-            reported.prompt_tokens,
-            reported.completion_tokens,
-            reported.cost,
-            reported.reasoning_tokens,
-        )
+        usage = _as_record(outcome.completion.usage if outcome.completion else None)
         if self.settle is None:
             return usage
+        estimated = usage is None and outcome.completion is None
+        if estimated:
+            usage = _unreported_usage(job, progress)
+        if usage is None:
+            return None
         try:
             async with asyncio.timeout(HOOK_TIMEOUT):
-                return await self.settle(job, usage)
+                settled = await self.settle(job, usage)
         except Exception:
             logger.exception(
                 "could not price or charge a reply", extra={"message_id": str(job.message_id)}
             )
-            return usage
+            settled = usage
+        # An estimate nobody could price is not kept: tokens guessed, and no cost.
+        return None if estimated and settled.cost is None else settled
 
     def _final_fields(
         self,

@@ -202,3 +202,44 @@ async def test_a_continued_reply_is_charged_only_what_its_continuation_cost(
         done = await final_message(user, reply_id, USAGE)
         assert done["usage"]["cost"] == pytest.approx(2 * COST)  # both requests
         assert (await user.ok(BUDGET))["me"]["budget"]["spent"] == pytest.approx(2 * COST)
+
+
+async def test_a_reply_stopped_before_the_provider_reports_usage_is_charged_an_estimate(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """The provider reports usage in its last chunk: a reply stopped before it has none, but
+    was generated (and billed upstream). Its tokens are estimated from the prompt and the
+    text it got, priced from the models list, and charged, so stopping every reply just
+    before its end is no way around a budget."""
+    priced(fake_openrouter, tokens=["word "] * 200, token_delay=0.02)
+    settings = openrouter_settings(fake_openrouter, default_budget="1/month")
+    async with serve(create_app(settings)) as http:
+        user = await sign_up(GraphQLClient(http))
+        sent = await send_message(user, "hello")
+        reply_id = sent["assistantMessage"]["id"]
+        for _ in range(500):  # until some of it is stored (10 s at most)
+            if len((await final_message_now(user, reply_id))["content"]) >= 20:
+                break
+            await asyncio.sleep(0.02)
+        await user.ok(
+            "mutation($id: ID!) { stopGeneration(messageId: $id) { id } }", {"id": reply_id}
+        )
+        stopped = await final_message(
+            user, reply_id, "content usage { promptTokens completionTokens cost costEstimated }"
+        )
+        assert stopped["status"] == "STOPPED"
+        usage = stopped["usage"]
+        assert usage["costEstimated"] is True
+        assert usage["promptTokens"] == 2 + 4  # "hello" and a message's overhead
+        assert usage["completionTokens"] == (len(stopped["content"]) + 3) // 4
+        assert usage["cost"] == pytest.approx(
+            usage["promptTokens"] * 0.00000015 + usage["completionTokens"] * 0.0000006
+        )
+        spent = (await user.ok(BUDGET))["me"]["budget"]["spent"]
+        assert spent == pytest.approx(usage["cost"])
+
+
+async def final_message_now(user: SignedIn, message_id: str) -> dict[str, Any]:
+    query = "query($id: ID!) { message(id: $id) { status content } }"
+    message: dict[str, Any] = (await user.ok(query, {"id": message_id}))["message"]
+    return message
