@@ -159,12 +159,12 @@ class AccountService:
         if user is None:
             await self._passwords.burn_equivalent_work(password)
             await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
-            await self._sign_in_failed(None, "unknown_account")
+            await self._audit.sign_in_failed(None, "unknown_account", method="password")
             raise Unauthenticated(LOGIN_FAILED)
         if not await self._passwords.verify(user.password_hash, password) or user.disabled:
             await self._limits.count_failure(self._limits.failed_logins, "login-failed", normalized)
             reason = "account_disabled" if user.disabled else "wrong_password"
-            await self._sign_in_failed(user.id, reason)
+            await self._audit.sign_in_failed(user.id, reason, method="password")
             raise Unauthenticated(LOGIN_FAILED)
         await self._limits.remember(device)
         if user.password_hash is not None and self._passwords.needs_rehash(user.password_hash):
@@ -180,16 +180,6 @@ class AccountService:
             session=session.family_id,
         )
         return session
-
-    async def _sign_in_failed(self, user_id: ObjectId | None, reason: str) -> None:
-        await self._audit.record(
-            AuditAction.SIGN_IN,
-            actor_id=None,
-            subject_id=user_id,
-            outcome=AuditOutcome.FAILURE,
-            method="password",
-            reason=reason,
-        )
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is retired; presenting a retired one revokes its family."""

@@ -63,6 +63,19 @@ class AuditLog:
                 extra={"action": action.value, "outcome": outcome.value},
             )
 
+    async def sign_in_failed(
+        self, subject_id: ObjectId | None, reason: str, **details: str
+    ) -> None:
+        """A refused sign-in: nobody acted (nobody was signed in); the account tried, if any."""
+        await self.record(
+            AuditAction.SIGN_IN,
+            actor_id=None,
+            subject_id=subject_id,
+            outcome=AuditOutcome.FAILURE,
+            reason=reason,
+            **details,
+        )
+
     async def page(
         self,
         admin: UserRecord,

@@ -33,7 +33,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from gql_chat.domain.audit import AuditAction, AuditOutcome
+from gql_chat.domain.audit import AuditAction
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.identities import IdentityRecord, ProviderAccount
 from gql_chat.domain.ids import parse_object_id
@@ -169,14 +169,8 @@ class SingleSignOn:
         try:
             return await self._finish(provider, state, code, error, browser_secret, link_base)
         except SignInFailed as failed:
-            await self._audit.record(
-                AuditAction.SIGN_IN,
-                actor_id=None,
-                subject_id=None,
-                outcome=AuditOutcome.FAILURE,
-                method="provider",
-                provider=provider,
-                reason=failed.failure.value,
+            await self._audit.sign_in_failed(
+                None, failed.failure.value, method="provider", provider=provider
             )
             raise
 
