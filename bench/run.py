@@ -27,6 +27,9 @@ from typing import Any
 
 import httpx
 
+from bench import targets
+from bench.targets import Row, verdict
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "gql_chat_bench"
@@ -35,6 +38,8 @@ JWT_SECRET = "benchmark-secret-that-is-long-enough-0123456789"
 PASSWORD = "benchmark password"
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
 CAPACITY_BUDGET_SECONDS = 120
+CAPACITY_LADDER = (2000, 4000, 6000, 8000, 10000)
+"""Idle subscriptions held at once, climbed until one fails or the budget is spent."""
 REPLY_SECONDS = 1.2  # the fake's reply: 200 ms to the first of 50 tokens, then one every 20 ms
 REFERENCE_RELAYS = {
     "tcp": "a bare TCP relay (bytes copied both ways)",
@@ -507,7 +512,7 @@ def capacity(
     print(f"  streaming 1000: {streaming_1000['complete']} complete", flush=True)
     largest: dict[str, Any] = {}
     budget_end = time.monotonic() + CAPACITY_BUDGET_SECONDS
-    for count in (2000, 3000, 4000, 5000, 6000, 8000):
+    for count in CAPACITY_LADDER:
         if time.monotonic() > budget_end:
             break
         result = hold_idle(api, token, server_pid, count)
@@ -550,95 +555,170 @@ def login_scenario(api: Api, token: str) -> dict[str, Any]:
     }
 
 
-def markdown(results: dict[str, Any]) -> str:
-    q = results["query_path"]
-    streams = results["streaming"]
-    cap = results["capacity"]
-    login = results["login"]
+def table_line(
+    verdicts: dict[str, Row], name: str, measured: str, baseline: str = "", result: str = ""
+) -> str:
+    """A markdown row whose target and pass columns come from `targets.evaluate`."""
+    checked = verdicts.get(name)
+    target = (checked["target"] or "") if checked else ""
+    passed = verdict(checked["pass"]) if checked else verdict(None)
+    return f"| {name} | {measured} | {baseline} | {result} | {target} | {passed} |"
+
+
+def markdown(results: dict[str, Any], rows: list[Row]) -> str:
+    verdicts = {checked["row"]: checked for checked in rows}
     lines = [
-        "| scenario | measured | baseline | result | target |",
-        "| --- | --- | --- | --- | --- |",
+        "| scenario | measured | baseline | result | target | pass |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    targets = {"me": 0.5, "conversations(first: 20)": 0.35, "messages(last: 50)": 0.35}
-    for name, target in targets.items():
-        row = q[name]
-        lines.append(
-            f"| `{name}` req/s (p50/p99 ms) | {row['graphql']['rps']} ({row['graphql']['p50_ms']:.1f}/{row['graphql']['p99_ms']:.1f}) "
-            f"| {row['baseline']['rps']} ({row['baseline']['p50_ms']:.1f}/{row['baseline']['p99_ms']:.1f}) | {row['ratio']}× | ≥ {target}× |"
-        )
-    for label, key, goal in (
-        ("1 reply", "1", "p50 ≤ 1.5, p99 ≤ 10"),
-        ("50 concurrent replies", "50", "p99 ≤ 25"),
-        ("50 replies sent at one instant", "50_burst", "(reported, no target)"),
-    ):
-        if key not in streams:
-            continue
-        run = streams[key]
-        first, later = run["added_first_token_ms"], run["added_later_token_ms"]
-        lines.append(
-            f"| added first-token ms, {label} (p50/p95/p99) | {first['p50']}/{first['p95']}/{first['p99']} "
-            f"| direct SSE: {run['direct_ttft_ms']['p50']:.0f} ms | | {goal} |"
-        )
-        lines.append(
-            f"| added later-token ms, {label} (p50/p95/p99) | {later['p50']}/{later['p95']}/{later['p99']} "
-            f"| direct gap p50 {run['direct_gap_ms']['p50']:.1f} ms | | {goal} |"
-        )
-    references = results.get("reference_relays", {}).get("added_first_token_ms", {})
-    for name, reference in references.items():
-        lines.append(
-            f"| reference: {REFERENCE_RELAYS[name]}, added first-token ms, 1 reply (p50/p95/p99) "
-            f"| {reference['p50']}/{reference['p95']}/{reference['p99']} | | | (floor, no target) |"
-        )
-    idle = cap["idle_1000"]
-    largest = cap.get("largest_idle") or {}
+    lines += query_lines(verdicts, results["query_path"])
+    lines += streaming_lines(verdicts, results["streaming"], results.get("reference_relays", {}))
+    lines += capacity_lines(verdicts, results["capacity"])
+    login = results["login"]
     lines.append(
-        f"| idle subscriptions: KiB each at 1,000 | {idle['kib_per_connection']} | | {idle['ready']} open | ≤ 40 KiB |"
-    )
-    if largest:
-        lines.append(
-            f"| idle subscriptions: largest N in 2 min | {largest['ready']} | | {largest['kib_per_connection']} KiB each | ≥ 5,000 |"
+        table_line(
+            verdicts,
+            targets.LOGIN,
+            f"{login['logins_per_second']} logins/s, p50 {login['login_ms']['p50']:.0f} ms",
         )
-    st = cap["streaming_1000"]
-    lines.append(
-        f"| 1,000 concurrent streaming replies | {st['complete']} complete, {st['failed']} failed | | every seq exactly once | 1,000 complete |"
     )
     lines.append(
-        f"| login (default argon2) | {login['logins_per_second']} logins/s, p50 {login['login_ms']['p50']:.0f} ms | | | |"
+        table_line(
+            verdicts,
+            targets.ME_DURING_LOGINS,
+            f"{login['me_ms_during_logins']['p99']:.1f} ms",
+            f"alone: {login['me_ms_alone']['p99']:.1f} ms",
+        )
     )
-    lines.append(
-        f"| `me` p99 during a login burst | {login['me_ms_during_logins']['p99']:.1f} ms | alone: {login['me_ms_alone']['p99']:.1f} ms | | < 50 ms |"
-    )
-    lines.extend(cross_instance_rows(results.get("cross_instance") or {}))
+    lines += cross_instance_lines(verdicts, results.get("cross_instance") or {})
     if (imported := results.get("import")) is not None:
         lines.append(
-            f"| import {imported['file_mb']} MB ChatGPT export (2,000 conversations) "
-            f"| {imported['seconds']} s, {imported['job']['importedCount']} imported "
-            f"| RSS {imported['rss_before_mib']} → peak {imported['rss_peak_mib']} MiB "
-            f"| /healthz p50 {imported['healthz_ms_p50']} ms, max {imported['healthz_ms_max']} ms "
-            "| done, loop free |"
+            table_line(
+                verdicts,
+                targets.IMPORT,
+                f"{imported['file_mb']} MB: {imported['seconds']} s, "
+                f"{imported['job']['importedCount']} imported",
+                f"RSS {imported['rss_before_mib']} → peak {imported['rss_peak_mib']} MiB",
+                f"/healthz p50 {imported['healthz_ms_p50']} ms, max {imported['healthz_ms_max']} ms",
+            )
         )
     return "\n".join(lines)
 
 
-def cross_instance_rows(cluster: dict[str, Any]) -> list[str]:
+def query_lines(verdicts: dict[str, Row], q: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in targets.QUERY_RATIOS:
+        graphql, baseline = q[name]["graphql"], q[name]["baseline"]
+        lines.append(
+            table_line(
+                verdicts,
+                targets.query_name(name),
+                f"{graphql['rps']} ({graphql['p50_ms']:.1f}/{graphql['p99_ms']:.1f} ms p50/p99)",
+                f"{baseline['rps']} ({baseline['p50_ms']:.1f}/{baseline['p99_ms']:.1f})",
+                f"{q[name]['ratio']}×",
+            )
+        )
+    return lines
+
+
+def percentiles(values: dict[str, float]) -> str:
+    return f"{values['p50']}/{values['p95']}/{values['p99']} (p50/p95/p99)"
+
+
+def streaming_lines(
+    verdicts: dict[str, Row], streams: dict[str, Any], relays: dict[str, Any]
+) -> list[str]:
+    lines = []
+    for key, label in targets.STREAMING_RUNS:
+        if key not in streams:
+            continue
+        run = streams[key]
+        first_name, later_name = targets.streaming_names(label)
+        lines.append(
+            table_line(
+                verdicts,
+                first_name,
+                percentiles(run["added_first_token_ms"]),
+                f"direct SSE: {run['direct_ttft_ms']['p50']:.0f} ms",
+            )
+        )
+        lines.append(
+            table_line(
+                verdicts,
+                later_name,
+                percentiles(run["added_later_token_ms"]),
+                f"direct gap p50 {run['direct_gap_ms']['p50']:.1f} ms",
+            )
+        )
+    for name, reference in relays.get("added_first_token_ms", {}).items():
+        lines.append(
+            table_line(
+                verdicts,
+                targets.reference_name(name),
+                percentiles(reference),
+                REFERENCE_RELAYS[name],
+            )
+        )
+    return lines
+
+
+def capacity_lines(verdicts: dict[str, Row], cap: dict[str, Any]) -> list[str]:
+    idle = cap["idle_1000"]
+    largest = cap.get("largest_idle") or {}
+    streamed = cap["streaming_1000"]
+    return [
+        table_line(
+            verdicts,
+            targets.IDLE_1000,
+            str(idle["kib_per_connection"]),
+            "",
+            f"{idle['ready']} open",
+        ),
+        table_line(
+            verdicts,
+            targets.IDLE_LARGEST,
+            str(largest.get("ready", 0)),
+            "",
+            f"{largest['kib_per_connection']} KiB each" if largest else "",
+        ),
+        table_line(
+            verdicts,
+            targets.STREAMING_1000,
+            f"{streamed['complete']} complete, {streamed['failed']} failed",
+            "",
+            "every seq exactly once",
+        ),
+    ]
+
+
+def cross_instance_lines(verdicts: dict[str, Row], cluster: dict[str, Any]) -> list[str]:
     if not cluster or "skipped" in cluster:
-        return [f"| cross-instance | skipped: {cluster.get('skipped', 'not run')} | | | |"]
-    rows = []
+        return [f"| cross-instance | skipped: {cluster.get('skipped', 'not run')} | | | | – |"]
+    lines = []
     for key, label in (("1", "1 reply"), ("50", "50 concurrent replies")):
         run = cluster[key]
         first, later = run["added_first_token_ms"], run["added_later_token_ms"]
-        rows.append(
-            f"| follower on B vs on A, {label}: added first-token ms (p50/p99), later-token p99 "
-            f"| {first['p50']}/{first['p99']}, {later['p99']} | on A: {run['first_token_ms_on_a']['p50']:.0f} ms "
-            f"| {run['every_seq_once']}/{run['replies']} every seq once | p50 ≤ +1, p99 ≤ +5, gap p99 ≤ +5 |"
+        lines.append(
+            table_line(
+                verdicts,
+                targets.cross_instance_name(label),
+                f"added first-token ms p50/p99 {first['p50']}/{first['p99']}, later-token p99 {later['p99']}",
+                f"on A: {run['first_token_ms_on_a']['p50']:.0f} ms",
+                f"{run['every_seq_once']}/{run['replies']} every seq once",
+            )
         )
     both = cluster["both_ways"]
     redis = cluster["redis_commands"]
-    rows.append(
-        f"| {both['replies']} replies over two instances, followers on the other | {both['every_seq_once']} every seq once, {both['failed']} failed "
-        f"| | Redis: {redis['per_delta']} commands per delta | every seq once |"
+    lines.append(
+        table_line(
+            verdicts,
+            targets.BOTH_WAYS,
+            f"{both['replies']} replies: {both['every_seq_once']} every seq once, {both['failed']} failed",
+            "",
+            f"Redis: {redis['per_delta']} commands per delta",
+        )
     )
-    return rows
+    return lines
 
 
 def ensure_wrk() -> None:
@@ -739,16 +819,28 @@ def main() -> None:
     if mongodb_url is not None:
         drop_bench_database(mongodb_url)
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    results["targets"] = targets.evaluate(results)
     if scenarios != SCENARIOS:
         print(json.dumps(results, indent=2))
+        print_verdicts(results["targets"])
         return
-    results["table"] = markdown(results)
+    results["table"] = markdown(results, results["targets"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "latest.json" if mongodb_url is None else "latest-mongodb.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2))
     print()
     print(results["table"])
     print(f"\n{results['elapsed_seconds']} s; results in bench/results/{name}")
+    print_verdicts(results["targets"])
+
+
+def print_verdicts(rows: list[Row]) -> None:
+    """One line per row with a target: a regression shows at a glance."""
+    checked = [r for r in rows if r["pass"] is not None]
+    failed = [r for r in checked if not r["pass"]]
+    print(f"\ntargets: {len(checked) - len(failed)} of {len(checked)} met", flush=True)
+    for r in failed:
+        print(f"  FAIL {r['row']}: {r['measured']} (target {r['target']})", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from gql_chat.platform.uvicorn_limits import (
     DenialCompletingWebSocketsProtocol,
     LimitedHttpToolsProtocol,
 )
+from gql_chat.platform.uvicorn_websockets import LeanWebSocketsProtocol
 from gql_chat.store.database import open_database
 from gql_chat.store.embedded import open_embedded_client
 from tests.conftest import free_port
@@ -71,7 +72,8 @@ def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(servers[0].app, Starlette)
     assert config.app is servers[0].app
     assert (config.host, config.port) == ("0.0.0.0", port)
-    assert config.ws is DenialCompletingWebSocketsProtocol  # websockets-sansio, fixed
+    assert config.ws is LeanWebSocketsProtocol  # websockets-sansio, fixed, leaner
+    assert issubclass(config.ws, DenialCompletingWebSocketsProtocol)
     assert config.ws_per_message_deflate is False
     assert config.ws_max_size == 65536  # the body limit, not uvicorn's 16 MiB
     assert config.proxy_headers is False
@@ -86,7 +88,7 @@ def test_serve_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> Non
     assert cli.main(["serve", "--reload"]) == 0
     assert calls[0]["app"] == "gql_chat.app:create_app"
     assert calls[0]["reload"] is True
-    assert calls[0]["ws"] is DenialCompletingWebSocketsProtocol
+    assert calls[0]["ws"] is LeanWebSocketsProtocol
     assert calls[0]["http"].func is LimitedHttpToolsProtocol
     assert calls[0]["ws_max_size"] == 65536
 

@@ -252,7 +252,16 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
+        self.release_init_deadline()
         self.watch_sign_in(self.connection_acknowledged)
+
+    def release_init_deadline(self) -> None:
+        """Once `connection_init` has come, its deadline's task is over (Strawberry cancels
+        it) but Strawberry kept it for the socket's life, with its CancelledError, traceback
+        and frames: about 1 KiB per idle socket. A cancelled task the loop has yet to finish
+        is held by the loop until it does."""
+        if self.connection_init_received:
+            self.connection_init_timeout_task = None
 
     async def handle_message(self, message: Message) -> None:
         """A frame that is not a well-formed message closes the socket with 4400, as the

@@ -2,13 +2,19 @@
 
 - `uvicorn_limits`: uvicorn's httptools and websockets-sansio protocols (a request-head deadline
   and size limit, a cap on connections, a denied handshake counted as complete);
+- `uvicorn_websockets`: uvicorn's websockets-sansio protocol with a lean receive queue and send
+  gate, and the handshake forgotten once answered (less memory per open websocket);
 - `httpcore_pool`: httpcore's pool assignment pass, lock and event (global patch);
 - `httpcore_network`: an httpcore network backend on asyncio streams, set on httpx's pools;
 - `mongomock_indexes`: hash indexes for mongomock's collections (global patch);
+- `mongomock_reads`: mongomock's per-document filter, projection and time-zone pass, for the
+  common shapes (global patch);
 - `mongomock_group`: mongomock's `$group` by hashing instead of sorting (global patch);
 - `async_mock_bulk`: pymongo-async-mock's bulk-update patch, applied once (global patch);
 - `mongomock_gridfs`: PyMongo's `AsyncGridFSBucket` over pymongo-async-mock (global patch);
 - `graphql_executor`: Strawberry's graphql-core execution context (the schema's executor class);
+- `strawberry_extensions`: Strawberry's schema-extension hooks, analysed once per class (global
+  patch);
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
 
 `install()` runs every module's version guard and installs the global patches; the app factory
@@ -32,16 +38,22 @@ def install() -> None:
         mongomock_gridfs,
         mongomock_group,
         mongomock_indexes,
+        mongomock_reads,
+        strawberry_extensions,
         strawberry_validation,
         uvicorn_limits,
+        uvicorn_websockets,
     )
 
     uvicorn_limits.require_supported_versions()
+    uvicorn_websockets.require_supported_versions()
     httpcore_network.require_supported_versions()
     graphql_executor.require_supported_versions()
     strawberry_validation.require_supported_versions()
     httpcore_pool.install()
+    strawberry_extensions.install()
     mongomock_indexes.install()
+    mongomock_reads.install()
     mongomock_group.install()
     async_mock_bulk.install()
     mongomock_gridfs.install()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import mongomock
@@ -51,6 +52,7 @@ from mongomock.helpers import get_value_by_dot, hashdict
 from mongomock.store import CollectionStore
 from mongomock.store import _get_min_datetime_from_value as min_datetime_of
 
+from gql_chat.platform.mongomock_reads import matcher
 from gql_chat.platform.versions import (
     UnsupportedVersion,
     distribution_version,
@@ -182,7 +184,8 @@ def _iter_documents(self: Any, query: Any) -> Iterator[dict[str, Any]]:
     with store._rwlock.reader():
         stored = store._documents
         documents = [stored[i] for i in ids if i in stored]
-    return (document for document in documents if _matches(query, document))
+    matches = matcher(query) or partial(_matches, query)
+    return (document for document in documents if matches(document))
 
 
 def _ensure_uniques(self: Any, new_data: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,11 +79,53 @@ def event_from_message(message: dict[str, Any]) -> tuple[ObjectId, UserEvent] | 
         return None
 
 
+class Inbox:
+    """One subscriber's undelivered events. Most subscribers sit idle (a tab open on
+    `userEvents`) with nothing waiting: the buffer exists only while events wait, and a waiting
+    reader is one future, where an `asyncio.Queue` carried four deques and an Event (about
+    3 KiB per idle subscription)."""
+
+    __slots__ = ("_events", "_waiter")
+
+    def __init__(self) -> None:
+        self._events: deque[UserEvent] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def full(self) -> bool:
+        return self._events is not None and len(self._events) >= SUBSCRIBER_BUFFER
+
+    def empty(self) -> bool:
+        return not self._events
+
+    def drop_oldest(self) -> None:
+        if self._events:
+            self._events.popleft()
+
+    def put(self, event: UserEvent) -> None:
+        if self._events is None:
+            self._events = deque()
+        self._events.append(event)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> UserEvent:
+        while not self._events:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self._events.popleft()
+        if not self._events:
+            self._events = None  # idle again: no buffer kept
+        return event
+
+
 class UserEventBus:
     def __init__(self, relay: EventRelay | None = None) -> None:
         self._relay = relay
-        self._subscribers: dict[ObjectId, set[asyncio.Queue[UserEvent]]] = defaultdict(set)
-        self._lagging: set[asyncio.Queue[UserEvent]] = set()
+        self._subscribers: dict[ObjectId, set[Inbox]] = defaultdict(set)
+        self._lagging: set[Inbox] = set()
         """Subscribers that dropped events since they last caught up (logged once)."""
 
     def subscriber_count(self, owner_id: ObjectId) -> int:
@@ -97,32 +139,32 @@ class UserEventBus:
 
     def deliver(self, owner_id: ObjectId, event: UserEvent) -> None:
         """To this instance's subscribers of the owner only."""
-        for queue in self._subscribers.get(owner_id, ()):
-            if queue.full():
-                queue.get_nowait()
-                if queue not in self._lagging:
+        for inbox in self._subscribers.get(owner_id, ()):
+            if inbox.full():
+                inbox.drop_oldest()
+                if inbox not in self._lagging:
                     # Once per subscriber until it catches up: a subscriber that stopped
                     # reading would otherwise log a line per event, per subscriber.
-                    self._lagging.add(queue)
+                    self._lagging.add(inbox)
                     logger.warning(
                         "a userEvents subscriber fell behind; dropping its oldest events "
                         "until it catches up"
                     )
-            queue.put_nowait(event)
+            inbox.put(event)
 
     async def subscribe(self, owner_id: ObjectId) -> AsyncIterator[UserEvent]:
-        queue: asyncio.Queue[UserEvent] = asyncio.Queue(maxsize=SUBSCRIBER_BUFFER)
-        self._subscribers[owner_id].add(queue)
+        inbox = Inbox()
+        self._subscribers[owner_id].add(inbox)
         try:
             while True:
-                event = await queue.get()
-                if queue.empty():
-                    self._lagging.discard(queue)
+                event = await inbox.get()
+                if inbox.empty():
+                    self._lagging.discard(inbox)
                 yield event
         finally:
-            self._lagging.discard(queue)
+            self._lagging.discard(inbox)
             subscribers = self._subscribers.get(owner_id)
             if subscribers is not None:
-                subscribers.discard(queue)
+                subscribers.discard(inbox)
                 if not subscribers:
                     del self._subscribers[owner_id]

@@ -110,6 +110,28 @@ async def test_an_expired_token_says_so_and_a_bad_one_says_invalid(
     assert malformed.errors[0]["extensions"]["reason"] == "TOKEN_INVALID"
 
 
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    alice: SignedIn, gql: GraphQLClient
+) -> None:
+    """Verified tokens are remembered (PyJWT's checks cost 150 µs): the memory must not
+    outlive the token's expiry, nor let a token that changed by one character through."""
+    token = token_for(alice, seconds_left=2)
+    for _ in range(2):  # the second use is answered from memory
+        accepted = await gql.execute("{ me { id } }", token=token)
+        assert accepted.data == {"me": {"id": alice.user_id}}
+    tampered = await gql.execute(
+        "{ me { id } }", token=token[:-1] + ("A" if token[-1] != "A" else "B")
+    )
+    assert tampered.error_codes == ["UNAUTHENTICATED"]
+    await asyncio.sleep(
+        max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05
+    )
+    expired = await gql.execute("{ me { id } }", token=token)
+    assert [e["extensions"] for e in expired.errors] == [
+        {"code": "UNAUTHENTICATED", "reason": "TOKEN_EXPIRED"}
+    ]
+
+
 async def test_every_invalid_field_is_reported_at_once(gql: GraphQLClient, alice: SignedIn) -> None:
     result = await gql.execute(
         """mutation($input: RegisterInput!) { register(input: $input) { accessToken } }""",
