@@ -15,6 +15,8 @@
 - `graphql_executor`: Strawberry's graphql-core execution context (the schema's executor class);
 - `strawberry_extensions`: Strawberry's schema-extension hooks, analysed once per class (global
   patch);
+- `lean_asyncio` (not a patch): slotted stand-ins for `asyncio.Queue`/`Event`, shared by
+  `uvicorn_websockets` and the user-event bus;
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
 
 `install()` runs every module's version guard and installs the global patches; the app factory

@@ -7,9 +7,8 @@ events rather than growing without bound; clients re-read what they care about a
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from gql_chat.domain.clock import utc_now
+from gql_chat.platform.lean_asyncio import LeanQueue
 
 logger = logging.getLogger(__name__)
 
@@ -79,46 +79,20 @@ def event_from_message(message: dict[str, Any]) -> tuple[ObjectId, UserEvent] | 
         return None
 
 
-class Inbox:
+class Inbox(LeanQueue[UserEvent]):
     """One subscriber's undelivered events. Most subscribers sit idle (a tab open on
     `userEvents`) with nothing waiting: the buffer exists only while events wait, and a waiting
     reader is one future, where an `asyncio.Queue` carried four deques and an Event (about
     3 KiB per idle subscription)."""
 
-    __slots__ = ("_events", "_waiter")
-
-    def __init__(self) -> None:
-        self._events: deque[UserEvent] | None = None
-        self._waiter: asyncio.Future[None] | None = None
+    __slots__ = ()
 
     def full(self) -> bool:
-        return self._events is not None and len(self._events) >= SUBSCRIBER_BUFFER
-
-    def empty(self) -> bool:
-        return not self._events
+        return self.qsize() >= SUBSCRIBER_BUFFER
 
     def drop_oldest(self) -> None:
-        if self._events:
-            self._events.popleft()
-
-    def put(self, event: UserEvent) -> None:
-        if self._events is None:
-            self._events = deque()
-        self._events.append(event)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> UserEvent:
-        while not self._events:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        event = self._events.popleft()
-        if not self._events:
-            self._events = None  # idle again: no buffer kept
-        return event
+        if self._items:
+            self._items.popleft()
 
 
 class UserEventBus:
@@ -150,7 +124,7 @@ class UserEventBus:
                         "a userEvents subscriber fell behind; dropping its oldest events "
                         "until it catches up"
                     )
-            inbox.put(event)
+            inbox.put_nowait(event)
 
     async def subscribe(self, owner_id: ObjectId) -> AsyncIterator[UserEvent]:
         inbox = Inbox()

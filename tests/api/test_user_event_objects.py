@@ -7,9 +7,19 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
+from bson import ObjectId
+
 from tests.api.test_branching import wait_for_subscribers
 from tests.conftest import LiveServer
-from tests.support import SignedIn, create_folder, create_preset, sign_up, ws_client
+from tests.support import (
+    GraphQLClient,
+    SignedIn,
+    create_folder,
+    create_preset,
+    sign_up,
+    signed_in_socket,
+    ws_client,
+)
 
 EVENTS = """subscription { userEvents { kind conversationId
     conversation { id title } message { id role } folder { id name } llmConfig { id name } } }"""
@@ -60,3 +70,37 @@ async def test_events_carry_what_changed(live_server: LiveServer, live_gql: Any)
         await user.ok("mutation($id: ID!) { deleteConversation(id: $id) }", {"id": conversation})
         event = await until(ws, "CONVERSATION_DELETED")
         assert (event["conversationId"], event["conversation"]) == (conversation, None)
+
+
+async def test_closed_event_sockets_leave_no_subscriber_behind(
+    live_server: LiveServer, live_gql: GraphQLClient
+) -> None:
+    """Idle `userEvents` sockets that close (cleanly, or by the client going away) must each
+    end their subscription: a leftover one would be handed every later event of the user."""
+    user = await sign_up(live_gql)
+    owner = ObjectId(user.user_id)
+    bus = live_server.app.state.services.events
+    for how in ("close", "abort"):
+        async with AsyncExitStack() as stack:
+            opened = []
+            for _ in range(20):
+                ws = await stack.enter_async_context(
+                    signed_in_socket(live_server.ws_url, user.token)
+                )
+                await ws.subscribe("subscription { userEvents { kind } }")
+                opened.append(ws)
+            for _ in range(500):
+                if bus.subscriber_count(owner) == 20:
+                    break
+                await asyncio.sleep(0.01)
+            assert bus.subscriber_count(owner) == 20
+            for ws in opened:
+                if how == "close":
+                    await ws.connection.close()
+                else:
+                    ws.connection.transport.abort()
+        for _ in range(500):
+            if bus.subscriber_count(owner) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert bus.subscriber_count(owner) == 0, how

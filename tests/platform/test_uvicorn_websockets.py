@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from gql_chat.platform import uvicorn_websockets
-from gql_chat.platform.uvicorn_websockets import LeanEvent, LeanQueue
+from gql_chat.platform.lean_asyncio import LeanEvent, LeanQueue
 from gql_chat.platform.versions import UnsupportedVersion
 
 
