@@ -69,6 +69,28 @@ def _not_a(entry: str, expected: str) -> str:
     return f"The GraphQL operation's `{entry}` must be {expected} or null, if provided."
 
 
+def graphql_request_data(data: object) -> GraphQLRequestData:
+    """A JSON body as one GraphQL request: Strawberry's checks and messages, plus one for
+    `operationName`."""
+    if isinstance(data, list):
+        raise HTTPException(400, "Batching is not enabled")
+    if not isinstance(data, dict):
+        raise HTTPException(400, "The request body must be a JSON object.")
+    query, variables = data.get("query"), data.get("variables")
+    operation_name, extensions = data.get("operationName"), data.get("extensions")
+    if not isinstance(query, str | None):
+        raise HTTPException(400, _not_a("query", "a string"))
+    if not isinstance(operation_name, str | None):
+        raise HTTPException(400, _not_a("operationName", "a string"))
+    if not isinstance(variables, dict | None):
+        raise HTTPException(400, _not_a("variables", "an object"))
+    if not isinstance(extensions, dict | None):
+        raise HTTPException(400, _not_a("extensions", "an object"))
+    return GraphQLRequestData(
+        query=query, variables=variables, operation_name=operation_name, extensions=extensions
+    )
+
+
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWsHandler
     graphql_ws_handler_class = LegacyWsHandler
@@ -109,7 +131,12 @@ class GraphQLView(GraphQL[Context, None]):
         request.state.media_type = media
         response_budget.set(None)  # set again when the operation starts
         try:
-            response = await super().run(request)
+            if request.method == "POST" and is_json_content_type(
+                request.headers.get("content-type")
+            ):
+                response = await self.run_json_post(request)
+            else:
+                response = await super().run(request)
         except HTTPException as exc:  # a body or request that is not GraphQL over HTTP
             return request_error_response(exc, media or JSON)
         if media == GRAPHQL_RESPONSE_JSON and response.media_type != "text/html":
@@ -168,36 +195,20 @@ class GraphQLView(GraphQL[Context, None]):
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
 
-    async def parse_http_body(
-        self, request: AsyncHTTPRequestAdapter
-    ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        """A JSON POST (nearly every request) read directly: Strawberry's general path parses
-        the content type with `email.message` and scans for streaming transports we never
-        enable, about 5 % of a `me` request. Strawberry's checks and messages, plus one for
-        `operationName`."""
-        if request.method != "POST" or not is_json_content_type(request.content_type):
-            return await super().parse_http_body(request)
-        data = self.parse_json(await request.get_body())
-        if isinstance(data, list):
-            raise HTTPException(400, "Batching is not enabled")
-        if not isinstance(data, dict):
-            raise HTTPException(400, "The request body must be a JSON object.")
-        query, variables = data.get("query"), data.get("variables")
-        operation_name, extensions = data.get("operationName"), data.get("extensions")
-        if not isinstance(query, str | None):
-            raise HTTPException(400, _not_a("query", "a string"))
-        if not isinstance(operation_name, str | None):
-            raise HTTPException(400, _not_a("operationName", "a string"))
-        if not isinstance(variables, dict | None):
-            raise HTTPException(400, _not_a("variables", "an object"))
-        if not isinstance(extensions, dict | None):
-            raise HTTPException(400, _not_a("extensions", "an object"))
-        return GraphQLRequestData(
-            query=query,
-            variables=variables,
-            operation_name=operation_name,
-            extensions=extensions,
+    async def run_json_post(self, request: Request) -> Response:
+        """A JSON POST, nearly every request, without the generality of Strawberry's `run`
+        (WebSocket and IDE checks, GET and multipart parsing, batching, streaming transports):
+        the same hooks in the same order (sub-response, context, body, execution, result,
+        response) for the one shape that is always JSON, one operation and a full response.
+        About 20 us less per request, a tenth of a `me` request's GraphQL overhead."""
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        request_data = graphql_request_data(self.parse_json(await request.body()))
+        result = await self.execute_single(
+            request, self.request_adapter_class(request), sub_response, context, None, request_data
         )
+        response_data = await self.process_result(request, result)
+        return self.create_response(response_data, sub_response)
 
     async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, str]:
         """Strawberry's, with the spec's shapes checked first: a malformed `operations` or

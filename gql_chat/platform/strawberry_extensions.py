@@ -11,8 +11,9 @@ On a `{ me { id email } }` request that was about a fifth of `Schema.execute`'s 
 per (extension class, hook), as Strawberry looks hooks up on the class, and binds the prebuilt
 context manager factory to the extension with a `functools.partial`; and the four enter/exit
 methods with ones that skip the exit stack when the hook list is empty (an empty
-`AsyncExitStack` enters and leaves doing nothing, and never suppresses an exception). Hooks
-that are plain callables (neither generator kind) take Strawberry's own path.
+`AsyncExitStack` enters and leaves doing nothing, and never suppresses an exception) or holds
+one generator hook (entered and left directly). Hooks that are plain callables (neither
+generator kind) take Strawberry's own path.
 It relies on `strawberry.extensions.context.ExtensionContextManagerBase` (its `HOOK_NAME`,
 `hooks`, `get_hook` and `WrappedHook`), so `require_supported_versions` stops start-up on a
 Strawberry version this was not checked against."""
@@ -88,8 +89,19 @@ def _get_hook(self: Any, extension: SchemaExtension) -> WrappedHook | None:
     )
 
 
+def _single_sync_hook(self: Any) -> bool:
+    """One hook, a plain generator: the usual case (one extension per stage). It is entered
+    and left directly, without an exit stack: with one context manager `ExitStack` adds nothing
+    (Strawberry ignores whether it suppressed an exception), and building, entering and leaving
+    one costs more than the hook."""
+    return len(self.hooks) == 1 and not self.hooks[0].is_async
+
+
 def _enter(self: Any) -> None:
-    if self.hooks:
+    if _single_sync_hook(self):
+        self.exit_stack = self.hooks[0].hook()
+        self.exit_stack.__enter__()
+    elif self.hooks:
         _strawberry_enter(self)
 
 
@@ -99,12 +111,17 @@ def _exit(
     exc_val: BaseException | None,
     exc_tb: TracebackType | None,
 ) -> None:
-    if self.hooks:
+    if _single_sync_hook(self):
+        self.exit_stack.__exit__(exc_type, exc_val, exc_tb)
+    elif self.hooks:
         _strawberry_exit(self, exc_type, exc_val, exc_tb)
 
 
 async def _aenter(self: Any) -> None:
-    if self.hooks:
+    if _single_sync_hook(self):
+        self.async_exit_stack = self.hooks[0].hook()
+        self.async_exit_stack.__enter__()
+    elif self.hooks:
         await _strawberry_aenter(self)
 
 
@@ -114,7 +131,9 @@ async def _aexit(
     exc_val: BaseException | None,
     exc_tb: TracebackType | None,
 ) -> None:
-    if self.hooks:
+    if _single_sync_hook(self):
+        self.async_exit_stack.__exit__(exc_type, exc_val, exc_tb)
+    elif self.hooks:
         await _strawberry_aexit(self, exc_type, exc_val, exc_tb)
 
 

@@ -131,6 +131,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn drops its parser (which holds this protocol's callbacks) when a connection
+        is lost; an upgraded connection is never lost here, its transport has a new protocol.
+        Dropped here too, or each websocket left this protocol and its parser in a cycle for
+        the cyclic garbage collector."""
+        super().handle_websocket_upgrade()
+        self._cancel_head_timer()
+        self.parser = None  # type: ignore[assignment]
+
     def data_received(self, data: bytes) -> None:
         if self._head_timer is None and (
             self._in_head or self.cycle is None or self.cycle.response_complete

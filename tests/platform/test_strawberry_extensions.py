@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from gql_chat.platform import install, strawberry_extensions
 from gql_chat.platform.versions import UnsupportedVersion
@@ -100,6 +102,71 @@ def test_sync_execution_runs_the_hooks_too() -> None:
     sync_schema = strawberry.Schema(query=Query, extensions=[SyncHooks, NoHooks])
     assert sync_schema.execute_sync("{ hello }").data == {"hello": "world"}
     assert events[1:] == ["parse start", "parse end", "operation end"]
+
+
+class SeesErrors(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        events.append("first start")
+        try:
+            yield
+        except Exception as exc:
+            events.append(f"first saw {type(exc).__name__}")
+            raise
+        events.append("first end")
+
+
+class SecondOnOperation(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        events.append("second start")
+        yield
+        events.append("second end")
+
+
+class FailsOnLeaving(SchemaExtension):
+    def on_validate(self) -> Iterator[None]:
+        yield
+        raise RuntimeError("left badly")
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def touch(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("extensions", [[SeesErrors], [SeesErrors, SecondOnOperation]])
+async def test_an_exception_through_a_stage_reaches_its_hooks(
+    extensions: list[type[SchemaExtension]],
+) -> None:
+    """One hook is entered directly, several through Strawberry's exit stack: both see an
+    exception raised inside their stage, and it still reaches the caller."""
+    events.clear()
+    schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    with pytest.raises(InvalidOperationTypeError):
+        await schema.execute("mutation { touch }", allowed_operation_types={OperationType.QUERY})
+    assert events[0] == "first start"
+    assert events[-1] == "first saw InvalidOperationTypeError"
+    events.clear()
+    assert (await schema.execute("{ hello }")).data == {"hello": "world"}
+    expected = ["first start", "first end"]
+    if len(extensions) == 2:
+        expected = ["first start", "second start", "second end", "first end"]
+    assert events == expected
+
+
+def test_an_error_raised_by_a_hook_itself_is_the_operation_error() -> None:
+    schema = strawberry.Schema(query=Query, extensions=[FailsOnLeaving])
+    result = schema.execute_sync("{ hello }")
+    assert result.errors is not None
+    assert [error.message for error in result.errors] == ["left badly"]
+
+
+async def test_an_error_raised_by_a_hook_itself_is_the_operation_error_async() -> None:
+    schema = strawberry.Schema(query=Query, extensions=[FailsOnLeaving])
+    result = await schema.execute("{ hello }")
+    assert result.errors is not None
+    assert [error.message for error in result.errors] == ["left badly"]
 
 
 def test_an_unchecked_strawberry_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
