@@ -45,6 +45,7 @@ from gql_chat.llm.types import (
 )
 from gql_chat.platform import require_installed
 from gql_chat.platform.httpcore_network import use_asyncio_streams
+from gql_chat.platform.lean_asyncio import MovingDeadline
 
 logger = logging.getLogger(__name__)
 
@@ -243,11 +244,12 @@ class OpenRouterProvider:
         body = cast(AsyncGenerator[bytes, None], response.aiter_bytes())  # it is one
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.upstream_first_byte_timeout
+        gap = MovingDeadline()  # one moving timer for the whole stream, not one per chunk
         delivered = done = False
         try:
             while not done:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    with gap.at(deadline):
                         events = decoder.feed(await anext(body))
                 except StopAsyncIteration:
                     break
@@ -285,6 +287,7 @@ class OpenRouterProvider:
                     if chunk.get("usage"):
                         usage = parse_usage(chunk["usage"])
         finally:
+            gap.close()
             await body.aclose()
         yield Completion(finish_reason=finish_reason, usage=usage, generation_id=generation_id)
 

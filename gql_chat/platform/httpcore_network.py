@@ -32,6 +32,7 @@ import httpx
 from httpcore._backends.base import SOCKET_OPTION
 from httpcore._utils import is_socket_readable
 
+from gql_chat.platform.lean_asyncio import MovingDeadline
 from gql_chat.platform.versions import require_versions
 
 SUPPORTED_HTTPCORE = ("1.0.",)
@@ -60,10 +61,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self._read_deadline = MovingDeadline()
+        """A streamed reply reads once per chunk: one moving timer, not one per read."""
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:
+                return await self._reader.read(max_bytes)
+            with self._read_deadline.after(timeout):
                 return await self._reader.read(max_bytes)
         except TimeoutError as exc:
             raise httpcore.ReadTimeout(exc) from exc
@@ -85,6 +90,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def aclose(self) -> None:
         """Not waiting for the close to finish: a TLS close waits for the peer's reply, and
         httpcore closes connections while it is being cancelled."""
+        self._read_deadline.close()
         self._writer.close()
 
     async def start_tls(

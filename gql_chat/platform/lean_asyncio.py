@@ -2,13 +2,15 @@
 connection: an idle websocket holds its protocol's receive queue and send gate, and each
 `userEvents` subscription its inbox, for hours. An `asyncio.Queue` is four deques and an Event
 (about 3.3 KiB), an `asyncio.Event` a deque (0.9 KiB); these keep a buffer only while items
-or waiters exist. Not a patch: plain code the patches (`uvicorn_websockets`) and the user-event
-bus share."""
+or waiters exist. And `MovingDeadline`, a stand-in for `asyncio.timeout_at` in loops that give
+every wait a new deadline (a streamed reply's reads). Not a patch: plain code the patches
+(`uvicorn_websockets`, `httpcore_network`), the user-event bus and the provider client share."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from types import TracebackType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -85,3 +87,80 @@ class LeanEvent:
         finally:
             if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)
+
+
+class MovingDeadline:
+    """`asyncio.timeout_at` for a run of waits, each with its own deadline: `with
+    deadline.at(when): await ...` raises TimeoutError when `when` passes during the wait, and
+    leaves any other cancellation alone, as `asyncio.timeout_at` does.
+
+    Why: `asyncio.timeout` builds a `Timeout`, a timer handle and two coroutines per wait, about
+    11 us here; a streamed reply waited under two for each of its chunks (the provider client's
+    gap and httpcore's read). This moves one timer lazily: a new deadline is a float, the timer
+    is replaced only when the deadline moves earlier than it, and when it fires early (the
+    deadline moved later) it is set again for the deadline (about 2 us a wait). One wait at a
+    time; `close` drops the timer when the run ends."""
+
+    __slots__ = ("_cancelling", "_expired", "_loop", "_task", "_timer", "_when")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._when = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
+        self._expired = False
+
+    def at(self, when: float) -> MovingDeadline:
+        """The next wait's deadline, on the event loop's clock (`loop.time()`)."""
+        self._when = when
+        return self
+
+    def after(self, seconds: float) -> MovingDeadline:
+        """The next wait's deadline, `seconds` from now."""
+        self._when = self._loop.time() + seconds
+        return self
+
+    def __enter__(self) -> MovingDeadline:
+        if self._task is not None:
+            raise RuntimeError("MovingDeadline: one wait at a time")
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("MovingDeadline must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        timer = self._timer
+        if timer is None or timer.when() > self._when:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(self._when, self._expire)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        if self._expired:
+            self._expired = False
+            # As asyncio.timeout: ours only if no other cancellation came with it.
+            ours = task is not None and task.uncancel() <= self._cancelling
+            if ours and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._task is None:  # between waits: the next one sets its own timer
+            return
+        if self._loop.time() < self._when:  # the deadline moved later since
+            self._timer = self._loop.call_at(self._when, self._expire)
+            return
+        self._expired = True
+        self._task.cancel()
