@@ -704,7 +704,7 @@ def cross_instance_lines(verdicts: dict[str, Row], cluster: dict[str, Any]) -> l
                 targets.cross_instance_name(label),
                 f"added first-token ms p50/p99 {first['p50']}/{first['p99']}, later-token p99 {later['p99']}",
                 f"on A: {run['first_token_ms_on_a']['p50']:.0f} ms",
-                f"{run['every_seq_once']}/{run['replies']} every seq once",
+                f"{run['every_seq_once_on_both']}/{run['replies']} every seq once",
             )
         )
     both = cluster["both_ways"]

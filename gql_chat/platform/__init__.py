@@ -16,7 +16,8 @@
 - `strawberry_extensions`: Strawberry's schema-extension hooks, analysed once per class (global
   patch);
 - `lean_asyncio` (not a patch): slotted stand-ins for `asyncio.Queue`/`Event`, shared by
-  `uvicorn_websockets` and the user-event bus;
+  `uvicorn_websockets` and the user-event bus, and `MovingDeadline`, one timer for a stream's
+  run of timed waits (`httpcore_network`, the provider client);
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
 
 `install()` runs every module's version guard and installs the global patches; the app factory

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.run import markdown
+from bench.cross_instance import compare
+from bench.run import cross_instance_lines, markdown
 from bench.targets import Row, evaluate, verdict
 
 
@@ -116,17 +117,25 @@ def test_scenarios_that_did_not_run_are_left_out() -> None:
     assert evaluate({}) == []
 
 
+def paired_run(replies: int, complete: int) -> dict[str, Any]:
+    """A cross-instance run as `bench.cross_instance.compare` makes it from the stream client's
+    output (so the rows read the keys the scenario really writes)."""
+    return compare(
+        {
+            "ttft": [200.0] * replies,
+            "ttft_pair": [200.8] * replies,
+            "gaps": [20.0] * replies,
+            "gaps_pair": [20.1] * replies,
+            "complete": complete,
+            "failed": 0,
+        }
+    )
+
+
 def test_cross_instance_rows_need_every_seq_once() -> None:
-    run = {
-        "added_first_token_ms": percentiles(0.8, 4.0),
-        "added_later_token_ms": percentiles(0.1, 4.9),
-        "first_token_ms_on_a": percentiles(200, 210),
-        "every_seq_once": 50,
-        "replies": 50,
-    }
     cluster = {
-        "1": {**run, "every_seq_once": 1, "replies": 1},
-        "50": {**run, "every_seq_once": 49},  # one reply missed a seq
+        "1": paired_run(1, 1),
+        "50": paired_run(50, 49),  # one reply missed a seq
         "both_ways": {"replies": 100, "every_seq_once": 100, "failed": 0},
         "redis_commands": {"per_delta": 1.0},
     }
@@ -134,6 +143,8 @@ def test_cross_instance_rows_need_every_seq_once() -> None:
     assert rows["follower on B vs on A, 1 reply"]["pass"] is True
     assert rows["follower on B vs on A, 50 concurrent replies"]["pass"] is False
     assert rows["replies over two instances, followers on the other"]["pass"] is True
+    lines = cross_instance_lines(rows, cluster)
+    assert any("49/50 every seq once" in line for line in lines)
 
 
 def test_the_markdown_table_shows_the_same_verdicts() -> None:
