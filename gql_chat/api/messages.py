@@ -378,7 +378,7 @@ class MessageMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def send_message(self, info: Info, input: SendMessageInput) -> SendMessagePayload:
         result = await info.context.services.sending.send_message(
-            await info.context.owner_id(),
+            await info.context.require_user(),
             content=input.content,
             conversation_id=input.conversation_id,
             folder_id=input.folder_id,

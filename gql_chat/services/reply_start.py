@@ -20,6 +20,7 @@ from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
 from gql_chat.domain.presets import ReasoningEffort
 from gql_chat.domain.trees import path_to
+from gql_chat.domain.users import UserRecord
 from gql_chat.errors import (
     AlreadyExists,
     BadUserInput,
@@ -103,12 +104,16 @@ class ReplyStarter:
             raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
         check_prose(content, "content", "A message")
 
-    async def claim_slot(self, owner_id: ObjectId) -> SendSlot:
+    async def claim_slot(
+        self, owner_id: ObjectId, known_owner: UserRecord | None = None
+    ) -> SendSlot:
         """The budget, replies started per minute, and replies in flight at once: the slot is
         claimed in the same step as the check (release it when the send ends, however it
-        ends). With several instances, the user's replies on every instance count."""
-        owner = await self._users.get(owner_id)
-        if owner is None:
+        ends). With several instances, the user's replies on every instance count.
+        `known_owner`: the owner as the request's own sign-in check has just read it (its
+        budget and model settings are as fresh as a read here); otherwise it is read."""
+        owner = known_owner if known_owner is not None else await self._users.get(owner_id)
+        if owner is None or owner.id != owner_id:
             raise Unauthenticated()
         if self._settings.require_verified_email and not owner.email_verified:
             raise EmailNotVerified()

@@ -18,6 +18,7 @@ from gql_chat.domain.characters import forbidden_character
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRecord
 from gql_chat.domain.presets import ReasoningEffort
+from gql_chat.domain.users import UserRecord
 from gql_chat.errors import AlreadyExists, BadUserInput, NotFound
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.conversations import ConversationService
@@ -59,7 +60,7 @@ class SendService:
 
     async def send_message(
         self,
-        owner_id: ObjectId,
+        owner: UserRecord,
         *,
         content: str,
         conversation_id: str | None = None,
@@ -71,7 +72,10 @@ class SendService:
         attachment_ids: Sequence[str] = (),
     ) -> SendResult:
         """Validates at once; the rest runs to its end even if the caller goes away (a
-        cancelled websocket operation), so a send is stored whole or not at all."""
+        cancelled websocket operation), so a send is stored whole or not at all. `owner` is the
+        user as this request's sign-in check read it: admission uses that read rather than a
+        second one (a round trip before the request leaves for the model)."""
+        owner_id = owner.id
         self._starter.check_content(content, with_files=bool(attachment_ids))
         if client_message_id is not None:
             _check_client_message_id(client_message_id)
@@ -81,7 +85,7 @@ class SendService:
                     return await asyncio.shield(earlier)
         task = self._starter.start(
             self._send(
-                owner_id,
+                owner,
                 content=content,
                 conversation_id=conversation_id,
                 folder_id=folder_id,
@@ -105,7 +109,7 @@ class SendService:
 
     async def _send(
         self,
-        owner_id: ObjectId,
+        owner: UserRecord,
         *,
         content: str,
         conversation_id: str | None,
@@ -116,11 +120,12 @@ class SendService:
         client_message_id: str | None,
         attachment_ids: Sequence[str],
     ) -> SendResult:
+        owner_id = owner.id
         if client_message_id is not None:
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
             if existing is not None:
                 return await self._result_for(owner_id, existing)
-        slot = await self._starter.claim_slot(owner_id)
+        slot = await self._starter.claim_slot(owner_id, known_owner=owner)
         try:
             # Everything that can refuse the send runs before the conversation is opened.
             existing_conversation = (

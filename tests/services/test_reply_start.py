@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.errors import Unauthenticated
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
@@ -268,3 +269,32 @@ async def test_a_failed_write_abandons_the_reply_and_leaves_nothing_pending(
         [assistant] = assistants
         assert assistant["status"] == MessageStatus.INTERRUPTED.value
         assert not assistant.get("content")  # the abandoned reply wrote nothing
+
+
+async def test_admission_takes_the_owner_the_request_already_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send's admission uses the user its sign-in check read (one round trip less before
+    the request leaves for the model); without one it reads the user, and a record of
+    someone else is refused."""
+    owner_id = await a_user(world)
+    owner = await world.database.users.get(owner_id)
+    assert owner is not None
+    reads: list[ObjectId] = []
+    users_get = world.database.users.get
+
+    async def counting_get(user_id: ObjectId) -> Any:
+        reads.append(user_id)
+        return await users_get(user_id)
+
+    monkeypatch.setattr(world.database.users, "get", counting_get)
+    slot = await world.starter.claim_slot(owner_id, known_owner=owner)
+    world.starter.release(slot)
+    assert (reads, slot.owner) == ([], owner)
+
+    slot = await world.starter.claim_slot(owner_id)
+    world.starter.release(slot)
+    assert (reads, slot.owner) == ([owner_id], owner)
+
+    with pytest.raises(Unauthenticated):
+        await world.starter.claim_slot(ObjectId(), known_owner=owner)
