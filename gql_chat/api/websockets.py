@@ -45,6 +45,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 
 from gql_chat.api.context import Context, OperationSignIn, operation_sign_in
 from gql_chat.api.websocket_sign_ins import SIGNED_OUT, ConnectionSignIn, SignedInSockets
+from gql_chat.services.tasks import end_tasks
 
 if TYPE_CHECKING:
     from gql_chat.api.view import GraphQLView
@@ -111,25 +112,6 @@ def websocket_schema(schema: BaseSchema) -> BaseSchema:
     copied = copy.copy(schema)
     copied.extensions = [*getattr(schema, "extensions", ()), RecordOperationKind]  # type: ignore[attr-defined]
     return copied
-
-
-CANCEL_ROUNDS = 3
-"""How many times an operation that goes on after being cancelled is cancelled again."""
-
-
-async def end_tasks(tasks: list[asyncio.Task[Any]], wait: float = 1.0) -> None:
-    """Cancel until they end. One cancellation is not always enough: one that lands inside
-    PyMongo's async read (an operation checking its sign-in) can be absorbed there, and the
-    operation then goes on to wait for events for ever, holding its socket and the shutdown."""
-    pending = {task for task in tasks if not task.done()}
-    for _ in range(CANCEL_ROUNDS):
-        if not pending:
-            break
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=wait)
-    if pending:
-        logger.warning("%d websocket operations did not end when cancelled", len(pending))
 
 
 def release_cancellation(task: asyncio.Future[Any]) -> None:
@@ -397,7 +379,7 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
         running = [operation.task for operation in self.operations.values() if operation.task]
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
-        await end_tasks(running)  # their `finally` blocks run before the close
+        await end_tasks(running, "websocket operations")  # their `finally` blocks run first
 
     async def _close(self, code: int, reason: str) -> None:
         websocket = self.context.request

@@ -36,6 +36,7 @@ from gql_chat.llm.types import ChatRequest, ModelInfo, PromptFile
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.generation import CONVERSATION_GONE
 from gql_chat.services.keyed_lock import KeyedLock
+from gql_chat.services.tasks import end_tasks
 from gql_chat.store.attachments import AttachmentStore
 from gql_chat.store.database import Database
 
@@ -349,9 +350,7 @@ class AttachmentService:
 
     async def close(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await end_tasks([self._sweeper], "upload sweeps")
 
     async def sweep(self) -> int:
         """Delete uploads older than a day that no message carries."""

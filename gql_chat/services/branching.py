@@ -20,6 +20,7 @@ from gql_chat.services.generation import WRITE_TIMEOUT, GenerationRunner
 from gql_chat.services.messages import MESSAGE_NOT_FOUND, MessageService
 from gql_chat.services.prompts import PromptService
 from gql_chat.services.reply_start import ReplyStarter, SendResult
+from gql_chat.services.tasks import end_tasks
 from gql_chat.store.database import Database
 from gql_chat.store.messages import UNFINISHED
 from gql_chat.streams.user_events import UserEventKind
@@ -161,9 +162,7 @@ class BranchService:
 
     async def close(self) -> None:
         """At shutdown: the pending second sweeps are dropped (the next delete sweeps again)."""
-        for task in list(self._sweeps):
-            task.cancel()
-        await asyncio.gather(*self._sweeps, return_exceptions=True)
+        await end_tasks(list(self._sweeps), "branch sweeps")
 
     async def _delete(
         self,

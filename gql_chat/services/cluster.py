@@ -21,6 +21,7 @@ from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageStatus
 from gql_chat.services.generation import GenerationRunner
 from gql_chat.services.sign_ins import SignInChanges
+from gql_chat.services.tasks import end_tasks
 from gql_chat.streams.redis_link import RedisLink
 from gql_chat.streams.reply_streams import RedisReplyStreams
 from gql_chat.streams.user_events import (
@@ -86,9 +87,7 @@ class Cluster:
             self.reply_streams.start()
 
     async def close(self) -> None:
-        for task in self._stopping:
-            task.cancel()
-        await asyncio.gather(*self._stopping, return_exceptions=True)
+        await end_tasks(list(self._stopping), "stop signals")
         if self._link is not None:
             await self._link.close()
         if self.reply_streams is not None:

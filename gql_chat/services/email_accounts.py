@@ -31,6 +31,7 @@ from gql_chat.mail.messages import (
 from gql_chat.services.accounts import AccountService, Session, SignIn
 from gql_chat.services.audit import AuditLog
 from gql_chat.services.rate_limits import RateLimits
+from gql_chat.services.tasks import end_tasks
 from gql_chat.services.tokens import token_digest
 from gql_chat.services.validation import check_password, normalize_email
 from gql_chat.store.database import Database
@@ -168,9 +169,7 @@ class EmailAccountService:
         return await self._accounts.start_session(updated, device)
 
     async def close(self) -> None:
-        for task in list(self._requests):
-            task.cancel()
-        await asyncio.gather(*self._requests, return_exceptions=True)
+        await end_tasks(list(self._requests), "mail requests")
 
     async def _send_reset(self, email: str, link_base: str) -> None:
         try:

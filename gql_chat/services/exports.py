@@ -34,6 +34,7 @@ from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.errors import NotFound, RateLimited
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.reports import ExportFormat, ReportService
+from gql_chat.services.tasks import end_tasks
 from gql_chat.store.database import Database
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,7 @@ class ExportService:
 
     async def close(self) -> None:
         tasks = [*self._running, *([self._sweeper] if self._sweeper else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await end_tasks(tasks, "export tasks")
 
     async def export(self, owner_id: ObjectId) -> ExportJobRecord:
         """A new job, started now (its archive follows in the background); the user's export

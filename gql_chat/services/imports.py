@@ -54,6 +54,7 @@ from gql_chat.imports.model import (
     ImportLimits,
 )
 from gql_chat.services.attachments import AttachmentService
+from gql_chat.services.tasks import end_tasks
 from gql_chat.store.database import Database
 from gql_chat.streams.user_events import UserEvent, UserEventBus, UserEventKind
 
@@ -136,10 +137,7 @@ class ImportService:
     async def close(self) -> None:
         """At shutdown: running imports stop (their jobs read as interrupted soon after; what
         they stored stays, and sending the file again completes it)."""
-        tasks = list(self._running)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await end_tasks(list(self._running), "import tasks")
 
     async def _run(self, job: ImportJobRecord, data: bytes) -> None:
         try:

@@ -26,6 +26,7 @@ from gql_chat.config import Settings
 from gql_chat.domain.clock import utc_now
 from gql_chat.domain.messages import appended_ends, split_texts
 from gql_chat.services.generation import WRITE_TIMEOUT, GenerationRunner
+from gql_chat.services.tasks import end_tasks
 from gql_chat.store.messages import MessageStore
 from gql_chat.streams.reply_streams import RedisReplyStreams
 
@@ -62,9 +63,7 @@ class ReplyLeases:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await end_tasks(self._tasks, "reply lease tasks")
 
     async def sweep(self) -> int:
         """End the replies whose instance died; how many there were."""

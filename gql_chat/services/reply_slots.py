@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gql_chat.services.generation import SendSlot
+from gql_chat.services.tasks import end_tasks
 from gql_chat.streams.redis_clients import OPERATION_TIMEOUT, redis_client
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,7 @@ class SharedReplySlots:
         if self._tasks:  # the releases of the replies that ended at shutdown
             await asyncio.wait(self._tasks, timeout=OPERATION_TIMEOUT)
         tasks = [*self._tasks, *([self._renewing] if self._renewing else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await end_tasks(tasks, "reply slot tasks")
         with suppress(Exception):
             await self._redis.aclose()
 
