@@ -162,7 +162,7 @@ class BranchService:
 
     async def close(self) -> None:
         """At shutdown: the pending second sweeps are dropped (the next delete sweeps again)."""
-        await end_tasks(list(self._sweeps), "branch sweeps")
+        await end_tasks(self._sweeps, "branch sweeps")
 
     async def _delete(
         self,

@@ -87,7 +87,7 @@ class Cluster:
             self.reply_streams.start()
 
     async def close(self) -> None:
-        await end_tasks(list(self._stopping), "stop signals")
+        await end_tasks(self._stopping, "stop signals")
         if self._link is not None:
             await self._link.close()
         if self.reply_streams is not None:

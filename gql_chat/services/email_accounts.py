@@ -169,7 +169,7 @@ class EmailAccountService:
         return await self._accounts.start_session(updated, device)
 
     async def close(self) -> None:
-        await end_tasks(list(self._requests), "mail requests")
+        await end_tasks(self._requests, "mail requests")
 
     async def _send_reset(self, email: str, link_base: str) -> None:
         try:

@@ -137,7 +137,7 @@ class ImportService:
     async def close(self) -> None:
         """At shutdown: running imports stop (their jobs read as interrupted soon after; what
         they stored stays, and sending the file again completes it)."""
-        await end_tasks(list(self._running), "import tasks")
+        await end_tasks(self._running, "import tasks")
 
     async def _run(self, job: ImportJobRecord, data: bytes) -> None:
         try:

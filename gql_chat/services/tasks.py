@@ -18,7 +18,8 @@ async def end_tasks(tasks: Iterable[asyncio.Task[Any]], what: str, wait: float =
     cancellation is not always enough: one that lands inside PyMongo's async network read can
     be absorbed there, and a background loop then goes on to its next sleep, holding the
     shutdown for ever (seen once in CI: an archive sweep on a MongoDB server). Their failures
-    were logged where they happened; they are taken here so asyncio does not report them."""
+    were logged where they happened; they are taken here so asyncio does not report them.
+    `tasks` is copied at once: a set the tasks remove themselves from may be passed."""
     tasks = list(tasks)
     pending = {task for task in tasks if not task.done()}
     for _ in range(CANCEL_ROUNDS):
