@@ -1,13 +1,10 @@
 """Parsing and validating a GraphQL document: the size and token limits, the depth, alias,
 fragment-spread and selection limits, the introspection rule, and one bounded cache of parsed and
-validated documents, all in one schema extension.
-
-Why one extension: Strawberry instantiates every extension per operation and wraps each of its
-hooks in a fresh context manager, a fixed cost per extension per request (six small ones were
-about a fifth of a `me` request's server time). Why the limits are not validation rules: they
-must run before graphql-core's rules and cost time linear in the document whatever its
-fragments do (see `api/document_limits.py`); Strawberry's depth and alias rules walked a
-fragment again at every spread (2^n for fragments spreading the next one twice).
+validated documents, as two plain stages (`platform/strawberry_execute.py` says why they are
+not schema extensions). Why the limits are not validation rules: they must run before
+graphql-core's rules and cost time linear in the document whatever its fragments do (see
+`api/document_limits.py`); Strawberry's depth and alias rules walked a fragment again at every
+spread (2^n for fragments spreading the next one twice).
 
 Why the cache is weighed: a parsed document costs far more memory than its text (about 560
 bytes per token: a 10 KB document of 5,000 tokens is 2.8 MB of AST), and a document of one long
@@ -21,7 +18,6 @@ document larger than the document size limit is refused before it is parsed."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +30,7 @@ from graphql import (
     parse,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from gql_chat.api.context import start_response_budget
 from gql_chat.api.document_limits import Limits, limit_errors
@@ -159,96 +155,98 @@ class RequestLimits:
     max_response_bytes: int
 
 
-def document_checks(
-    *,
-    max_tokens: int,
-    max_depth: int,
-    max_aliases: int,
-    max_fragment_spreads: int,
-    forbid_introspection: bool,
-    max_selections: int | None = None,
-    max_repeated_fields: int | None = None,
-    max_document_bytes: int | None = None,
-) -> type[SchemaExtension]:
-    """An extension class, instantiated per operation, sharing the limits and the cache. The
-    cache is this schema's, keyed by the document's text: a repeated document costs a lookup; a
-    varied one costs linear time. A limit left None is the app's setting, read from the
+class DocumentChecks:
+    """The parse and validation stages (`platform/strawberry_execute.DocumentStages`) with the
+    limits and this schema's cache, keyed by the document's text: a repeated document costs a
+    lookup; a varied one costs linear time. A limit left None is the app's setting, read from the
     request context on first use (the schema and its app share one `Settings`)."""
-    extra_rules: tuple[type[ASTValidationRule], ...] = (
-        (NoSchemaIntrospectionCustomRule,) if forbid_introspection else ()
-    )
-    cache = DocumentCache()
-    bound: list[RequestLimits] = []
 
-    def bind(context: Any) -> RequestLimits:
+    def __init__(
+        self,
+        *,
+        max_tokens: int,
+        max_depth: int,
+        max_aliases: int,
+        max_fragment_spreads: int,
+        forbid_introspection: bool,
+        max_selections: int | None = None,
+        max_repeated_fields: int | None = None,
+        max_document_bytes: int | None = None,
+    ) -> None:
+        self.max_tokens = max_tokens
+        self.max_depth = max_depth
+        self.max_aliases = max_aliases
+        self.max_fragment_spreads = max_fragment_spreads
+        self.max_selections = max_selections
+        self.max_repeated_fields = max_repeated_fields
+        self.max_document_bytes = max_document_bytes
+        self.extra_rules: tuple[type[ASTValidationRule], ...] = (
+            (NoSchemaIntrospectionCustomRule,) if forbid_introspection else ()
+        )
+        self.cache = DocumentCache()
+        self._bound: RequestLimits | None = None
+
+    def _limits(self, context: Any) -> RequestLimits:
+        if self._bound is not None:
+            return self._bound
         settings = getattr(getattr(context, "services", None), "settings", None)
         if not isinstance(settings, Settings):
             settings = Settings.model_construct()
-        request_limits = RequestLimits(
+
+        def setting(value: int | None, default: int) -> int:
+            return value if value is not None else default
+
+        self._bound = RequestLimits(
             Limits(
-                max_depth,
-                max_aliases,
-                max_fragment_spreads,
-                max_selections if max_selections is not None else settings.max_selections,
-                max_repeated_fields
-                if max_repeated_fields is not None
-                else settings.max_repeated_fields,
+                self.max_depth,
+                self.max_aliases,
+                self.max_fragment_spreads,
+                setting(self.max_selections, settings.max_selections),
+                setting(self.max_repeated_fields, settings.max_repeated_fields),
             ),
-            max_document_bytes if max_document_bytes is not None else settings.max_document_bytes,
+            setting(self.max_document_bytes, settings.max_document_bytes),
             settings.max_response_bytes,
         )
-        bound.append(request_limits)
-        return request_limits
+        return self._bound
 
-    class DocumentChecks(SchemaExtension):
-        _entry: Entry | None = None
+    def parse(self, context: ExecutionContext) -> Entry:
+        """The cached or newly parsed document (`context.graphql_document`), or a GraphQLError:
+        too large, not parsable, or several operations and no `operationName`."""
+        query = context.query
+        assert query is not None
+        request_limits = self._limits(context.context)
+        start_response_budget(request_limits.max_response_bytes)
+        entry = self.cache.get(query)
+        if entry is None:
+            size = document_size(query, request_limits.max_document_bytes)
+            if size is not None:
+                raise too_large(size, request_limits.max_document_bytes)
+            try:
+                document = parse(query, max_tokens=self.max_tokens)
+            except GraphQLError as exc:
+                raise parse_failed(exc) from None
+            operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+            entry = Entry(document, _weight(query, document), operations)
+            self.cache.add(query, entry)
+        if entry.operations > 1 and context.operation_name is None:
+            raise GraphQLError(
+                "Must provide operation name if query contains multiple operations.",
+                extensions={"code": OPERATION_RESOLUTION_FAILURE},
+            )
+        context.graphql_document = entry.document
+        return entry
 
-        def on_parse(self) -> Iterator[None]:
-            context = self.execution_context
-            query = context.query
-            assert query is not None
-            request_limits = bound[0] if bound else bind(context.context)
-            start_response_budget(request_limits.max_response_bytes)
-            entry = cache.get(query)
-            if entry is None:
-                size = document_size(query, request_limits.max_document_bytes)
-                if size is not None:
-                    raise too_large(size, request_limits.max_document_bytes)
-                try:
-                    document = parse(query, max_tokens=max_tokens)
-                except GraphQLError as exc:
-                    raise parse_failed(exc) from None
-                operations = sum(
-                    isinstance(d, OperationDefinitionNode) for d in document.definitions
-                )
-                entry = Entry(document, _weight(query, document), operations)
-                cache.add(query, entry)
-            if entry.operations > 1 and context.operation_name is None:
-                raise GraphQLError(
-                    "Must provide operation name if query contains multiple operations.",
-                    extensions={"code": OPERATION_RESOLUTION_FAILURE},
-                )
-            self._entry = entry
-            context.graphql_document = entry.document
-            yield
-
-        def on_validate(self) -> Iterator[None]:
-            context = self.execution_context
-            entry = self._entry
-            assert entry is not None
-            assert context.graphql_document is entry.document
-            rules = (*context.validation_rules, *extra_rules)
-            if entry.rules != rules or entry.errors is None:
-                request_limits = bound[0] if bound else bind(context.context)
-                entry.errors = validated(
-                    graphql_core_schema(context.schema),
-                    entry.document,
-                    rules,
-                    request_limits.limits,
-                )
-                entry.rules = rules
-            context.pre_execution_errors = entry.errors
-            yield
-
-    DocumentChecks.cache = cache  # type: ignore[attr-defined]  # for the tests
-    return DocumentChecks
+    def validate(self, context: ExecutionContext, entry: Entry) -> None:
+        """The document's errors as `context.pre_execution_errors` (empty when valid), validated
+        once per set of rules."""
+        assert context.graphql_document is entry.document
+        rules = (*context.validation_rules, *self.extra_rules)
+        if entry.rules != rules or entry.errors is None:
+            entry.errors = validated(
+                graphql_core_schema(context.schema),
+                entry.document,
+                rules,
+                self._limits(context.context).limits,
+            )
+            entry.rules = rules
+        context.pre_execution_errors = entry.errors

@@ -8,8 +8,6 @@ import logging
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry import Schema
-from strawberry.types import ExecutionContext
 
 from gql_chat.errors import InvalidFields
 
@@ -81,44 +79,34 @@ def masked(error: GraphQLError, message: str = INTERNAL_MESSAGE, **extensions: A
     )
 
 
-class GqlChatSchema(Schema):
+def process_errors(
+    errors: list[GraphQLError], transient_errors: tuple[type[Exception], ...]
+) -> None:
     """Logs each unexpected error with its traceback, then masks it in place. A transient
     failure (a bounded step that timed out, or one of `transient_errors`: the database
     unreachable or too slow) is expected under load or an outage: one log line each, naming
     its type only, and a retryable error for the client.
 
-    Strawberry passes every result's error list through `process_errors` (queries, mutations,
-    each subscription event, over HTTP and websockets) before the result is sent, so this is
-    the one place that sees them all. Doing it here rather than with the `MaskErrors`
-    extension saves an extension instance and its hooks on every operation and every
-    subscription event."""
-
-    def __init__(
-        self, *args: Any, transient_errors: tuple[type[Exception], ...] = (), **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.transient_errors: tuple[type[Exception], ...] = (TimeoutError, *transient_errors)
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        expand_invalid_fields(errors)
-        for index, error in enumerate(errors):
-            if is_expected(error):
-                if "code" not in (error.extensions or {}) and error.path is None:
-                    errors[index] = with_code(error, VARIABLE_ERROR_CODE)
-                continue
-            original: Any = error.original_error
-            where = ".".join(str(p) for p in error.path or ()) or "operation"
-            if isinstance(original, self.transient_errors):
-                logger.warning("%s failed: %s", where, type(original).__name__)
-                errors[index] = masked(
-                    error, UNAVAILABLE_MESSAGE, retryAfter=RETRY_AFTER_UNAVAILABLE
-                )
-                continue
-            logger.error(
-                "unexpected error in %s",
-                where,
-                exc_info=(type(original), original, original.__traceback__),
-            )
-            errors[index] = masked(error)
+    Strawberry passes every result's error list through the schema's `process_errors`
+    (queries, mutations, each subscription event, over HTTP and websockets) before the result
+    is sent, so `GqlChatSchema.process_errors`, which calls this, is the one place that sees
+    them all. Doing it there rather than with the `MaskErrors` extension saves an extension
+    instance and its hooks on every operation and every subscription event."""
+    expand_invalid_fields(errors)
+    for index, error in enumerate(errors):
+        if is_expected(error):
+            if "code" not in (error.extensions or {}) and error.path is None:
+                errors[index] = with_code(error, VARIABLE_ERROR_CODE)
+            continue
+        original: Any = error.original_error
+        where = ".".join(str(p) for p in error.path or ()) or "operation"
+        if isinstance(original, (TimeoutError, *transient_errors)):
+            logger.warning("%s failed: %s", where, type(original).__name__)
+            errors[index] = masked(error, UNAVAILABLE_MESSAGE, retryAfter=RETRY_AFTER_UNAVAILABLE)
+            continue
+        logger.error(
+            "unexpected error in %s",
+            where,
+            exc_info=(type(original), original, original.__traceback__),
+        )
+        errors[index] = masked(error)

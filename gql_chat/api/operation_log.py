@@ -5,39 +5,32 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 logger = logging.getLogger("gql_chat.graphql")
 
 
-class OperationLog(SchemaExtension):
-    """One INFO line per operation; `build_schema` adds it only when INFO is shown."""
-
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        execution = self.execution_context
-        errors = execution.result.errors if execution.result else execution.pre_execution_errors
-        codes = sorted(
-            {str((e.extensions or {}).get("code", "GRAPHQL_REQUEST")) for e in errors or []}
-        )
-        principal = getattr(execution.context, "_principal", None)
-        try:
-            operation_type = execution.operation_type.value
-        except Exception:  # no parsable document, or no such operation
-            operation_type = "unknown"
-        logger.info(
-            "graphql %s %s",
-            operation_type,
-            execution.operation_name or "anonymous",
-            extra={
-                "operation_name": execution.operation_name,
-                "operation_type": operation_type,
-                "user_id": str(principal.user.id) if principal else None,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "outcome": "error" if codes else "ok",
-                "error_codes": codes,
-            },
-        )
+def log_operation(execution: ExecutionContext, started: float) -> None:
+    """One INFO line for a finished operation; `build_schema` passes it to the schema only when
+    INFO is shown."""
+    errors = execution.result.errors if execution.result else execution.pre_execution_errors
+    codes = sorted({str((e.extensions or {}).get("code", "GRAPHQL_REQUEST")) for e in errors or []})
+    principal = getattr(execution.context, "_principal", None)
+    try:
+        operation_type = execution.operation_type.value
+    except Exception:  # no parsable document, or no such operation
+        operation_type = "unknown"
+    logger.info(
+        "graphql %s %s",
+        operation_type,
+        execution.operation_name or "anonymous",
+        extra={
+            "operation_name": execution.operation_name,
+            "operation_type": operation_type,
+            "user_id": str(principal.user.id) if principal else None,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "outcome": "error" if codes else "ok",
+            "error_codes": codes,
+        },
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import strawberry
 from strawberry.printer import print_schema
@@ -16,16 +15,16 @@ from gql_chat.api.attachments import AttachmentMutation
 from gql_chat.api.audit import AuditQuery
 from gql_chat.api.branching import BranchMutation
 from gql_chat.api.conversations import ConversationMutation, ConversationQuery
-from gql_chat.api.documents import document_checks
-from gql_chat.api.errors import GqlChatSchema
+from gql_chat.api.documents import DocumentChecks
 from gql_chat.api.events import EventSubscription
 from gql_chat.api.exports import ExportMutation, ExportQuery
 from gql_chat.api.folders import FolderMutation, FolderQuery
+from gql_chat.api.gql_schema import GqlChatSchema
 from gql_chat.api.identities import IdentityMutation, IdentityQuery
 from gql_chat.api.imports import ImportMutation, ImportQuery
 from gql_chat.api.llm_configs import LlmConfigMutation, LlmConfigQuery
 from gql_chat.api.messages import MessageMutation, MessageQuery, MessageSubscription
-from gql_chat.api.operation_log import OperationLog
+from gql_chat.api.operation_log import log_operation
 from gql_chat.api.reports import ReportQuery
 from gql_chat.api.scalars import SCALAR_OVERRIDES
 from gql_chat.api.search import SearchQuery
@@ -81,26 +80,24 @@ class Subscription(MessageSubscription, EventSubscription):
 def build_schema(
     settings: Settings | None = None, transient_errors: tuple[type[Exception], ...] = ()
 ) -> strawberry.Schema:
-    """Extensions as classes, instantiated per operation (never shared between requests); as
-    few as possible, since each costs every request (see `api/documents.py`).
+    """No schema extensions: each would cost every request (`platform/strawberry_execute.py`);
+    the document checks and the operation log are the schema's stages.
     `transient_errors`: the store's errors that mean "unavailable for now" (`GqlChatSchema`)."""
     settings = settings or Settings.model_construct()  # defaults, without reading the environment
-    extensions: list[Any] = [
-        document_checks(
-            max_tokens=settings.max_tokens,
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_aliases,
-            max_fragment_spreads=settings.max_fragment_spreads,
-            forbid_introspection=not settings.introspection_enabled,
-        ),
-    ]
-    if logging.getLevelNamesMapping()[settings.log_level] <= logging.INFO:
-        extensions.insert(0, OperationLog)
+    documents = DocumentChecks(
+        max_tokens=settings.max_tokens,
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_fragment_spreads=settings.max_fragment_spreads,
+        forbid_introspection=not settings.introspection_enabled,
+    )
+    log_info = logging.getLevelNamesMapping()[settings.log_level] <= logging.INFO
     return GqlChatSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=extensions,
+        stages=documents,
+        finished=log_operation if log_info else None,
         execution_context_class=EventScopedExecutor,
         config=StrawberryConfig(disable_field_suggestions=not settings.introspection_enabled),
         scalar_overrides=SCALAR_OVERRIDES,

@@ -18,7 +18,9 @@
 - `lean_asyncio` (not a patch): slotted stand-ins for `asyncio.Queue`/`Event`, shared by
   `uvicorn_websockets` and the user-event bus, and `MovingDeadline`, one timer for a stream's
   run of timed waits (`httpcore_network`, the provider client);
-- `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it.
+- `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it;
+- `strawberry_execute`: Strawberry's `Schema.execute` with the schema's own stages called
+  directly, without per-operation extension instances and hook context managers.
 
 `install()` runs every module's version guard and installs the global patches; the app factory
 and the CLI call it once at start-up. Modules here import third-party libraries only (and each
@@ -42,6 +44,7 @@ def install() -> None:
         mongomock_group,
         mongomock_indexes,
         mongomock_reads,
+        strawberry_execute,
         strawberry_extensions,
         strawberry_validation,
         uvicorn_limits,
@@ -53,6 +56,7 @@ def install() -> None:
     httpcore_network.require_supported_versions()
     graphql_executor.require_supported_versions()
     strawberry_validation.require_supported_versions()
+    strawberry_execute.require_supported_versions()
     httpcore_pool.install()
     strawberry_extensions.install()
     mongomock_indexes.install()

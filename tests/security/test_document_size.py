@@ -87,8 +87,7 @@ async def test_a_large_document_is_refused_before_parsing(gql: GraphQLClient) ->
 
 
 def _cache(schema: Any) -> Any:
-    (checks,) = [e for e in schema.extensions if hasattr(e, "cache")]
-    return checks.cache
+    return schema.stages.cache
 
 
 async def test_the_document_cache_is_bounded_in_memory() -> None:

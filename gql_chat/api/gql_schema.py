@@ -1,0 +1,80 @@
+"""The schema class: Strawberry's, with gql_chat's error processing, and its document stages
+and operation log called directly for queries and mutations (`platform/strawberry_execute.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry import Schema
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from gql_chat.api.errors import process_errors
+from gql_chat.platform.strawberry_execute import (
+    DocumentStages,
+    Finished,
+    execute_with_stages,
+    stage_hooks,
+)
+
+
+class GqlChatSchema(Schema):
+    """`stages` and `finished` run as one extension, ahead of `extensions`, on Strawberry's
+    paths (subscriptions, `execute_sync`), and directly in `execute`, unless other extensions
+    or directives need Strawberry's machinery. `transient_errors`: the store's errors that mean
+    "unavailable for now" (`api/errors.process_errors`)."""
+
+    def __init__(
+        self,
+        *,
+        stages: DocumentStages[Any],
+        finished: Finished | None = None,
+        extensions: Iterable[Any] = (),
+        transient_errors: tuple[type[Exception], ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        others = list(extensions)
+        super().__init__(extensions=[stage_hooks(stages, finished), *others], **kwargs)
+        self.stages = stages
+        self.finished = finished
+        self.transient_errors = transient_errors
+        self._direct = not others and not self.directives
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        process_errors(errors, self.transient_errors)
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        if not self._direct:
+            return await super().execute(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                allowed_operation_types,
+                operation_extensions,
+            )
+        context = self._create_execution_context(
+            query=query,
+            allowed_operation_types=allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
+        return await execute_with_stages(self, context, self.stages, self.finished)

@@ -1,0 +1,164 @@
+"""Strawberry's `Schema.execute` for a schema whose own stages are plain calls, not extensions.
+
+For every operation Strawberry instantiates each schema extension, builds a
+`SchemaExtensionsRunner`, four hook context managers (each asking every extension for its hook)
+and a `MiddlewareManager`, and enters and leaves each stage through them. gql_chat's own stages
+are a parse (the document cache and limits), a validation (the cached result) and a log line:
+a few plain calls. On a `{ me { id email } }` request the machinery around them was about a
+sixth of the request's server time.
+
+`execute_with_stages` takes the steps of Strawberry 0.341's `Schema.execute` in the same order
+with the stages called directly: the same exceptions raised (no query, an operation that cannot
+be chosen or is not allowed), the same `PreExecutionError` for a document refused before
+execution, `_process_errors` once on every error list, graphql-core's `execute` called with the
+same arguments, and the `ExecutionContext` filled as an extension would see it. `stage_hooks`
+wraps the same stages as one schema extension for the paths that still take Strawberry's
+machinery (subscriptions, `execute_sync`). It relies on Strawberry's `Schema` internals
+(`_schema`, `_process_errors`, `execution_context_class`, `_create_execution_context`), so
+`require_supported_versions` stops start-up on a version this was not checked against."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError, execute
+from strawberry import Schema
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.execution import ExecutionContext, ExecutionResult, PreExecutionError
+from strawberry.utils.await_maybe import await_maybe
+
+from gql_chat.platform.versions import UnsupportedVersion, distribution_version, require_versions
+
+SUPPORTED_STRAWBERRY = ("0.341.",)
+"""The Strawberry versions whose `Schema.execute` this module follows."""
+
+Parsed = TypeVar("Parsed")
+Finished = Callable[[ExecutionContext, float], None]
+"""Called once an operation has a result, with its `time.perf_counter()` start."""
+
+
+class DocumentStages(Protocol[Parsed]):
+    def parse(self, context: ExecutionContext) -> Parsed:
+        """Set `context.graphql_document`, or raise a GraphQLError to refuse the request."""
+
+    def validate(self, context: ExecutionContext, parsed: Parsed) -> None:
+        """Set `context.pre_execution_errors`: an empty list for a valid document."""
+
+
+async def execute_with_stages(
+    schema: Schema,
+    context: ExecutionContext,
+    stages: DocumentStages[Any],
+    finished: Finished | None = None,
+) -> ExecutionResult:
+    """Strawberry's `execute` for `context`, built by `schema._create_execution_context`.
+    `finished` is not called when an exception leaves (as an `on_operation` hook's end is not
+    reached)."""
+    started = time.perf_counter()
+    if not context.query:
+        raise MissingQueryError
+    try:
+        parsed = stages.parse(context)
+        try:
+            operation_type = context.operation_type
+        except RuntimeError as no_operation:
+            raise CannotGetOperationTypeError(context.operation_name) from no_operation
+        if operation_type not in context.allowed_operations:
+            raise InvalidOperationTypeError(operation_type)
+        stages.validate(context, parsed)
+        if context.pre_execution_errors:
+            result: ExecutionResult = _refused(schema, context, context.pre_execution_errors)
+        else:
+            result = _result(schema, context, await _execute(schema, context))
+    except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+        raise
+    except Exception as exc:  # as Strawberry: any other error is the operation's one error
+        error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
+        result = _refused(schema, context, [error])
+    context.result = result
+    if finished is not None:
+        finished(context, started)
+    return result
+
+
+async def _execute(schema: Schema, context: ExecutionContext) -> GraphQLExecutionResult:
+    assert context.graphql_document is not None
+    executed: GraphQLExecutionResult = await await_maybe(
+        execute(
+            schema._schema,
+            context.graphql_document,
+            root_value=context.root_value,
+            variable_values=context.variables,
+            operation_name=context.operation_name,
+            context_value=context.context,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # as Strawberry
+            executor_class=schema.execution_context_class,
+            operation_extensions=context.operation_extensions,
+        )
+    )
+    return executed
+
+
+def _result(
+    schema: Schema, context: ExecutionContext, executed: GraphQLExecutionResult
+) -> ExecutionResult:
+    context.result = executed
+    if executed.errors:
+        context.pre_execution_errors = executed.errors
+        schema._process_errors(executed.errors, context)
+    return ExecutionResult(
+        data=executed.data, errors=executed.errors, extensions=dict(context.extensions_results)
+    )
+
+
+def _refused(
+    schema: Schema, context: ExecutionContext, errors: list[GraphQLError]
+) -> PreExecutionError:
+    context.pre_execution_errors = errors
+    schema._process_errors(errors, context)
+    return PreExecutionError(data=None, errors=errors, extensions=dict(context.extensions_results))
+
+
+def stage_hooks(
+    stages: DocumentStages[Any], finished: Finished | None = None
+) -> type[SchemaExtension]:
+    """The same stages as one schema extension, for Strawberry's own paths."""
+
+    class StageHooks(SchemaExtension):
+        _parsed: Any = None
+
+        if finished is not None:  # otherwise no hook, which costs nothing
+
+            def on_operation(self) -> Iterator[None]:
+                started = time.perf_counter()
+                yield
+                assert finished is not None
+                finished(self.execution_context, started)
+
+        def on_parse(self) -> Iterator[None]:
+            self._parsed = stages.parse(self.execution_context)
+            yield
+
+        def on_validate(self) -> Iterator[None]:
+            stages.validate(self.execution_context, self._parsed)
+            yield
+
+    return StageHooks
+
+
+def require_supported_versions() -> None:
+    """Stop start-up when Strawberry is a version this module was not checked against."""
+    require_versions(
+        __name__,
+        {"strawberry-graphql": SUPPORTED_STRAWBERRY},
+        {"strawberry-graphql": distribution_version("strawberry-graphql")},
+    )
+    for name in ("_process_errors", "_create_execution_context"):
+        if not callable(getattr(Schema, name, None)):
+            raise UnsupportedVersion(f"Strawberry's Schema has no {name}()")
