@@ -16,6 +16,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,14 +259,16 @@ def seed(api: Api, provider: str) -> dict[str, Any]:
     return {"token": token, "thread": thread}
 
 
-def wrk(url: str, token: str, body: str | None, connections: int = 32) -> dict[str, Any]:
+def wrk(
+    url: str, token: str, body: str | None, connections: int = 32, seconds: int = WRK_SECONDS
+) -> dict[str, Any]:
     env = {**os.environ, "BENCH_TOKEN": token, "BENCH_BODY": body or ""}
     output = subprocess.run(
         [
             "wrk",
             "-t1",
             f"-c{connections}",
-            f"-d{WRK_SECONDS}s",
+            f"-d{seconds}s",
             "--timeout",
             "10s",
             "-s",
@@ -280,6 +283,37 @@ def wrk(url: str, token: str, body: str | None, connections: int = 32) -> dict[s
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["rps"] = round(result["requests"] / (result["duration_us"] / 1e6), 1)
     return result
+
+
+QUERY_SLICES = 4
+"""Each side's wrk time is taken in this many slices, in ABBA order (GraphQL, baseline,
+baseline, GraphQL, ...). This machine's speed drifts by tens of percent within minutes: one
+8 s run of each, back to back, gave the same code ratios from 0.42 to 0.53. Alternating puts
+the drift on both sides alike."""
+
+
+def abba(slices: int) -> list[int]:
+    """Which side runs each turn: 0, 1, 1, 0, 0, 1, 1, 0, ... (`slices` turns each)."""
+    return [(turn + turn // 2) % 2 for turn in range(2 * slices)]
+
+
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's slices as one run: counts and durations summed, so `rps` is over all of
+    them; p50 the median of the slices' p50s, p95 and p99 the highest slice's (an upper
+    bound: wrk's histograms cannot be merged from its summaries)."""
+    requests = sum(run["requests"] for run in runs)
+    duration = sum(run["duration_us"] for run in runs)
+    return {
+        "requests": requests,
+        "duration_us": duration,
+        "errors": sum(run["errors"] for run in runs),
+        "bad": sum(run["bad"] for run in runs),
+        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+        "p95_ms": max(run["p95_ms"] for run in runs),
+        "p99_ms": max(run["p99_ms"] for run in runs),
+        "rps": round(requests / (duration / 1e6), 1),
+        "slices": len(runs),
+    }
 
 
 QUERIES = {
@@ -301,10 +335,17 @@ def query_path(api: Api, seeded: dict[str, Any]) -> dict[str, Any]:
         variables = {"id": seeded["thread"]} if "$id" in query else {}
         body = json.dumps({"query": query, "variables": variables})
         api.gql(query, variables, seeded["token"])  # warm up and check
-        graphql = wrk(f"{api.base}/graphql", seeded["token"], body)
-        baseline = wrk(
-            f"{api.base}{baseline_path.format(thread=seeded['thread'])}", seeded["token"], None
+        sides = (
+            (f"{api.base}/graphql", body),
+            (f"{api.base}{baseline_path.format(thread=seeded['thread'])}", None),
         )
+        runs: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        for side in abba(QUERY_SLICES):
+            url, side_body = sides[side]
+            runs[side].append(
+                wrk(url, seeded["token"], side_body, seconds=max(1, WRK_SECONDS // QUERY_SLICES))
+            )
+        graphql, baseline = combined(runs[0]), combined(runs[1])
         results[name] = {
             "graphql": graphql,
             "baseline": baseline,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -14,6 +13,7 @@ from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_chat.api.client_ip import client_ip
+from gql_chat.platform.lean_asyncio import MovingDeadline
 from gql_chat.request_scope import client_ip_var, request_id_var
 
 logger = logging.getLogger("gql_chat.http")
@@ -177,13 +177,15 @@ class BodySizeLimitMiddleware:
         received = 0
         body_complete = False
         started = False
+        deadline: MovingDeadline | None = None  # one timer for the whole body's reads
 
         async def limited_receive() -> Message:
-            nonlocal received, body_complete
+            nonlocal received, body_complete, deadline
             if body_complete:
                 return await receive()
+            deadline = deadline or MovingDeadline()
             try:
-                async with asyncio.timeout(timeout):
+                with deadline.after(timeout):
                     message = await receive()
             except TimeoutError:
                 raise _BodyStalled from None
@@ -194,6 +196,8 @@ class BodySizeLimitMiddleware:
                 if received > limit:
                     raise _BodyTooLarge
                 body_complete = not message.get("more_body", False)
+                if body_complete:
+                    deadline.close()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -217,6 +221,9 @@ class BodySizeLimitMiddleware:
             scope[CLIENT_ERROR_SCOPE_KEY] = "client disconnected before the whole body arrived"
         except ClientDisconnect:
             scope[CLIENT_ERROR_SCOPE_KEY] = "client disconnected"
+        finally:
+            if deadline is not None:
+                deadline.close()
 
     @staticmethod
     async def _reject(send: Send, status: int, text: str, close: bool = False) -> None:
