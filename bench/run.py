@@ -288,7 +288,7 @@ def wrk(
 QUERY_SLICES = 4
 """Each side's wrk time is taken in this many slices, in ABBA order (GraphQL, baseline,
 baseline, GraphQL, ...). This machine's speed drifts by tens of percent within minutes: one
-8 s run of each, back to back, gave the same code ratios from 0.42 to 0.53. Alternating puts
+8 s run of each, back to back, gave one code `me` ratios from 0.42 to 0.51. Alternating puts
 the drift on both sides alike."""
 
 

@@ -22,9 +22,9 @@ from gql_chat.platform.strawberry_execute import (
 
 
 class GqlChatSchema(Schema):
-    """`stages` and `finished` run as one extension, ahead of `extensions`, on Strawberry's
-    paths (subscriptions, `execute_sync`), and directly in `execute`, unless other extensions
-    or directives need Strawberry's machinery. `transient_errors`: the store's errors that mean
+    """`stages` and `finished` run directly in `execute` (queries and mutations), and as one
+    extension on Strawberry's other paths (subscriptions, `execute_sync`). No other extension or
+    directive: `execute` would not run them. `transient_errors`: the store's errors that mean
     "unavailable for now" (`api/errors.process_errors`)."""
 
     def __init__(
@@ -32,16 +32,15 @@ class GqlChatSchema(Schema):
         *,
         stages: DocumentStages[Any],
         finished: Finished | None = None,
-        extensions: Iterable[Any] = (),
         transient_errors: tuple[type[Exception], ...] = (),
         **kwargs: Any,
     ) -> None:
-        others = list(extensions)
-        super().__init__(extensions=[stage_hooks(stages, finished), *others], **kwargs)
+        if kwargs.get("extensions") or kwargs.get("directives"):
+            raise ValueError("GqlChatSchema runs its own stages only: no extensions or directives")
+        super().__init__(extensions=[stage_hooks(stages, finished)], **kwargs)
         self.stages = stages
         self.finished = finished
         self.transient_errors = transient_errors
-        self._direct = not others and not self.directives
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -58,19 +57,11 @@ class GqlChatSchema(Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        if not self._direct:
-            return await super().execute(
-                query,
-                variable_values,
-                context_value,
-                root_value,
-                operation_name,
-                allowed_operation_types,
-                operation_extensions,
-            )
+        if allowed_operation_types is None:
+            allowed_operation_types = DEFAULT_ALLOWED_OPERATION_TYPES
         context = self._create_execution_context(
             query=query,
-            allowed_operation_types=allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES,
+            allowed_operation_types=allowed_operation_types,
             variable_values=variable_values,
             context_value=context_value,
             root_value=root_value,
