@@ -79,12 +79,10 @@ def masked(error: GraphQLError, message: str = INTERNAL_MESSAGE, **extensions: A
     )
 
 
-def process_errors(
-    errors: list[GraphQLError], transient_errors: tuple[type[Exception], ...]
-) -> None:
+def process_errors(errors: list[GraphQLError], transient: tuple[type[Exception], ...]) -> None:
     """Logs each unexpected error with its traceback, then masks it in place. A transient
-    failure (a bounded step that timed out, or one of `transient_errors`: the database
-    unreachable or too slow) is expected under load or an outage: one log line each, naming
+    failure (one of `transient`: a bounded step that timed out, the database unreachable or
+    too slow) is expected under load or an outage: one log line each, naming
     its type only, and a retryable error for the client.
 
     Strawberry passes every result's error list through the schema's `process_errors`
@@ -100,7 +98,7 @@ def process_errors(
             continue
         original: Any = error.original_error
         where = ".".join(str(p) for p in error.path or ()) or "operation"
-        if isinstance(original, (TimeoutError, *transient_errors)):
+        if isinstance(original, transient):
             logger.warning("%s failed: %s", where, type(original).__name__)
             errors[index] = masked(error, UNAVAILABLE_MESSAGE, retryAfter=RETRY_AFTER_UNAVAILABLE)
             continue

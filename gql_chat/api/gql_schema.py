@@ -40,7 +40,7 @@ class GqlChatSchema(Schema):
         super().__init__(extensions=[stage_hooks(stages, finished)], **kwargs)
         self.stages = stages
         self.finished = finished
-        self.transient_errors = transient_errors
+        self.transient_errors: tuple[type[Exception], ...] = (TimeoutError, *transient_errors)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -108,7 +108,6 @@ async def _execute(schema: Schema, context: ExecutionContext) -> GraphQLExecutio
 def _result(
     schema: Schema, context: ExecutionContext, executed: GraphQLExecutionResult
 ) -> ExecutionResult:
-    context.result = executed
     if executed.errors:
         context.pre_execution_errors = executed.errors
         schema._process_errors(executed.errors, context)
