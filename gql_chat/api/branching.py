@@ -26,7 +26,7 @@ class BranchMutation:
         self, info: Info, message_id: strawberry.ID, model: str | None = None
     ) -> SendMessagePayload:
         result = await info.context.services.branching.regenerate(
-            await info.context.owner_id(), message_id, model
+            await info.context.require_user(), message_id, model
         )
         return SendMessagePayload.of(result)
 
@@ -43,7 +43,7 @@ class BranchMutation:
         self, info: Info, message_id: strawberry.ID
     ) -> SendMessagePayload:
         result = await info.context.services.continuation.continue_reply(
-            await info.context.owner_id(), message_id
+            await info.context.require_user(), message_id
         )
         return SendMessagePayload.of(result)
 
@@ -67,7 +67,7 @@ class BranchMutation:
         ] = None,
     ) -> SendMessagePayload:
         result = await info.context.services.branching.edit(
-            await info.context.owner_id(), message_id, content, attachment_ids
+            await info.context.require_user(), message_id, content, attachment_ids
         )
         return SendMessagePayload.of(result)
 

@@ -13,6 +13,7 @@ from bson import ObjectId
 from gql_chat.domain.conversations import ConversationRecord
 from gql_chat.domain.messages import MessageRole
 from gql_chat.domain.trees import leaf_after_removal, newest_leaf_under, subtree_of
+from gql_chat.domain.users import UserRecord
 from gql_chat.errors import BadUserInput, Conflict, NotFound
 from gql_chat.services.attachments import AttachmentService
 from gql_chat.services.conversations import ConversationService
@@ -53,19 +54,19 @@ class BranchService:
         self._prompts = prompts
         self._starter = starter
 
-    async def regenerate(
-        self, owner_id: ObjectId, message_id: str, model: str | None
-    ) -> SendResult:
-        """A new sibling reply to the same user message; it becomes the active branch."""
-        return await self._starter.to_completion(self._regenerate(owner_id, message_id, model))
+    async def regenerate(self, owner: UserRecord, message_id: str, model: str | None) -> SendResult:
+        """A new sibling reply to the same user message; it becomes the active branch.
+        `owner`: the user as the request's sign-in check read it (`ReplyStarter.claim_slot`)."""
+        return await self._starter.to_completion(self._regenerate(owner, message_id, model))
 
     async def _regenerate(
-        self, owner_id: ObjectId, message_id: str, model: str | None
+        self, owner: UserRecord, message_id: str, model: str | None
     ) -> SendResult:
+        owner_id = owner.id
         target = await self._messages.get(owner_id, message_id)
         if target.role is not MessageRole.ASSISTANT or target.parent_id is None:
             raise BadUserInput("messageId", "Only an assistant reply can be regenerated.")
-        slot = await self._starter.claim_slot(owner_id)
+        slot = await self._starter.claim_slot(owner)
         try:
             conversation = await self._conversations.get(owner_id, target.conversation_id)
             user_message = await self._messages.get(owner_id, target.parent_id)
@@ -79,7 +80,7 @@ class BranchService:
 
     async def edit(
         self,
-        owner_id: ObjectId,
+        owner: UserRecord,
         message_id: str,
         content: str,
         attachment_ids: Sequence[str] | None = None,
@@ -91,23 +92,24 @@ class BranchService:
             content, with_files=attachment_ids is None or len(attachment_ids) > 0
         )
         return await self._starter.to_completion(
-            self._edit(owner_id, message_id, content, attachment_ids)
+            self._edit(owner, message_id, content, attachment_ids)
         )
 
     async def _edit(
         self,
-        owner_id: ObjectId,
+        owner: UserRecord,
         message_id: str,
         content: str,
         attachment_ids: Sequence[str] | None,
     ) -> SendResult:
+        owner_id = owner.id
         target = await self._messages.get(owner_id, message_id)
         if target.role is not MessageRole.USER:
             raise BadUserInput("messageId", "Only a user message can be edited.")
         if attachment_ids is None:
             attachment_ids = [str(i) for i in target.attachment_ids]
         self._starter.check_content(content, with_files=bool(attachment_ids))
-        slot = await self._starter.claim_slot(owner_id)
+        slot = await self._starter.claim_slot(owner)
         try:
             conversation = await self._conversations.get(owner_id, target.conversation_id)
             resolved = await self._starter.resolve_model(slot, conversation, None, None)

@@ -4,8 +4,7 @@ just keeps appending."""
 
 from __future__ import annotations
 
-from bson import ObjectId
-
+from gql_chat.domain.users import UserRecord
 from gql_chat.errors import BadUserInput, Conflict
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.messages import MessageService
@@ -28,18 +27,20 @@ class ContinuationService:
         self._messages = messages
         self._starter = starter
 
-    async def continue_reply(self, owner_id: ObjectId, message_id: str) -> SendResult:
+    async def continue_reply(self, owner: UserRecord, message_id: str) -> SendResult:
         """The reply goes on with the model it was written by (the conversation's preset
-        settings otherwise); its usage and time add up."""
-        return await self._starter.to_completion(self._continue(owner_id, message_id))
+        settings otherwise); its usage and time add up. `owner`: the user as the request's
+        sign-in check read it (`ReplyStarter.claim_slot`)."""
+        return await self._starter.to_completion(self._continue(owner, message_id))
 
-    async def _continue(self, owner_id: ObjectId, message_id: str) -> SendResult:
+    async def _continue(self, owner: UserRecord, message_id: str) -> SendResult:
+        owner_id = owner.id
         reply = await self._messages.get(owner_id, message_id)
         if not reply.status.is_final:
             raise Conflict("The reply is still being written.")
         if not reply.can_continue or reply.parent_id is None:
             raise BadUserInput("messageId", NOT_CONTINUABLE)
-        slot = await self._starter.claim_slot(owner_id)
+        slot = await self._starter.claim_slot(owner)
         try:
             conversation = await self._conversations.get(owner_id, reply.conversation_id)
             question = await self._messages.get(owner_id, reply.parent_id)

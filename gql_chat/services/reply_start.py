@@ -93,7 +93,6 @@ class ReplyStarter:
         self._limits = rate_limits
         self._budgets = budgets
         self._model_access = model_access
-        self._users = database.users
         self._shared_slots = shared_slots
         self._sends = Completions(SEND_TIMEOUT)
 
@@ -104,17 +103,14 @@ class ReplyStarter:
             raise BadUserInput("content", f"A message must be 1 to {limit} characters.")
         check_prose(content, "content", "A message")
 
-    async def claim_slot(
-        self, owner_id: ObjectId, known_owner: UserRecord | None = None
-    ) -> SendSlot:
+    async def claim_slot(self, owner: UserRecord) -> SendSlot:
         """The budget, replies started per minute, and replies in flight at once: the slot is
         claimed in the same step as the check (release it when the send ends, however it
         ends). With several instances, the user's replies on every instance count.
-        `known_owner`: the owner as the request's own sign-in check has just read it (its
-        budget and model settings are as fresh as a read here); otherwise it is read."""
-        owner = known_owner if known_owner is not None else await self._users.get(owner_id)
-        if owner is None or owner.id != owner_id:
-            raise Unauthenticated()
+        `owner` is the user as the request's own sign-in check read it: its budget and model
+        settings are as fresh as a read here would be, without a round trip before the
+        request leaves for the model (a removal meanwhile is caught by `_ensure_active`)."""
+        owner_id = owner.id
         if self._settings.require_verified_email and not owner.email_verified:
             raise EmailNotVerified()
         await self._budgets.check(owner)

@@ -124,8 +124,8 @@ class SendService:
         if client_message_id is not None:
             existing = await self._messages.find_by_client_id(owner_id, client_message_id)
             if existing is not None:
-                return await self._result_for(owner_id, existing)
-        slot = await self._starter.claim_slot(owner_id, known_owner=owner)
+                return await self._result_for(owner, existing)
+        slot = await self._starter.claim_slot(owner)
         try:
             # Everything that can refuse the send runs before the conversation is opened.
             existing_conversation = (
@@ -178,7 +178,7 @@ class SendService:
                     raise
                 if conversation_id is None and existing.conversation_id != conversation.id:
                     await self._drop_conversation(owner_id, conversation.id, attachments)
-                return await self._result_for(owner_id, existing)
+                return await self._result_for(owner, existing)
             except BaseException:
                 # Refused (the conversation or the user went away meanwhile, a bad preset), or
                 # failed or out of time: nothing of the send is left, not even the conversation
@@ -206,22 +206,23 @@ class SendService:
         except Exception:
             logger.warning("could not delete the conversation of a failed send", exc_info=True)
 
-    async def _result_for(self, owner_id: ObjectId, user_message: MessageRecord) -> SendResult:
+    async def _result_for(self, owner: UserRecord, user_message: MessageRecord) -> SendResult:
         """The stored pair of an earlier send with the same key. A user message stored without
         its reply (the reply's write failed) gets its reply now, and the reply's own key makes
         two concurrent repairs store one reply."""
-        conversation = await self._conversations.get(owner_id, user_message.conversation_id)
-        reply = await self._messages.first_child(owner_id, user_message.id)
+        conversation = await self._conversations.get(owner.id, user_message.conversation_id)
+        reply = await self._messages.first_child(owner.id, user_message.id)
         if reply is None:
-            return await self._repair(owner_id, conversation, user_message)
+            return await self._repair(owner, conversation, user_message)
         return SendResult(
             conversation=conversation, user_message=user_message, assistant_message=reply
         )
 
     async def _repair(
-        self, owner_id: ObjectId, conversation: ConversationRecord, user_message: MessageRecord
+        self, owner: UserRecord, conversation: ConversationRecord, user_message: MessageRecord
     ) -> SendResult:
-        slot = await self._starter.claim_slot(owner_id)
+        owner_id = owner.id
+        slot = await self._starter.claim_slot(owner)
         try:
             resolved = await self._starter.resolve_model(slot, conversation, None, None)
             return await self._starter.reply_to(

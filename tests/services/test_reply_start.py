@@ -17,7 +17,6 @@ from pydantic import SecretStr
 
 from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
-from gql_chat.errors import Unauthenticated
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
@@ -33,7 +32,7 @@ from gql_chat.services.budgets import BudgetService
 from gql_chat.services.conversations import ConversationService
 from gql_chat.services.file_urls import FileUrls
 from gql_chat.services.folders import FolderService
-from gql_chat.services.generation import GenerationRunner
+from gql_chat.services.generation import GenerationRunner, SendSlot
 from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.prompts import PromptService, ResolvedModel
@@ -146,6 +145,13 @@ async def a_user(world: World) -> ObjectId:
     return user.id
 
 
+async def admitted(world: World, owner_id: ObjectId) -> SendSlot:
+    """A slot for `owner_id`, admitted with the user as a request's sign-in check reads it."""
+    owner = await world.database.users.get(owner_id)
+    assert owner is not None
+    return await world.starter.claim_slot(owner)
+
+
 async def stored(world: World, owner: ObjectId, message_id: ObjectId) -> MessageRecord | None:
     return await world.store.get(owner, message_id)
 
@@ -179,7 +185,7 @@ async def test_the_request_is_the_active_path_and_the_reply_is_pending_until_it_
     a1 = await add(world, owner, conversation.id, MessageRole.ASSISTANT, "a1", q1)
     # A sibling answer on another branch: not part of this question's path.
     await add(world, owner, conversation.id, MessageRole.ASSISTANT, "other branch", q1)
-    slot = await world.starter.claim_slot(owner)
+    slot = await admitted(world, owner)
     question = world.starter.draft_question(owner, conversation.id, "q2", a1.id)
     try:
         result = await world.starter.reply_to(
@@ -217,7 +223,7 @@ async def test_the_request_is_the_active_path_and_the_reply_is_pending_until_it_
 async def test_a_first_question_sends_only_itself(world: World) -> None:
     owner = await a_user(world)
     conversation = await world.conversations.create(owner)
-    slot = await world.starter.claim_slot(owner)
+    slot = await admitted(world, owner)
     question = world.starter.draft_question(owner, conversation.id, "hello", None)
     try:
         await world.starter.reply_to(
@@ -236,7 +242,7 @@ async def test_a_failed_write_abandons_the_reply_and_leaves_nothing_pending(
     owner = await a_user(world)
     conversation = await world.conversations.create(owner)
     world.store.fail = when
-    slot = await world.starter.claim_slot(owner)
+    slot = await admitted(world, owner)
     question = world.starter.draft_question(owner, conversation.id, "q", None)
     try:
         with pytest.raises(ConnectionError):
@@ -275,8 +281,7 @@ async def test_admission_takes_the_owner_the_request_already_read(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A send's admission uses the user its sign-in check read (one round trip less before
-    the request leaves for the model); without one it reads the user, and a record of
-    someone else is refused."""
+    the request leaves for the model): it reads no user of its own."""
     owner_id = await a_user(world)
     owner = await world.database.users.get(owner_id)
     assert owner is not None
@@ -288,13 +293,6 @@ async def test_admission_takes_the_owner_the_request_already_read(
         return await users_get(user_id)
 
     monkeypatch.setattr(world.database.users, "get", counting_get)
-    slot = await world.starter.claim_slot(owner_id, known_owner=owner)
+    slot = await world.starter.claim_slot(owner)
     world.starter.release(slot)
-    assert (reads, slot.owner) == ([], owner)
-
-    slot = await world.starter.claim_slot(owner_id)
-    world.starter.release(slot)
-    assert (reads, slot.owner) == ([owner_id], owner)
-
-    with pytest.raises(Unauthenticated):
-        await world.starter.claim_slot(ObjectId(), known_owner=owner)
+    assert (reads, slot.owner, slot.owner_id) == ([], owner, owner_id)
