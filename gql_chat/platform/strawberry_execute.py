@@ -19,6 +19,7 @@ machinery (subscriptions, `execute_sync`). It relies on Strawberry's `Schema` in
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -76,15 +77,24 @@ async def execute_with_stages(
             result: ExecutionResult = _refused(schema, context, context.pre_execution_errors)
         else:
             result = _result(schema, context, await _execute(schema, context))
-    except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+    except NOT_OPERATION_ERRORS:
         raise
     except Exception as exc:  # as Strawberry: any other error is the operation's one error
-        error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
-        result = _refused(schema, context, [error])
+        result = _refused(schema, context, [operation_error(exc)])
     context.result = result
     if finished is not None:
         finished(context, started)
     return result
+
+
+NOT_OPERATION_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+"""Strawberry's refusals of a request, which leave `execute` as exceptions (the HTTP view answers
+them itself): not an operation's error, and not in the operation log."""
+
+
+def operation_error(exc: Exception) -> GraphQLError:
+    """As Strawberry: any error before execution is the operation's one error."""
+    return exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
 
 
 async def _execute(schema: Schema, context: ExecutionContext) -> GraphQLExecutionResult:
@@ -135,9 +145,25 @@ def stage_hooks(
         if finished is not None:  # otherwise no hook, which costs nothing
 
             def on_operation(self) -> Iterator[None]:
-                started = time.perf_counter()
-                yield
+                """Also when the operation does not end by itself: a websocket handler closes
+                the result stream once it has the one result of a query, a mutation or a
+                refused document (GeneratorExit here), a subscription ends by cancellation,
+                and a document the parse stage refuses leaves Strawberry as the exception: it
+                is logged as the error `execute_with_stages` makes of it. Strawberry's own
+                refusals (no query, no such operation or type) leave unlogged, as there."""
                 assert finished is not None
+                started = time.perf_counter()
+                try:
+                    yield
+                except NOT_OPERATION_ERRORS:
+                    raise
+                except Exception as exc:
+                    self.execution_context.pre_execution_errors = [operation_error(exc)]
+                    finished(self.execution_context, started)
+                    raise
+                except (GeneratorExit, asyncio.CancelledError):
+                    finished(self.execution_context, started)
+                    raise
                 finished(self.execution_context, started)
 
         def on_parse(self) -> Iterator[None]:

@@ -5,6 +5,7 @@ variable errors (Apollo Server's codes), and requests that are not GraphQL over 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import httpx
@@ -197,8 +198,10 @@ async def test_a_subscribe_that_is_refused_before_it_runs_gets_an_error_with_its
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Over graphql-transport-ws: the protocol's `error` message (not `complete` alone, and
-    nothing logged as a failure), and the socket's other operations go on."""
+    nothing logged as a failure), and the socket's other operations go on. The operation log
+    has its line with the code, as over HTTP."""
     user = await sign_up(live_gql)
+    caplog.set_level(logging.INFO, "gql_chat.graphql")
     async with ws_client(live_server.ws_url) as ws:
         await ws.init({"Authorization": f"Bearer {user.token}"})
         refused = await ws.subscribe(document)
@@ -212,3 +215,9 @@ async def test_a_subscribe_that_is_refused_before_it_runs_gets_an_error_with_its
         event = await asyncio.wait_for(ws.receive(), timeout=5)
         assert (event["id"], event["type"]) == (working, "next")
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    logged = [
+        r for r in caplog.records if r.name == "gql_chat.graphql" and vars(r)["outcome"] == "error"
+    ]
+    assert [(vars(r)["error_codes"], vars(r)["user_id"]) for r in logged] == [
+        ([code], user.user_id)
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -15,6 +16,7 @@ from websockets.typing import Subprotocol
 
 from gql_chat.api.websockets import TransportWsHandler
 from gql_chat.config import Settings
+from tests.api.test_branching import wait_for_subscribers
 from tests.conftest import LiveServer
 from tests.support import GraphQLClient, TransportWsClient, sign_up, ws_client
 
@@ -156,3 +158,44 @@ async def test_internal_errors_are_masked_over_websockets(
             assert SECRET not in json.dumps(message)
             assert (await asyncio.wait_for(ws.receive(), timeout=5))["type"] == "complete"
     assert sum(record.exc_info is not None for record in caplog.records) == 2
+
+
+async def test_every_websocket_operation_has_its_line_in_the_operation_log(
+    live_server: LiveServer, live_gql: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As over HTTP, one line per operation: a query (the handler closes its result stream
+    after the one result), and a subscription the client completes (ended by cancellation)."""
+    user = await sign_up(live_gql)
+    caplog.set_level(logging.INFO, "gql_chat.graphql")
+    async with ws_client(live_server.ws_url) as ws:
+        await ws.init({"Authorization": f"Bearer {user.token}"})
+        query = await ws.subscribe("query Who { me { id } }")
+        assert (await asyncio.wait_for(ws.receive(), timeout=5))["type"] == "next"
+        assert (await asyncio.wait_for(ws.receive(), timeout=5)) == {
+            "id": query,
+            "type": "complete",
+        }
+        subscription = await ws.subscribe("subscription Events { userEvents { kind } }")
+        await wait_for_subscribers(live_server, user, 1)
+        await ws.send({"id": subscription, "type": "complete"})
+        await wait_for_subscribers(live_server, user, 0)
+        for _ in range(500):  # the line follows the unsubscribe, as the stack unwinds
+            if len(operation_lines(caplog)) == 2:
+                break
+            await asyncio.sleep(0.01)
+    assert [
+        (
+            vars(r)["operation_type"],
+            vars(r)["operation_name"],
+            vars(r)["outcome"],
+            vars(r)["user_id"],
+        )
+        for r in operation_lines(caplog)
+    ] == [
+        ("query", "Who", "ok", user.user_id),
+        ("subscription", "Events", "ok", user.user_id),
+    ]
+
+
+def operation_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gql_chat.graphql"]
