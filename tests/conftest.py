@@ -215,6 +215,13 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
 
 
 @pytest.fixture
+async def legacy_server(settings_factory: Callable[..., Settings]) -> AsyncIterator[LiveServer]:
+    """A live server that also speaks the legacy `graphql-ws` protocol."""
+    async with live_server_of(settings_factory(enable_legacy_graphql_ws=True)) as server:
+        yield server
+
+
+@pytest.fixture
 async def live_gql(live_server: LiveServer) -> AsyncIterator[GraphQLClient]:
     async with httpx.AsyncClient(base_url=live_server.http_url) as client:
         yield GraphQLClient(client)

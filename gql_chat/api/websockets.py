@@ -42,6 +42,9 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ErrorMessage as LegacyErrorMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    OperationMessage as LegacyOperationMessage,
+)
 
 from gql_chat.api.context import Context, OperationSignIn, operation_sign_in
 from gql_chat.api.websocket_sign_ins import SIGNED_OUT, ConnectionSignIn, SignedInSockets
@@ -55,6 +58,8 @@ logger = logging.getLogger(__name__)
 INTERNAL_ERROR = 1011
 """RFC 6455: the server met a condition that kept it from answering (e.g. the database is
 unreachable at sign-in); clients reconnect with back-off. Not 4403: the token may be fine."""
+INVALID_MESSAGE = 4400
+"""graphql-transport-ws's close code for a frame that is not one of its messages."""
 GOING_AWAY = 1001
 """RFC 6455: the server is going down. Clients reconnect (to another instance) and resume a
 reply with `afterSeq`."""
@@ -136,22 +141,24 @@ def release_cancellation_when_done() -> None:
 OPTIONAL_PAYLOAD_FIELDS = (("operationName", str), ("variables", dict), ("extensions", dict))
 
 
-def malformed(message: object) -> str | None:
-    """Why a graphql-transport-ws frame is not a well-formed message, or None."""
+def malformed(message: object, start: str = "subscribe", end: str = "complete") -> str | None:
+    """Why a frame is not a well-formed message, or None. `start` and `end` are the names of
+    the messages that start and end an operation: graphql-transport-ws's, or the legacy
+    graphql-ws protocol's `start` and `stop`."""
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         return "Invalid message: an object with a string `type` is expected"
-    if message["type"] in {"subscribe", "complete"} and not isinstance(message.get("id"), str):
+    if message["type"] in {start, end} and not isinstance(message.get("id"), str):
         return "Invalid message: `id` must be a string"
-    if message["type"] != "subscribe":
+    if message["type"] != start:
         return None
     payload = message.get("payload")
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return "Invalid subscribe message: `payload.query` must be a string"
+        return f"Invalid {start} message: `payload.query` must be a string"
     for name, kind in OPTIONAL_PAYLOAD_FIELDS:
         value = payload.get(name)
         if value is not None and not isinstance(value, kind):
             expected = "a string" if kind is str else "an object"
-            return f"Invalid subscribe message: `payload.{name}` must be {expected} or null"
+            return f"Invalid {start} message: `payload.{name}` must be {expected} or null"
     return None
 
 
@@ -404,6 +411,17 @@ class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         self.watch_sign_in(self.connection_acknowledged)
+
+    async def handle_message(self, message: LegacyOperationMessage) -> None:
+        """A frame that is not one of the protocol's messages closes the socket with 4400, as
+        graphql-transport-ws does (the legacy protocol names no answer; Strawberry raised on it
+        in the ASGI application, with a traceback in the log, and dropped the socket)."""
+        problem = malformed(cast("object", message), start="start", end="stop")
+        if problem is not None:
+            with suppress(WebSocketDisconnect, SendAfterClose, WebSocketDisconnected, OSError):
+                await self.websocket.close(code=INVALID_MESSAGE, reason=problem)
+            return
+        await super().handle_message(message)
 
     async def handle_async_results(
         self,

@@ -8,8 +8,11 @@ import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.conftest import LiveServer
 from tests.support import GraphQLClient, TransportWsClient, sign_up, ws_client
@@ -121,4 +124,61 @@ async def test_well_formed_optional_fields_still_work(
         assert reply["payload"]["data"]["me"]["id"]
         await ws.send({"type": "subscribe", "id": "2", "payload": {"query": ME}})
         assert (await asyncio.wait_for(ws.receive(), timeout=5))["type"] in {"complete", "next"}
+    assert_no_errors_logged(caplog)
+
+
+def start(**fields: Any) -> dict[str, Any]:
+    return {"type": "start", "id": "1", "payload": {"query": ME}, **fields}
+
+
+LEGACY_GARBAGE = [
+    pytest.param(start(payload=None), id="payload-null"),
+    pytest.param(start(payload=[ME]), id="payload-list"),
+    pytest.param({"type": "start", "id": "1"}, id="payload-missing"),
+    pytest.param(start(payload={"query": 5}), id="query-int"),
+    pytest.param(start(payload={"query": ME, "operationName": 5}), id="operation-name-int"),
+    pytest.param(start(payload={"query": ME, "variables": [1]}), id="variables-list"),
+    pytest.param(start(id=["x"]), id="id-list"),
+    pytest.param(start(id=5), id="id-int"),
+    pytest.param({"type": "start", "payload": {"query": ME}}, id="id-missing"),
+    pytest.param({"type": "stop", "id": {"a": 1}}, id="stop-id-object"),
+    pytest.param({"type": "stop"}, id="stop-id-missing"),
+    pytest.param({"type": ["start"]}, id="type-list"),
+    pytest.param({}, id="type-missing"),
+    pytest.param([1, 2], id="frame-list"),
+    pytest.param(None, id="frame-null"),
+    pytest.param(5, id="frame-number"),
+]
+
+
+async def legacy_close_code(ws: ClientConnection) -> int | None:
+    """The close frame's code; only keep-alive messages may come before it."""
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                assert json.loads(await ws.recv())["type"] == "ka"
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else None
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["before-init", "after-init"])
+@pytest.mark.parametrize("message", LEGACY_GARBAGE)
+async def test_a_malformed_legacy_protocol_frame_is_4400(
+    legacy_server: LiveServer, caplog: pytest.LogCaptureFixture, message: Any, signed_in: bool
+) -> None:
+    """The legacy `graphql-ws` protocol (when enabled) answers a frame that is not one of its
+    messages as graphql-transport-ws does: 4400, and nothing logged as an error (Strawberry's
+    handler raised on it in the ASGI application, and dropped the socket)."""
+    logging.getLogger("uvicorn.error").propagate = True
+    async with httpx.AsyncClient(base_url=legacy_server.http_url) as http:
+        token = (await sign_up(GraphQLClient(http))).token
+    legacy = [Subprotocol("graphql-ws")]
+    async with connect(f"{legacy_server.ws_url}/graphql", subprotocols=legacy) as ws:
+        if signed_in:
+            init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+            await ws.send(json.dumps(init))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps(message))
+        assert await legacy_close_code(ws) == 4400
+    await asyncio.sleep(0.05)
     assert_no_errors_logged(caplog)

@@ -198,12 +198,6 @@ async def test_a_refreshed_token_signs_a_new_socket_in(short_token_server: LiveS
             await still_open(ws)
 
 
-@pytest.fixture
-async def legacy_server(settings_factory: Callable[..., Settings]) -> AsyncIterator[LiveServer]:
-    async with live_server_of(settings_factory(enable_legacy_graphql_ws=True)) as server:
-        yield server
-
-
 async def test_a_legacy_protocol_socket_closes_when_its_user_is_disabled(
     legacy_server: LiveServer,
 ) -> None:
