@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from gql_chat.errors import InvalidFields
 
@@ -30,6 +31,25 @@ def is_expected(error: GraphQLError) -> bool:
 VARIABLE_ERROR_CODE = "BAD_USER_INPUT"
 """Apollo Server's code for a variable that does not coerce: parse and validation errors carry
 their own codes (`api/documents.py`), so a request error without one is a variable's."""
+
+
+REFUSAL_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (CannotGetOperationTypeError, "OPERATION_RESOLUTION_FAILURE"),
+    (InvalidOperationTypeError, "BAD_REQUEST"),
+)
+"""Strawberry's own refusals of a request, which reach `process_errors` over websockets (no
+operation of the given name; an operation type the protocol does not carry), by code. Over HTTP
+the view answers them before any GraphQL result exists."""
+
+
+def refusal(error: GraphQLError) -> GraphQLError | None:
+    """A Strawberry refusal as a request error with its code, or None. Without the original
+    error, which Strawberry would take as a reason to close the socket (4400) rather than refuse
+    the one operation."""
+    for kind, code in REFUSAL_CODES:
+        if isinstance(error.original_error, kind):
+            return GraphQLError(error.message, extensions={"code": code})
+    return None
 
 
 def with_code(error: GraphQLError, code: str) -> GraphQLError:
@@ -92,6 +112,9 @@ def process_errors(errors: list[GraphQLError], transient: tuple[type[Exception],
     instance and its hooks on every operation and every subscription event."""
     expand_invalid_fields(errors)
     for index, error in enumerate(errors):
+        if (refused := refusal(error)) is not None:
+            errors[index] = refused
+            continue
         if is_expected(error):
             if "code" not in (error.extensions or {}) and error.path is None:
                 errors[index] = with_code(error, VARIABLE_ERROR_CODE)

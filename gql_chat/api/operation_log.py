@@ -11,9 +11,10 @@ from strawberry.types import ExecutionContext
 logger = logging.getLogger("gql_chat.graphql")
 
 
-def log_operation(execution: ExecutionContext, started: float) -> None:
-    """One INFO line for a finished operation; `build_schema` passes it to the schema only when
-    INFO is shown."""
+def log_operation(execution: ExecutionContext, started: float, *, cancelled: bool = False) -> None:
+    """One INFO line for a finished operation (`cancelled`: a query or mutation whose client
+    went away before its result); `build_schema` passes it to the schema only when INFO is
+    shown."""
     errors = execution.result.errors if execution.result else execution.pre_execution_errors
     codes = sorted({str((e.extensions or {}).get("code", "GRAPHQL_REQUEST")) for e in errors or []})
     principal = getattr(execution.context, "_principal", None)
@@ -30,7 +31,7 @@ def log_operation(execution: ExecutionContext, started: float) -> None:
             "operation_type": operation_type,
             "user_id": str(principal.user.id) if principal else None,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "outcome": "error" if codes else "ok",
+            "outcome": "cancelled" if cancelled else "error" if codes else "ok",
             "error_codes": codes,
         },
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Protocol, TypeVar
 
 from graphql import ExecutionResult as GraphQLExecutionResult
@@ -32,6 +32,7 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionContext, ExecutionResult, PreExecutionError
+from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
 
 from gql_chat.platform.versions import UnsupportedVersion, distribution_version, require_versions
@@ -40,8 +41,14 @@ SUPPORTED_STRAWBERRY = ("0.341.",)
 """The Strawberry versions whose `Schema.execute` this module follows."""
 
 Parsed = TypeVar("Parsed")
-Finished = Callable[[ExecutionContext, float], None]
-"""Called once an operation has a result, with its `time.perf_counter()` start."""
+
+
+class Finished(Protocol):
+    def __call__(
+        self, execution: ExecutionContext, started: float, /, *, cancelled: bool = False
+    ) -> None:
+        """Called once an operation ends, with its `time.perf_counter()` start: with its
+        result, refused, or `cancelled` (a query or mutation whose client went away first)."""
 
 
 class DocumentStages(Protocol[Parsed]):
@@ -59,8 +66,8 @@ async def execute_with_stages(
     finished: Finished | None = None,
 ) -> ExecutionResult:
     """Strawberry's `execute` for `context`, built by `schema._create_execution_context`.
-    `finished` is not called when an exception leaves (as an `on_operation` hook's end is not
-    reached)."""
+    `finished` is not called when an exception leaves: `NOT_OPERATION_ERRORS` (the view answers
+    them), or a cancellation (an HTTP client that went away gets no answer and no line)."""
     started = time.perf_counter()
     if not context.query:
         raise MissingQueryError
@@ -90,6 +97,17 @@ async def execute_with_stages(
 NOT_OPERATION_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 """Strawberry's refusals of a request, which leave `execute` as exceptions (the HTTP view answers
 them itself): not an operation's error, and not in the operation log."""
+
+
+def _left_before_its_result(context: ExecutionContext) -> bool:
+    """A query or mutation ended by cancellation before it had a result or a refusal. (A
+    subscription's cancellation is its usual end, whether or not an event came.)"""
+    if context.result is not None or context.pre_execution_errors:
+        return False
+    try:
+        return context.operation_type is not OperationType.SUBSCRIPTION
+    except RuntimeError:  # no document
+        return True
 
 
 def operation_error(exc: Exception) -> GraphQLError:
@@ -145,12 +163,14 @@ def stage_hooks(
         if finished is not None:  # otherwise no hook, which costs nothing
 
             def on_operation(self) -> Iterator[None]:
-                """Also when the operation does not end by itself: a websocket handler closes
-                the result stream once it has the one result of a query, a mutation or a
-                refused document (GeneratorExit here), a subscription ends by cancellation,
-                and a document the parse stage refuses leaves Strawberry as the exception: it
-                is logged as the error `execute_with_stages` makes of it. Strawberry's own
-                refusals (no query, no such operation or type) leave unlogged, as there."""
+                """Also when the operation does not end by itself. A websocket handler closes
+                the result stream of a refused document once it has sent the refusal
+                (GeneratorExit here); a subscription ends by cancellation (its client
+                completed it, or its socket closed), as does a query or mutation whose client
+                went away first (logged as cancelled). A document the parse stage refuses
+                leaves Strawberry as the exception: it is logged as the error
+                `execute_with_stages` makes of it. `NOT_OPERATION_ERRORS` leave unlogged, as
+                there (over websockets Strawberry makes them results, so they have a line)."""
                 assert finished is not None
                 started = time.perf_counter()
                 try:
@@ -162,7 +182,8 @@ def stage_hooks(
                     finished(self.execution_context, started)
                     raise
                 except (GeneratorExit, asyncio.CancelledError):
-                    finished(self.execution_context, started)
+                    context = self.execution_context
+                    finished(context, started, cancelled=_left_before_its_result(context))
                     raise
                 finished(self.execution_context, started)
 

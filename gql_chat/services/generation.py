@@ -95,7 +95,8 @@ class SendSlot:
 
     owner_id: ObjectId
     owner: UserRecord | None = None
-    """The owner as read when the send was admitted (`ReplyStarter.claim_slot`)."""
+    """The owner the send was admitted with: as the request's sign-in check read it
+    (`ReplyStarter.claim_slot`)."""
     started: bool = False
     ended: asyncio.Future[None] = field(default_factory=lambda: _new_future())
     freed: asyncio.Future[None] = field(default_factory=lambda: _new_future())

@@ -107,9 +107,12 @@ class ReplyStarter:
         """The budget, replies started per minute, and replies in flight at once: the slot is
         claimed in the same step as the check (release it when the send ends, however it
         ends). With several instances, the user's replies on every instance count.
-        `owner` is the user as the request's own sign-in check read it: its budget and model
-        settings are as fresh as a read here would be, without a round trip before the
-        request leaves for the model (a removal meanwhile is caught by `_ensure_active`)."""
+        `owner` is the user as the request's own sign-in check read it (once per HTTP request,
+        once per websocket operation): its model settings and verified email are as fresh as
+        a read here would be, without a round trip before the request leaves for the model
+        (the budget's spending is read by `BudgetService.check`; a removal meanwhile is caught
+        by `_ensure_active`). Within one HTTP document, a change an earlier mutation made to
+        the user is not seen."""
         owner_id = owner.id
         if self._settings.require_verified_email and not owner.email_verified:
             raise EmailNotVerified()

@@ -383,3 +383,37 @@ async def test_one_user_follows_at_most_the_cap_of_reply_streams_at_once(
 
 
 STREAM_EVENTS = """subscription($id: ID!) { messageStream(messageId: $id) { seq done } }"""
+
+
+async def test_a_user_disabled_elsewhere_before_their_send_is_admitted_gets_no_reply(
+    live_server: LiveServer,
+    user: SignedIn,
+    fake_openrouter: FakeOpenRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Disabled in the database (by another instance) after this request's sign-in check
+    read the user: the send is refused as a session that ended, nothing of it is stored or
+    left running, and its reply slot is free again."""
+    fake_openrouter.default = SLOW
+    services = live_server.app.state.services
+    users = services.database.db["users"]
+    owner = ObjectId(user.user_id)
+    is_active = services.accounts.is_active
+
+    async def disabled_meanwhile(user_id: ObjectId) -> bool:
+        await users.update_one({"_id": user_id}, {"$set": {"disabled": True}})
+        return bool(await is_active(user_id))
+
+    monkeypatch.setattr(services.accounts, "is_active", disabled_meanwhile)
+    result = await user.execute(SEND, {"input": {"content": "too late"}})
+    monkeypatch.undo()
+
+    assert result.error_codes == ["UNAUTHENTICATED"]
+    await settle(live_server)
+    for collection in ("messages", "conversations"):
+        assert await documents(live_server, collection, {"owner_id": owner}) == [], collection
+    assert services.runner.replies_running(owner) == 0
+    await users.update_one({"_id": owner}, {"$set": {"disabled": False}})
+    fake_openrouter.default = Reply()
+    sent = await send_message(user, "enabled again")
+    assert sent["assistantMessage"]["status"] in {"PENDING", "STREAMING", "COMPLETE"}

@@ -182,3 +182,23 @@ async def test_a_malformed_legacy_protocol_frame_is_4400(
         assert await legacy_close_code(ws) == 4400
     await asyncio.sleep(0.05)
     assert_no_errors_logged(caplog)
+
+
+async def test_a_legacy_protocol_query_is_refused_with_its_code(
+    legacy_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The legacy protocol carries subscriptions only: a query gets its `error` message with
+    BAD_REQUEST, and nothing is logged as an unexpected error."""
+    async with httpx.AsyncClient(base_url=legacy_server.http_url) as http:
+        token = (await sign_up(GraphQLClient(http))).token
+    legacy = [Subprotocol("graphql-ws")]
+    async with connect(f"{legacy_server.ws_url}/graphql", subprotocols=legacy) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps(start()))
+        while (message := json.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] == "ka":
+            pass
+    assert (message["type"], message["id"]) == ("error", "1"), message
+    assert message["payload"]["extensions"]["code"] == "BAD_REQUEST"
+    assert_no_errors_logged(caplog)

@@ -116,9 +116,12 @@ class RecordingSchema(strawberry.Schema):
             for e in errors
         ]
 
-    def record_finished(self, context: ExecutionContext, started: float) -> None:
+    def record_finished(
+        self, context: ExecutionContext, started: float, *, cancelled: bool = False
+    ) -> None:
         errors = context.result.errors if context.result else context.pre_execution_errors
-        self.finished.append((context.operation_name, [e.message for e in errors or []]))
+        messages = [e.message for e in errors or []]
+        self.finished.append((context.operation_name, ["cancelled"] if cancelled else messages))
 
 
 def outcome(schema: RecordingSchema, result: Any) -> dict[str, Any]:
