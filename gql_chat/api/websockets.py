@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 INTERNAL_ERROR = 1011
 """RFC 6455: the server met a condition that kept it from answering (e.g. the database is
 unreachable at sign-in); clients reconnect with back-off. Not 4403: the token may be fine."""
+INTERNAL_ERROR_REASON = "Internal server error"
 INVALID_MESSAGE = 4400
 """graphql-transport-ws's close code for a frame that is not one of its messages."""
 GOING_AWAY = 1001
@@ -139,6 +140,18 @@ def release_cancellation_when_done() -> None:
 
 
 OPTIONAL_PAYLOAD_FIELDS = (("operationName", str), ("variables", dict), ("extensions", dict))
+
+
+def log_failed_message(schema: BaseSchema, error: Exception) -> None:
+    """A message that failed for no fault of the client (the sign-in's database read failed,
+    say), before its socket closes with 1011 (rather than the error escaping the ASGI app and
+    dropping the connection): a transient failure is one line naming its type, anything else
+    its traceback."""
+    transient = getattr(schema, "transient_errors", (TimeoutError,))
+    if isinstance(error, transient):
+        logger.warning("websocket message failed: %s", type(error).__name__)
+    else:
+        logger.error("websocket message failed", exc_info=error)
 
 
 def malformed(message: object, start: str = "subscribe", end: str = "complete") -> str | None:
@@ -294,14 +307,8 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
         except (WebSocketDisconnected, SendAfterClose):
             return  # the socket closed meanwhile (its sign-in ended, say): nothing to answer
         except Exception as error:
-            # Not the client's fault (the sign-in's database read failed, say): close with
-            # 1011 rather than let the error escape the ASGI app and drop the connection.
-            transient = getattr(self.schema, "transient_errors", (TimeoutError,))
-            if isinstance(error, transient):
-                logger.warning("websocket message failed: %s", type(error).__name__)
-            else:
-                logger.error("websocket message failed", exc_info=error)
-            await self._close(INTERNAL_ERROR, "Internal server error")
+            log_failed_message(self.schema, error)
+            await self._close(INTERNAL_ERROR, INTERNAL_ERROR_REASON)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         """Strawberry's, with the error past `max_ws_operations` carrying a code (it had none,
@@ -413,15 +420,21 @@ class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
         self.watch_sign_in(self.connection_acknowledged)
 
     async def handle_message(self, message: LegacyOperationMessage) -> None:
-        """A frame that is not one of the protocol's messages closes the socket with 4400, as
-        graphql-transport-ws does (the legacy protocol names no answer; Strawberry raised on it
-        in the ASGI application, with a traceback in the log, and dropped the socket)."""
+        """As `TransportWsHandler.handle_message`: a frame that is not one of the protocol's
+        messages closes the socket with 4400 (the legacy protocol names no answer; Strawberry
+        raised on it in the ASGI application, with a traceback in the log, and dropped the
+        socket), and a message that fails for no fault of the client closes it with 1011."""
         problem = malformed(cast("object", message), start="start", end="stop")
         if problem is not None:
-            with suppress(WebSocketDisconnect, SendAfterClose, WebSocketDisconnected, OSError):
-                await self.websocket.close(code=INVALID_MESSAGE, reason=problem)
+            await self._close(INVALID_MESSAGE, problem)
             return
-        await super().handle_message(message)
+        try:
+            await super().handle_message(message)
+        except (WebSocketDisconnected, SendAfterClose):
+            return  # the socket closed meanwhile: nothing to answer
+        except Exception as error:
+            log_failed_message(self.schema, error)
+            await self._close(INTERNAL_ERROR, INTERNAL_ERROR_REASON)
 
     async def handle_async_results(
         self,
@@ -442,5 +455,8 @@ class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
 
     async def sign_out(self, reason: str) -> None:
         await self.cleanup()
+        await self._close(SIGNED_OUT, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
         with suppress(WebSocketDisconnect, SendAfterClose, WebSocketDisconnected, OSError):
-            await self.websocket.close(code=SIGNED_OUT, reason=reason)
+            await self.websocket.close(code=code, reason=reason)

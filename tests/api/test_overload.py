@@ -5,14 +5,18 @@ hit a slow server, and not the driver's message); nothing is left half-done."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+import httpx
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 from starlette.applications import Starlette
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from gql_chat.api.errors import UNAVAILABLE_MESSAGE
 from gql_chat.domain.messages import MessageRecord
@@ -113,5 +117,35 @@ async def test_an_unreachable_database_at_websocket_sign_in_closes_with_1011(
     records = api_log(caplog)
     assert [r.getMessage() for r in records] == [f"websocket message failed: {logged}"]
     assert [r.levelno for r in records] == [logging.WARNING]
+    assert records[0].exc_info is None
+    assert "db-7" not in caplog.text
+
+
+async def test_an_unreachable_database_at_legacy_protocol_sign_in_closes_with_1011(
+    legacy_server: LiveServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The legacy `graphql-ws` protocol (when enabled) as graphql-transport-ws: 1011 and one
+    warning line (the error escaped the ASGI application, with its traceback)."""
+    async with httpx.AsyncClient(base_url=legacy_server.http_url) as http:
+        alice = await sign_up(GraphQLClient(http))
+    monkeypatch.setattr(legacy_server.app.state.services.database.users, "get", unreachable)
+    legacy = [Subprotocol("graphql-ws")]
+    with caplog.at_level(logging.WARNING):
+        async with connect(f"{legacy_server.ws_url}/graphql", subprotocols=legacy) as ws:
+            init = {
+                "type": "connection_init",
+                "payload": {"Authorization": f"Bearer {alice.token}"},
+            }
+            await ws.send(json.dumps(init))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1011
+    records = api_log(caplog)
+    assert [r.getMessage() for r in records] == [
+        "websocket message failed: ServerSelectionTimeoutError"
+    ]
     assert records[0].exc_info is None
     assert "db-7" not in caplog.text
