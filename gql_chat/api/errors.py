@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from gql_chat.errors import InvalidFields
@@ -33,22 +34,19 @@ VARIABLE_ERROR_CODE = "BAD_USER_INPUT"
 their own codes (`api/documents.py`), so a request error without one is a variable's."""
 
 
-REFUSAL_CODES: tuple[tuple[type[Exception], str], ...] = (
-    (CannotGetOperationTypeError, "OPERATION_RESOLUTION_FAILURE"),
-    (InvalidOperationTypeError, "BAD_REQUEST"),
-)
-"""Strawberry's own refusals of a request, which reach `process_errors` over websockets (no
-operation of the given name; an operation type the protocol does not carry), by code. Over HTTP
-the view answers them before any GraphQL result exists."""
+STRAWBERRY_REFUSALS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+"""Strawberry's own refusals of a request (no query; no operation of the given name; an
+operation type the protocol does not carry). Over HTTP the view answers them with a 400 (or a
+405) coded BAD_REQUEST (METHOD_NOT_ALLOWED) before any GraphQL result exists; over websockets
+they reach `process_errors` as results."""
 
 
 def refusal(error: GraphQLError) -> GraphQLError | None:
-    """A Strawberry refusal as a request error with its code, or None. Without the original
-    error, which Strawberry would take as a reason to close the socket (4400) rather than refuse
-    the one operation."""
-    for kind, code in REFUSAL_CODES:
-        if isinstance(error.original_error, kind):
-            return GraphQLError(error.message, extensions={"code": code})
+    """A Strawberry refusal as a request error coded BAD_REQUEST, as over HTTP, or None.
+    Without the original error, which Strawberry would take as a reason to close the socket
+    (4400) rather than refuse the one operation."""
+    if isinstance(error.original_error, STRAWBERRY_REFUSALS):
+        return GraphQLError(error.message, extensions={"code": "BAD_REQUEST"})
     return None
 
 

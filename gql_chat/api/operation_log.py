@@ -12,8 +12,8 @@ logger = logging.getLogger("gql_chat.graphql")
 
 
 def log_operation(execution: ExecutionContext, started: float, *, cancelled: bool = False) -> None:
-    """One INFO line for a finished operation (`cancelled`: a query or mutation whose client
-    went away before its result); `build_schema` passes it to the schema only when INFO is
+    """One INFO line for a finished operation (`cancelled`: a query or mutation ended by
+    cancellation before its result); `build_schema` passes it to the schema only when INFO is
     shown."""
     errors = execution.result.errors if execution.result else execution.pre_execution_errors
     codes = sorted({str((e.extensions or {}).get("code", "GRAPHQL_REQUEST")) for e in errors or []})

@@ -304,7 +304,7 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
             return
         try:
             await super().handle_message(message)
-        except (WebSocketDisconnected, SendAfterClose):
+        except (WebSocketDisconnected, WebSocketDisconnect, SendAfterClose):
             return  # the socket closed meanwhile (its sign-in ended, say): nothing to answer
         except Exception as error:
             log_failed_message(self.schema, error)
@@ -430,7 +430,7 @@ class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
             return
         try:
             await super().handle_message(message)
-        except (WebSocketDisconnected, SendAfterClose):
+        except (WebSocketDisconnected, WebSocketDisconnect, SendAfterClose):
             return  # the socket closed meanwhile: nothing to answer
         except Exception as error:
             log_failed_message(self.schema, error)

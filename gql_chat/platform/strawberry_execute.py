@@ -48,7 +48,8 @@ class Finished(Protocol):
         self, execution: ExecutionContext, started: float, /, *, cancelled: bool = False
     ) -> None:
         """Called once an operation ends, with its `time.perf_counter()` start: with its
-        result, refused, or `cancelled` (a query or mutation whose client went away first)."""
+        result, refused, or `cancelled` (a query or mutation ended by cancellation before its
+        result: its client completed it, its socket closed, its sign-in ended, shutdown)."""
 
 
 class DocumentStages(Protocol[Parsed]):
@@ -67,7 +68,7 @@ async def execute_with_stages(
 ) -> ExecutionResult:
     """Strawberry's `execute` for `context`, built by `schema._create_execution_context`.
     `finished` is not called when an exception leaves: `NOT_OPERATION_ERRORS` (the view answers
-    them), or a cancellation (an HTTP client that went away gets no answer and no line)."""
+    them), or a cancellation (over HTTP, only a shutdown's: no answer, and no line)."""
     started = time.perf_counter()
     if not context.query:
         raise MissingQueryError
@@ -166,8 +167,8 @@ def stage_hooks(
                 """Also when the operation does not end by itself. A websocket handler closes
                 the result stream of a refused document once it has sent the refusal
                 (GeneratorExit here); a subscription ends by cancellation (its client
-                completed it, or its socket closed), as does a query or mutation whose client
-                went away first (logged as cancelled). A document the parse stage refuses
+                completed it, or its socket closed), as may a query or mutation before its
+                result (logged as cancelled). A document the parse stage refuses
                 leaves Strawberry as the exception: it is logged as the error
                 `execute_with_stages` makes of it. `NOT_OPERATION_ERRORS` leave unlogged, as
                 there (over websockets Strawberry makes them results, so they have a line)."""

@@ -187,8 +187,10 @@ async def test_a_socket_with_an_expired_token_is_told_so(live_server: LiveServer
             None,
             "OPERATION_RESOLUTION_FAILURE",
         ),
-        # Strawberry's own refusal: it was masked as INTERNAL_SERVER_ERROR, with a traceback.
-        ("subscription A { userEvents { kind } }", "B", "OPERATION_RESOLUTION_FAILURE"),
+        # Strawberry's own refusals, coded as over HTTP (they were masked as
+        # INTERNAL_SERVER_ERROR, with a traceback in the log).
+        ("subscription A { userEvents { kind } }", "B", "BAD_REQUEST"),
+        ("", None, "BAD_REQUEST"),
         ("subscription { userEvents { kind } }" + " " * 70_000, None, "GRAPHQL_PARSE_FAILED"),
         ("subscription { nope }", None, "GRAPHQL_VALIDATION_FAILED"),
     ],
