@@ -8,10 +8,9 @@ import logging
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from gql_chat.errors import InvalidFields
+from gql_chat.platform.strawberry_execute import NOT_OPERATION_ERRORS
 
 logger = logging.getLogger("gql_chat.api")
 
@@ -34,18 +33,14 @@ VARIABLE_ERROR_CODE = "BAD_USER_INPUT"
 their own codes (`api/documents.py`), so a request error without one is a variable's."""
 
 
-STRAWBERRY_REFUSALS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
-"""Strawberry's own refusals of a request (no query; no operation of the given name; an
-operation type the protocol does not carry). Over HTTP the view answers them with a 400 (or a
-405) coded BAD_REQUEST (METHOD_NOT_ALLOWED) before any GraphQL result exists; over websockets
-they reach `process_errors` as results."""
-
-
 def refusal(error: GraphQLError) -> GraphQLError | None:
-    """A Strawberry refusal as a request error coded BAD_REQUEST, as over HTTP, or None.
+    """One of Strawberry's own refusals of a request (`NOT_OPERATION_ERRORS`: no query, no
+    operation of the given name, an operation type the protocol does not carry) as a request
+    error coded BAD_REQUEST, or None. Over HTTP the view answers them with a 400 (or 405) so
+    coded before any result exists; over websockets they reach `process_errors` as results.
     Without the original error, which Strawberry would take as a reason to close the socket
     (4400) rather than refuse the one operation."""
-    if isinstance(error.original_error, STRAWBERRY_REFUSALS):
+    if isinstance(error.original_error, NOT_OPERATION_ERRORS):
         return GraphQLError(error.message, extensions={"code": "BAD_REQUEST"})
     return None
 
