@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 INTERNAL_ERROR = 1011
 """RFC 6455: the server met a condition that kept it from answering (e.g. the database is
 unreachable at sign-in); clients reconnect with back-off. Not 4403: the token may be fine."""
-INTERNAL_ERROR_REASON = "Internal server error"
 INVALID_MESSAGE = 4400
 """graphql-transport-ws's close code for a frame that is not one of its messages."""
 GOING_AWAY = 1001
@@ -140,18 +139,6 @@ def release_cancellation_when_done() -> None:
 
 
 OPTIONAL_PAYLOAD_FIELDS = (("operationName", str), ("variables", dict), ("extensions", dict))
-
-
-def log_failed_message(schema: BaseSchema, error: Exception) -> None:
-    """A message that failed for no fault of the client (the sign-in's database read failed,
-    say), before its socket closes with 1011 (rather than the error escaping the ASGI app and
-    dropping the connection): a transient failure is one line naming its type, anything else
-    its traceback."""
-    transient = getattr(schema, "transient_errors", (TimeoutError,))
-    if isinstance(error, transient):
-        logger.warning("websocket message failed: %s", type(error).__name__)
-    else:
-        logger.error("websocket message failed", exc_info=error)
 
 
 def malformed(message: object, start: str = "subscribe", end: str = "complete") -> str | None:
@@ -254,7 +241,32 @@ class SignInWatch:
             self._sign_in = None
 
 
-class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, None]):
+class MessageFailures:
+    """A protocol handler's answer to a message that fails for no fault of the client (the
+    sign-in's database read failed, say): the socket closes with 1011, rather than the error
+    escaping the ASGI app and dropping the connection; a transient failure is logged as one
+    line naming its type, anything else with its traceback."""
+
+    schema: BaseSchema
+    _close: Callable[[int, str], Coroutine[Any, Any, None]]
+
+    async def handled(self, handling: Awaitable[None]) -> None:
+        try:
+            await handling
+        except (WebSocketDisconnected, WebSocketDisconnect, SendAfterClose):
+            return  # the socket closed meanwhile (its sign-in ended, say): nothing to answer
+        except Exception as error:
+            transient = getattr(self.schema, "transient_errors", (TimeoutError,))
+            if isinstance(error, transient):
+                logger.warning("websocket message failed: %s", type(error).__name__)
+            else:
+                logger.error("websocket message failed", exc_info=error)
+            await self._close(INTERNAL_ERROR, "Internal server error")
+
+
+class TransportWsHandler(
+    SignInWatch, MessageFailures, BaseGraphQLTransportWSHandler[Context, None]
+):
     """Strawberry's graphql-transport-ws handler, known to `OpenWebsockets` while it runs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -302,13 +314,7 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
         if problem is not None:
             await self.handle_invalid_message(problem)
             return
-        try:
-            await super().handle_message(message)
-        except (WebSocketDisconnected, WebSocketDisconnect, SendAfterClose):
-            return  # the socket closed meanwhile (its sign-in ended, say): nothing to answer
-        except Exception as error:
-            log_failed_message(self.schema, error)
-            await self._close(INTERNAL_ERROR, INTERNAL_ERROR_REASON)
+        await self.handled(super().handle_message(message))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         """Strawberry's, with the error past `max_ws_operations` carrying a code (it had none,
@@ -405,7 +411,7 @@ class TransportWsHandler(SignInWatch, BaseGraphQLTransportWSHandler[Context, Non
             await self.websocket.close(code=code, reason=reason)
 
 
-class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
+class LegacyWsHandler(SignInWatch, MessageFailures, BaseGraphQLWSHandler[Context, None]):
     """Strawberry's handler of the legacy `graphql-ws` protocol (off unless
     `GQL_CHAT_ENABLE_LEGACY_GRAPHQL_WS`), with the same watch over its sign-in."""
 
@@ -428,13 +434,7 @@ class LegacyWsHandler(SignInWatch, BaseGraphQLWSHandler[Context, None]):
         if problem is not None:
             await self._close(INVALID_MESSAGE, problem)
             return
-        try:
-            await super().handle_message(message)
-        except (WebSocketDisconnected, WebSocketDisconnect, SendAfterClose):
-            return  # the socket closed meanwhile: nothing to answer
-        except Exception as error:
-            log_failed_message(self.schema, error)
-            await self._close(INTERNAL_ERROR, INTERNAL_ERROR_REASON)
+        await self.handled(super().handle_message(message))
 
     async def handle_async_results(
         self,
