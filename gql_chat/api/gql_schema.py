@@ -19,6 +19,7 @@ from gql_chat.platform.strawberry_execute import (
     execute_with_stages,
     stage_hooks,
 )
+from gql_chat.platform.strawberry_resolvers import install_direct_resolvers
 
 
 class GqlChatSchema(Schema):
@@ -38,6 +39,7 @@ class GqlChatSchema(Schema):
         if kwargs.get("extensions") or kwargs.get("directives"):
             raise ValueError("GqlChatSchema runs its own stages only: no extensions or directives")
         super().__init__(extensions=[stage_hooks(stages, finished)], **kwargs)
+        install_direct_resolvers(self)
         self.stages = stages
         self.finished = finished
         self.transient_errors: tuple[type[Exception], ...] = (TimeoutError, *transient_errors)

@@ -19,6 +19,8 @@
   `uvicorn_websockets` and the user-event bus, and `MovingDeadline`, one timer for a stream's
   run of timed waits (`httpcore_network`, the provider client);
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it;
+- `strawberry_resolvers`: Strawberry's resolver chain, skipped for fields that need none of it
+  (set on the schema's fields when it is built);
 - `strawberry_execute`: Strawberry's `Schema.execute` with the schema's own stages called
   directly, without per-operation extension instances and hook context managers.
 
@@ -46,6 +48,7 @@ def install() -> None:
         mongomock_reads,
         strawberry_execute,
         strawberry_extensions,
+        strawberry_resolvers,
         strawberry_validation,
         uvicorn_limits,
         uvicorn_websockets,
@@ -57,6 +60,7 @@ def install() -> None:
     graphql_executor.require_supported_versions()
     strawberry_validation.require_supported_versions()
     strawberry_execute.require_supported_versions()
+    strawberry_resolvers.require_supported_versions()
     httpcore_pool.install()
     strawberry_extensions.install()
     mongomock_indexes.install()

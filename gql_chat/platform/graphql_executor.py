@@ -17,10 +17,30 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import graphql
-from graphql import GraphQLNonNull, GraphQLObjectType, GraphQLSchema, is_leaf_type
+from graphql import (
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    is_leaf_type,
+)
 from graphql.execution import Executor
-from graphql.execution.collect_fields import FieldDetailsList
-from graphql.pyutils import Path, Undefined
+from graphql.execution.collect_fields import (
+    CollectedFields,
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_subfields,
+)
+from graphql.language import (
+    FieldNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from graphql.pyutils import Path, Undefined, gather_with_cancel
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -125,43 +145,134 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
 
         self.async_helpers = GraphQLResolveInfoHelpers(gather=gather, track=track)
         middleware = self.middleware_manager
+        shared = shared_memo(self.operation, self.fragments)
+        self._shared = shared is not None
+        self._use(shared or OperationMemo())
         self._leaf_reads = (
             leaf_reads(self.schema)
             if middleware is None or not middleware._middleware_resolvers
             else {}
         )
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: FieldDetailsList,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        """A plain attribute of scalar or enum type is read and serialized here: graphql-core
-        would build a resolve info, call Strawberry's resolver chain (three calls to reach
-        `getattr`) and recurse through `complete_value`, most of a field's cost and most of a
-        `conversations` page's GraphQL overhead (5.7 -> 4.8 ms a page in-process). Anything
+        """graphql-core's `execute_fields`, with each plain leaf field (a plain attribute of
+        scalar or enum type, `leaf_reads`) read and serialized here: graphql-core would build a
+        path, a resolve info, call Strawberry's resolver chain (three calls to reach `getattr`)
+        and recurse through `complete_value`, most of a field's cost and most of a
+        `conversations` page's GraphQL overhead. Which fields are plain leaves is worked out
+        once per field set (graphql-core memoizes the sub-field sets of a list's items). Anything
         unusual (an exception, a null for a non-null field, a value the scalar refuses, an
-        awaitable) goes to graphql-core's own path, which reads the attribute again and
-        reports it exactly as before."""
-        node = field_details_list[0].node
-        leaf = self._leaf_reads.get((parent_type.name, node.name.value))
-        if leaf is not None and not node.arguments:
-            try:
-                value = leaf.read(source, leaf.attribute)
-                if value is None:
-                    if leaf.nullable:
-                        return None
-                elif not isinstance(value, Exception) and not self.is_awaitable(value):
-                    serialized = leaf.serialize(value)
-                    if serialized is not None and serialized is not Undefined:
-                        return serialized
-            except Exception:  # noqa: S110 - graphql-core's path below reports it
-                pass
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
+        awaitable) goes to graphql-core's own `execute_field`, which reads the attribute again
+        and reports it exactly as before."""
+        if path is None:  # the root's field set is collected anew in every execution
+            plan = _plan(self._leaf_reads, parent_type, grouped_field_set)
+        else:
+            known = self._plans.get(id(grouped_field_set))
+            if known is not None and known.fields is grouped_field_set:
+                plan = known
+            else:
+                plan = self._plans[id(grouped_field_set)] = _plan(
+                    self._leaf_reads, parent_type, grouped_field_set
+                )
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for response_name, field_details_list, leaf in plan.steps:
+                if leaf is not None:
+                    try:
+                        value = leaf.read(source_value, leaf.attribute)
+                        if value is None:
+                            if leaf.nullable:
+                                results[response_name] = None
+                                continue
+                        elif not isinstance(value, Exception) and not is_awaitable(value):
+                            serialized = leaf.serialize(value)
+                            if serialized is not None and serialized is not Undefined:
+                                results[response_name] = serialized
+                                continue
+                    except Exception:  # noqa: S110 - graphql-core's path below reports it
+                        pass
+                result = self.execute_field(
+                    parent_type,
+                    source_value,
+                    field_details_list,
+                    Path(path, response_name, parent_type.name),
+                    position_context,
+                )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+        return _gathered(results, awaitable_fields)
+
+    def collect_subfields(
+        self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> CollectedFields:
+        """graphql-core's memo of collected sub-fields, keyed by the field nodes rather than by
+        the identity of a list that is new in every execution: so the memo of a document
+        without directives (`shared_memo`) serves every later execution of it, and one with
+        directives still collects once per execution."""
+        if len(field_details_list) == 1:
+            key: tuple[Any, ...] = (return_type, id(field_details_list[0].node))
+        else:
+            key = (return_type, *[id(details.node) for details in field_details_list])
+        cached = self._sub_fields.get(key)
+        if cached is None:
+            collected = collect_subfields(
+                self.schema,
+                self.fragments,
+                self.variable_values,
+                self.operation,
+                return_type,
+                field_details_list,
+                self.hide_suggestions,
+            )
+            # The field list keeps the nodes whose ids make the key alive with the entry.
+            cached = self._sub_fields[key] = (field_details_list, collected)
+        return cached[1]
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """An object value (of a type without `is_type_of`, outside `@defer`) goes straight to
+        its sub-fields: graphql-core would get there through five calls, each testing the type
+        again, for every object of a page."""
+        object_type = return_type.of_type if type(return_type) is GraphQLNonNull else return_type
+        if (
+            type(object_type) is GraphQLObjectType
+            and object_type.is_type_of is None
+            and position_context is None
+            and result is not None
+            and result is not Undefined
+            and not isinstance(result, Exception)
+        ):
+            grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+                object_type, field_details_list
+            )
+            if not new_defer_usages:
+                return self.execute_fields(object_type, result, path, grouped_field_set, None)
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
         )
 
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
@@ -173,8 +284,106 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
         behind that made full garbage collections (tens of ms on the loop) more frequent. Within
         one event the memo still works as before."""
         executor = super().build_per_event_executor(payload)
-        executor._relevant_sub_fields = {}
+        assert isinstance(executor, EventScopedExecutor)
+        if not self._shared:
+            executor._use(OperationMemo())
         return executor
+
+    def _use(self, memo: OperationMemo) -> None:
+        self._memo = memo
+        self._sub_fields = memo.sub_fields  # read on every object and field set: one lookup
+        self._plans = memo.plans
+
+
+class OperationMemo:
+    """What executing one operation works out about its document: each object field's collected
+    sub-fields, and each field set's plan (`EventScopedExecutor.execute_fields`)."""
+
+    __slots__ = ("__weakref__", "plans", "sub_fields")
+
+    def __init__(self) -> None:
+        self.sub_fields: dict[tuple[Any, ...], tuple[FieldDetailsList, CollectedFields]] = {}
+        self.plans: dict[int, FieldPlan] = {}
+
+
+_memos: dict[int, tuple[weakref.ref[OperationDefinitionNode], OperationMemo]] = {}
+
+
+def shared_memo(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDetails]
+) -> OperationMemo | None:
+    """The memo every execution of `operation` shares, or None if its fields depend on the
+    variables (a directive such as `@skip(if: $x)` or `@defer` anywhere in its selections).
+    Documents come from the schema's document cache, so a repeated request finds its sub-fields
+    and plans already worked out. Kept by identity (AST nodes compare and hash by value, deeply)
+    for as long as the operation's node lives."""
+    entry = _memos.get(id(operation))
+    if entry is not None and entry[0]() is operation:
+        return entry[1]
+    if not _without_directives(operation.selection_set, fragments, set()):
+        return None
+    key = id(operation)
+    memo = OperationMemo()
+    _memos[key] = (weakref.ref(operation, lambda _: _memos.pop(key, None)), memo)
+    return memo
+
+
+def _without_directives(
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDetails],
+    visited: set[str],
+) -> bool:
+    if selection_set is None:
+        return True
+    for selection in selection_set.selections:
+        if selection.directives:
+            return False
+        if isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if selection.arguments or fragment is None or fragment.definition.directives:
+                return False
+            if name not in visited:
+                visited.add(name)
+                if not _without_directives(fragment.definition.selection_set, fragments, visited):
+                    return False
+        elif isinstance(selection, FieldNode | InlineFragmentNode) and not _without_directives(
+            selection.selection_set, fragments, visited
+        ):
+            return False
+    return True
+
+
+class FieldPlan(NamedTuple):
+    """A field set (kept alive, as its id keys the executor's plans) and, per response name,
+    its fields and how to read it if it is a plain leaf."""
+
+    fields: GroupedFieldSet
+    steps: tuple[tuple[str, FieldDetailsList, LeafRead | None], ...]
+
+
+def _plan(
+    reads: dict[tuple[str, str], LeafRead],
+    parent_type: GraphQLObjectType,
+    grouped_field_set: GroupedFieldSet,
+) -> FieldPlan:
+    steps = []
+    for response_name, field_details_list in grouped_field_set.items():
+        node = field_details_list[0].node
+        leaf = None if node.arguments else reads.get((parent_type.name, node.name.value))
+        steps.append((response_name, field_details_list, leaf))
+    return FieldPlan(grouped_field_set, tuple(steps))
+
+
+async def _gathered(results: dict[str, Any], awaitable_fields: list[str]) -> dict[str, Any]:
+    """graphql-core's tail of `execute_fields`: the awaitable results awaited together."""
+    if len(awaitable_fields) == 1:
+        field = awaitable_fields[0]
+        results[field] = await results[field]
+    else:
+        awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+        results.update(zip(awaitable_fields, awaited, strict=True))
+    return results
 
 
 def _alive(reference: weakref.ref[EventScopedExecutor]) -> EventScopedExecutor:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import json
+import weakref
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import graphql
@@ -94,9 +97,16 @@ class Row:
     maybe_mood: Mood | None
     identifier: strawberry.ID
 
+    child: Row | None
+    kids: list[Row]
+
     @strawberry.field
     def computed(self) -> str:  # a resolver: never read directly
         return f"computed {self.text}"
+
+    @strawberry.field
+    async def later_child(self) -> Row | None:
+        return self.child
 
 
 @strawberry.type
@@ -120,34 +130,46 @@ ANY_VALUE = st.one_of(
 )
 
 
-def _row(values: dict[str, Any]) -> Any:
+LEAVES = ["text", "maybe_text", "number", "maybe_number", "ratio", "flag", "mood"]
+LEAVES += ["maybe_mood", "identifier"]
+
+
+def _row(values: dict[str, Any], child: Any = None, kids: Any = ()) -> Any:
     row = Row.__new__(Row)
-    row.__dict__.update(values)
+    row.__dict__.update(values, child=child, kids=list(kids))
     return row
 
 
-@given(
-    st.lists(
-        st.fixed_dictionaries(
-            {
-                name: ANY_VALUE
-                for name in [
-                    "text",
-                    "maybe_text",
-                    "number",
-                    "maybe_number",
-                    "ratio",
-                    "flag",
-                    "mood",
-                    "maybe_mood",
-                    "identifier",
-                ]
-            }
-        ),
-        min_size=1,
-        max_size=3,
-    )
+ROW_VALUES = st.fixed_dictionaries({name: ANY_VALUE for name in LEAVES})
+# A row's `child` may be a row, null, or what no row is; its `kids`, rows.
+ROW_TREES = st.recursive(
+    st.builds(_row, ROW_VALUES),
+    lambda rows: st.builds(
+        _row,
+        ROW_VALUES,
+        st.one_of(rows, st.none(), st.just("not a row"), st.just(ValueError("no child"))),
+        st.lists(rows, max_size=2),
+    ),
+    max_leaves=6,
 )
+SELECTABLE = [*ROW_FIELDS.split(), "__typename"]
+
+
+@st.composite
+def row_selections(draw: st.DrawFn, depth: int = 0) -> str:
+    """A selection set over `Row`: fields aliased, asked twice, under fragments or directives,
+    and its object fields nested further."""
+    parts = []
+    for index, name in enumerate(draw(st.lists(st.sampled_from(SELECTABLE), max_size=5))):
+        parts.append(f"a{depth}x{index}: {name}" if draw(st.booleans()) else name)
+    if depth < 3:
+        for name in draw(st.lists(st.sampled_from(["child", "kids", "laterChild"]), max_size=2)):
+            parts.append(f"{name} {{ {draw(row_selections(depth + 1))} }}")
+    shape = ["{}", "... on Row {{ {} }}", "...F {}", "number @skip(if: true) {}"]
+    return draw(st.sampled_from(shape)).format(" ".join(parts) or "text")
+
+
+@given(st.lists(ROW_VALUES, min_size=1, max_size=3))
 @settings(max_examples=150, deadline=None)
 def test_plain_leaf_fields_answer_as_graphql_core_would(rows: list[dict[str, Any]]) -> None:
     """The direct read of plain scalar and enum attributes against graphql-core's own path:
@@ -162,6 +184,24 @@ def test_plain_leaf_fields_answer_as_graphql_core_would(rows: list[dict[str, Any
     assert [(e.message, e.path) for e in actual.errors or []] == [
         (e.message, e.path) for e in expected.errors or []
     ]
+
+
+@given(rows=st.lists(ROW_TREES, min_size=1, max_size=3), selection=row_selections())
+@settings(max_examples=150, deadline=None)
+def test_nested_selections_answer_as_graphql_core_would(rows: list[Any], selection: str) -> None:
+    """Generated documents over nested and listed objects, with aliases, repeated fields,
+    fragments and directives: the executor's own field loop and object completion give
+    graphql-core's answer, key order included."""
+    ROWS[:] = rows
+    query = f"{{ rows {{ {selection} }} }} fragment F on Row {{ text child {{ number }} }}"
+    fast = strawberry.Schema(query=RowQuery, execution_context_class=EventScopedExecutor)
+    plain = strawberry.Schema(query=RowQuery)
+    expected = asyncio.run(plain.execute(query))
+    actual = asyncio.run(fast.execute(query))
+    assert json.dumps(actual.data) == json.dumps(expected.data)
+    assert sorted((e.message, e.path) for e in actual.errors or []) == sorted(
+        (e.message, e.path) for e in expected.errors or []
+    )
 
 
 def test_plain_leaf_fields_are_found_once_per_schema() -> None:
@@ -186,3 +226,95 @@ def test_plain_leaf_fields_are_found_once_per_schema() -> None:
     assert reads[("Row", "maybeText")].nullable
     assert not reads[("Row", "text")].nullable
     assert graphql_executor.leaf_reads(schema) is reads
+
+
+async def test_a_variable_directive_is_evaluated_in_every_execution(alice: SignedIn) -> None:
+    """A document whose fields depend on its variables is collected afresh each time, though
+    the document itself is cached: the second and third executions see their own `$skip`."""
+    query = "query($skip: Boolean!) { me { id email @skip(if: $skip) } }"
+    for skip in (True, False, True):
+        me = (await alice.ok(query, {"skip": skip}))["me"]
+        assert ("email" in me) is not skip
+
+
+async def test_a_cached_document_answers_each_execution_from_its_own_data(
+    alice: SignedIn,
+) -> None:
+    """The memo a cached document shares holds how to read fields, never what was read."""
+    query = "{ conversations(first: 5) { edges { node { title folder { name } } } } }"
+    assert (await alice.ok(query))["conversations"]["edges"] == []
+    folder = (await alice.ok('mutation { createFolder(input: {name: "F"}) { id } }'))[
+        "createFolder"
+    ]["id"]
+    await alice.ok(
+        'mutation($f: ID) { createConversation(input: {title: "T", folderId: $f}) { id } }',
+        {"f": folder},
+    )
+    edges = (await alice.ok(query))["conversations"]["edges"]
+    assert edges == [{"node": {"title": "T", "folder": {"name": "F"}}}]
+
+
+def test_an_operation_shares_its_memo_only_without_directives() -> None:
+    schema = strawberry.Schema(query=RowQuery)._schema
+    plain = parse("{ rows { text ...F } } fragment F on Row { child { number } }")
+    directed = parse(
+        "query($x: Boolean!) { rows { text ...F } } fragment F on Row { number @include(if: $x) }"
+    )
+    first = EventScopedExecutor.build(schema, plain)
+    second = EventScopedExecutor.build(schema, plain)
+    assert isinstance(first, EventScopedExecutor)
+    assert isinstance(second, EventScopedExecutor)
+    assert first._plans is second._plans
+    assert first._sub_fields is second._sub_fields
+    third = EventScopedExecutor.build(schema, directed, raw_variable_values={"x": True})
+    fourth = EventScopedExecutor.build(schema, directed, raw_variable_values={"x": False})
+    assert isinstance(third, EventScopedExecutor)
+    assert isinstance(fourth, EventScopedExecutor)
+    assert third._sub_fields is not fourth._sub_fields
+    operation = plain.definitions[0]
+    assert isinstance(operation, graphql.OperationDefinitionNode)
+    memo = weakref.ref(first._memo)
+    assert graphql_executor.shared_memo(operation, first.fragments) is memo()
+    del plain, operation, first, second
+    gc.collect()
+    assert memo() is None  # gone with its document
+
+
+@strawberry.type
+class Tick:
+    number: int
+    child: Tick | None
+
+
+@strawberry.type
+class TickSubscription:
+    @strawberry.subscription
+    async def ticks(self) -> AsyncGenerator[Tick, None]:
+        for number in range(30):
+            yield Tick(number=number, child=Tick(number=-number, child=None))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "subscription { ticks { number child { number } } }",
+        "subscription($x: Boolean!) { ticks { number child @include(if: $x) { number } } }",
+    ],
+)
+async def test_a_subscription_memo_does_not_grow_with_its_events(document: str) -> None:
+    """Each event executes the subscription's selection again, on a copy of the executor; what
+    the executors work out for it stays one entry per field, not one more per event."""
+    schema = strawberry.Schema(query=RowQuery, subscription=TickSubscription)._schema
+    executor = EventScopedExecutor.build(schema, parse(document), raw_variable_values={"x": True})
+    assert isinstance(executor, EventScopedExecutor)
+    sizes = []
+    for number in range(30):
+        event = executor.build_per_event_executor(
+            Tick(number=number, child=Tick(number=-number, child=None))
+        )
+        assert isinstance(event, EventScopedExecutor)
+        result = event.execute_operation(False)
+        assert isinstance(result, graphql.ExecutionResult)
+        assert result.data == {"ticks": {"number": number, "child": {"number": -number}}}
+        sizes.append((len(executor._sub_fields), len(executor._plans), len(event._sub_fields)))
+    assert sizes[1:] == sizes[:1] * 29
