@@ -193,9 +193,17 @@ async def _prefetch(info: Info, records: list[ConversationRecord]) -> Prefetched
 async def _load_all(
     loader: DataLoader[ObjectId, Record], ids: Iterable[ObjectId | None]
 ) -> dict[ObjectId, Record]:
-    """One batched load through the request's DataLoader, so its cache serves later lookups."""
+    """One read with the request's DataLoader's own batch function, its results primed into the
+    loader's cache for later lookups. Called directly: `load_many` would wait for the loader's
+    dispatch task and gather a future per id, for a batch that is already whole."""
     unique = list({i for i in ids if i is not None})
-    return dict(zip(unique, await loader.load_many(unique), strict=True))
+    found: dict[ObjectId, Record] = {}
+    for key, value in zip(unique, await loader.load_fn(unique), strict=True):
+        if isinstance(value, BaseException):  # as `load` would raise it
+            raise value
+        found[key] = value
+    loader.prime_many(found)
+    return found
 
 
 @strawberry.input

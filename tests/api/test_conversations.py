@@ -9,6 +9,7 @@ from bson import ObjectId
 from starlette.applications import Starlette
 
 from gql_chat.api.conversations import ConversationType
+from gql_chat.services.folders import FolderService
 from tests.support import SignedIn, create_conversation, create_folder, create_preset
 
 GET = """query($id: ID!) { conversation(id: $id) {
@@ -195,8 +196,8 @@ async def test_page_size_and_cursor_validation(alice: SignedIn) -> None:
 async def test_a_page_reads_its_folders_and_presets_up_front(
     alice: SignedIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rows resolve `folder` and `llmConfig` from one read per page, through fragments too;
-    only a conversation outside a page loads its own."""
+    """Rows resolve `folder` and `llmConfig` from one read per page, through named and inline
+    fragments too; only a conversation outside a page loads its own."""
     folder = await create_folder(alice, "Work")
     preset = await create_preset(alice, "Fast")
     for _ in range(3):
@@ -214,7 +215,8 @@ async def test_a_page_reads_its_folders_and_presets_up_front(
     monkeypatch.setattr(ConversationType, "_load_folder", counting("folder", load_folder))
     monkeypatch.setattr(ConversationType, "_load_preset", counting("preset", load_preset))
     page = await alice.ok(
-        """{ conversations { edges { node { folder { name } ...preset } } } }
+        """{ conversations { edges { node { folder { name } }
+                                     ... on ConversationEdge { node { ...preset } } } } }
         fragment preset on Conversation { llmConfig { name } }"""
     )
     nodes = [edge["node"] for edge in page["conversations"]["edges"]]
@@ -226,3 +228,30 @@ async def test_a_page_reads_its_folders_and_presets_up_front(
         {"id": preset},
     )
     assert row_loads == ["folder", "preset"]
+
+
+async def test_a_pages_folders_serve_the_rest_of_its_request(
+    alice: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's one read of its folders is primed into the request's loader: a conversation
+    asked for beside the page finds its folder there instead of reading it again."""
+    folder = await create_folder(alice, "Work")
+    conversation = await create_conversation(alice, folderId=folder)
+    reads: list[list[ObjectId]] = []
+    get_many = FolderService.get_many
+
+    async def counting(self: FolderService, owner_id: ObjectId, ids: list[ObjectId]) -> Any:
+        reads.append(ids)
+        return await get_many(self, owner_id, ids)
+
+    monkeypatch.setattr(FolderService, "get_many", counting)
+    data = await alice.ok(
+        """query($id: ID!) {
+            conversations { edges { node { folder { name } } } }
+            conversation(id: $id) { folder { name } }
+        }""",
+        {"id": conversation},
+    )
+    assert data["conversations"]["edges"] == [{"node": {"folder": {"name": "Work"}}}]
+    assert data["conversation"] == {"folder": {"name": "Work"}}
+    assert reads == [[ObjectId(folder)]]
