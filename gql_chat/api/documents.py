@@ -41,7 +41,10 @@ from gql_chat.platform.strawberry_validation import graphql_core_schema, validat
 CACHE_SIZE = 512  # entries
 CACHE_BYTES = 32 * 1024 * 1024  # estimated memory of the cached ASTs and texts together
 CACHEABLE_CHARS = 16 * 1024  # larger documents are never cached
-BYTES_PER_TOKEN = 600  # measured: 554-560 bytes of AST (nodes, locations, tokens) per token
+# Measured: 554-560 bytes of AST (nodes, locations, tokens) per token, and up to about 280 more
+# for what executing it leaves in the executor's memo of the document (`platform/graphql_executor`,
+# as long as the document lives; 280 for aliased object fields, the largest shape measured).
+BYTES_PER_TOKEN = 900
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 # Apollo Server's code for an operation that cannot be chosen (GraphQL spec, GetOperation: a

@@ -1,13 +1,15 @@
-"""The executor class: Strawberry's, with each subscription event's sub-field memo its own,
-without the reference cycle graphql-core 3.3 builds into every executor, and with plain
-attribute fields of scalar or enum type read directly.
+"""The executor class: Strawberry's, without the reference cycle graphql-core 3.3 builds into
+every executor, with plain attribute fields of scalar or enum type read in place, object values
+completed straight to their sub-fields, and what it works out about a document (its sub-field
+sets, their plans) shared by every execution of a cached document and bounded per subscription.
 
 `EventScopedExecutor` subclasses Strawberry's undocumented `StrawberryGraphQLCoreExecutionContext`
 (passed to `strawberry.Schema` as `execution_context_class`), replaces graphql-core's
-`async_helpers`, resets graphql-core's private `_relevant_sub_fields` memo and overrides
-`execute_field`. These depend on graphql-core 3.3's executor internals, Strawberry's subclass of
-it and Strawberry's marker on its plain-attribute resolvers, so `require_supported_versions`
-stops start-up on a version this was not checked against.
+`async_helpers` and overrides `execute_fields` (a copy of graphql-core's loop),
+`complete_value`, `collect_subfields` and `build_per_event_executor`. These depend on
+graphql-core 3.3's executor internals, Strawberry's subclass of it and Strawberry's marker on its
+plain-attribute resolvers, so `require_supported_versions` stops start-up on a version this was
+not checked against.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ def require_supported_versions() -> None:
         "gather_async_work",
         "track_async_work",
         "execute_field",
+        "execute_fields",
+        "complete_value",
+        "collect_subfields",
+        "settle_in_background",
     ):
         if not callable(getattr(StrawberryGraphQLCoreExecutionContext, name, None)):
             raise UnsupportedVersion(f"graphql-core's Executor has no {name}()")
@@ -276,13 +282,14 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
         )
 
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
-        """graphql-core 3.3 shares the memo of collected sub-fields between all the per-event
-        executors of a subscription, keyed by the identity of field lists that are new for every
-        event, and keeps those lists alive. So it never hits across events and grows by one
-        entry per event for as long as the subscription lives: a `userEvents` socket held for a
-        day would hold every event's field sets, and each streamed delta left long-lived objects
-        behind that made full garbage collections (tens of ms on the loop) more frequent. Within
-        one event the memo still works as before."""
+        """Each event's executor is a shallow copy of the subscription's. Keyed by the field
+        nodes, a shared memo (`shared_memo`) serves every event and stays one entry per field.
+        A memo of a document with directives (whose fields depend on the variables) is the
+        event's own: graphql-core 3.3 shares its memo between all the events, keyed by field
+        lists that are new in every event, so it grew by an entry per event for as long as the
+        subscription lived (a `userEvents` socket held for a day held every event's field sets,
+        and each streamed delta left long-lived objects behind that made full garbage
+        collections, tens of ms on the loop, more frequent)."""
         executor = super().build_per_event_executor(payload)
         assert isinstance(executor, EventScopedExecutor)
         if not self._shared:
