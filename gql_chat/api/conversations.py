@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from bson import ObjectId
-from strawberry.dataloader import DataLoader
 
 from gql_chat.api.context import Info
 from gql_chat.api.folders import FolderType
 from gql_chat.api.inputs import given, unless_null
 from gql_chat.api.llm_configs import LlmConfigType
+from gql_chat.api.loaders import read_now
 from gql_chat.api.lookahead import selected_names
 from gql_chat.api.pagination import PageInfo
 from gql_chat.api.permissions import IsAuthenticated
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 MessageConnectionRef = Annotated["MessageConnection", strawberry.lazy("gql_chat.api.messages")]
 UsageRef = Annotated["Usage", strawberry.lazy("gql_chat.api.messages")]
-Record = TypeVar("Record")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,26 +183,10 @@ async def _prefetch(info: Info, records: list[ConversationRecord]) -> Prefetched
     wanted = selected_names(info, "edges", "node")
     folders = presets = None
     if "folder" in wanted:
-        folders = await _load_all(loaders.folder, (r.folder_id for r in records))
+        folders = await read_now(loaders.folder, (r.folder_id for r in records))
     if "llmConfig" in wanted:
-        presets = await _load_all(loaders.llm_config, (r.llm_config_id for r in records))
+        presets = await read_now(loaders.llm_config, (r.llm_config_id for r in records))
     return Prefetched(folders=folders, presets=presets)
-
-
-async def _load_all(
-    loader: DataLoader[ObjectId, Record], ids: Iterable[ObjectId | None]
-) -> dict[ObjectId, Record]:
-    """One read with the request's DataLoader's own batch function, its results primed into the
-    loader's cache for later lookups. Called directly: `load_many` would wait for the loader's
-    dispatch task and gather a future per id, for a batch that is already whole."""
-    unique = list({i for i in ids if i is not None})
-    found: dict[ObjectId, Record] = {}
-    for key, value in zip(unique, await loader.load_fn(unique), strict=True):
-        if isinstance(value, BaseException):  # as `load` would raise it
-            raise value
-        found[key] = value
-    loader.prime_many(found)
-    return found
 
 
 @strawberry.input

@@ -33,7 +33,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.types import ExecutionContext
 
 from gql_chat.api.context import start_response_budget
-from gql_chat.api.document_limits import Limits, limit_errors
+from gql_chat.api.document_limits import Limits, analyse, limit_errors
 from gql_chat.api.errors import with_code
 from gql_chat.config import Settings
 from gql_chat.platform.strawberry_validation import graphql_core_schema, validate_document
@@ -41,10 +41,11 @@ from gql_chat.platform.strawberry_validation import graphql_core_schema, validat
 CACHE_SIZE = 512  # entries
 CACHE_BYTES = 32 * 1024 * 1024  # estimated memory of the cached ASTs and texts together
 CACHEABLE_CHARS = 16 * 1024  # larger documents are never cached
-# Measured: 554-560 bytes of AST (nodes, locations, tokens) per token, and up to about 280 more
-# for what executing it leaves in the executor's memo of the document (`platform/graphql_executor`,
-# as long as the document lives; 280 for aliased object fields, the largest shape measured).
-BYTES_PER_TOKEN = 900
+BYTES_PER_TOKEN = 600  # measured: 554-560 bytes of AST (nodes, locations, tokens) per token
+# Measured: about 285 bytes per selection after expanding fragments, of what executing the
+# document leaves in the executor's memo of it (`platform/graphql_executor`), for as long as it
+# lives; a fragment of m fields spread under s fields is s x m selections from s + m tokens.
+BYTES_PER_SELECTION = 320
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 # Apollo Server's code for an operation that cannot be chosen (GraphQL spec, GetOperation: a
@@ -95,13 +96,15 @@ def too_large(size: int, limit: int) -> GraphQLError:
 
 
 def _weight(query: str, document: DocumentNode) -> int:
-    """Estimated memory of a parsed document: its text, and its AST by its token count."""
+    """Estimated memory of a parsed document: its text, its AST by its token count, and what
+    executing it leaves in the executor's memo by its selections after expanding fragments."""
     tokens = 0
     token = document.loc.start_token if document.loc else None
     while token is not None:
         tokens += 1
         token = token.next
-    return len(query) + BYTES_PER_TOKEN * tokens
+    selections = analyse(document).selections
+    return len(query) + BYTES_PER_TOKEN * tokens + BYTES_PER_SELECTION * selections
 
 
 @dataclass(slots=True)

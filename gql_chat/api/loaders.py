@@ -4,8 +4,9 @@ scoped to one user."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from functools import cached_property
+from typing import TypeVar
 
 from bson import ObjectId
 from strawberry.dataloader import DataLoader
@@ -15,6 +16,34 @@ from gql_chat.domain.folders import FolderRecord
 from gql_chat.domain.messages import MessageNode, UsageRecord
 from gql_chat.domain.presets import LlmConfigRecord
 from gql_chat.services.registry import Services
+
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
+
+
+async def read_now(loader: DataLoader[Key, Value], ids: Iterable[Key | None]) -> dict[Key, Value]:
+    """The values of `ids` (None skipped): those the loader has already loaded from its cache,
+    the others in one call of its batch function now, primed into its cache for later lookups.
+    For a list resolver whose batch is already whole: `load_many` would gather a future per id
+    and wait for the loader's dispatch task, 0.1 ms of a `conversations` page's 1.7 ms
+    in-process. An id another lookup is still loading is read again rather than waited for."""
+    found: dict[Key, Value] = {}
+    missing: list[Key] = []
+    for key in dict.fromkeys(i for i in ids if i is not None):
+        future = loader.cache_map.get(key) if loader.cache else None
+        if future is not None and future.done() and not future.cancelled():
+            found[key] = future.result()  # raises what a `load` would
+        else:
+            missing.append(key)
+    if missing:
+        read: dict[Key, Value] = {}
+        for key, value in zip(missing, await loader.load_fn(missing), strict=True):
+            if isinstance(value, BaseException):  # as `load` would raise it
+                raise value
+            read[key] = value
+        loader.prime_many(read)
+        found.update(read)
+    return found
 
 
 class Loaders:

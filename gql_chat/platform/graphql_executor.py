@@ -15,7 +15,7 @@ not checked against.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 import graphql
@@ -116,6 +116,7 @@ def leaf_reads(schema: GraphQLSchema) -> dict[tuple[str, str], LeafRead]:
                     or field.args
                     or not getattr(field.resolve, "_is_default", False)
                     or definition.base_resolver is not None
+                    or definition.extensions  # Strawberry marks their chain `_is_default` too
                 ):
                     continue
                 nullable = not isinstance(field.type, GraphQLNonNull)
@@ -151,14 +152,12 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
 
         self.async_helpers = GraphQLResolveInfoHelpers(gather=gather, track=track)
         middleware = self.middleware_manager
-        shared = shared_memo(self.operation, self.fragments)
+        plain = middleware is None or not middleware._middleware_resolvers
+        self._leaf_reads = leaf_reads(self.schema) if plain else {}
+        # A shared memo's plans read leaves in place: not for an execution with middleware.
+        shared = shared_memo(self.operation, self.fragments) if plain else None
         self._shared = shared is not None
         self._use(shared or OperationMemo())
-        self._leaf_reads = (
-            leaf_reads(self.schema)
-            if middleware is None or not middleware._middleware_resolvers
-            else {}
-        )
 
     def execute_fields(
         self,
@@ -173,10 +172,10 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
         path, a resolve info, call Strawberry's resolver chain (three calls to reach `getattr`)
         and recurse through `complete_value`, most of a field's cost and most of a
         `conversations` page's GraphQL overhead. Which fields are plain leaves is worked out
-        once per field set (graphql-core memoizes the sub-field sets of a list's items). Anything
-        unusual (an exception, a null for a non-null field, a value the scalar refuses, an
-        awaitable) goes to graphql-core's own `execute_field`, which reads the attribute again
-        and reports it exactly as before."""
+        once per field set (sub-field sets are memoized). Anything unusual (an exception, a
+        null for a non-null field, a value the scalar refuses, an awaitable, which is closed
+        unawaited) goes to graphql-core's own `execute_field`, which reads the attribute again
+        (a property runs twice then) and reports it exactly as before."""
         if path is None:  # the root's field set is collected anew in every execution
             plan = _plan(self._leaf_reads, parent_type, grouped_field_set)
         else:
@@ -199,7 +198,10 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
                             if leaf.nullable:
                                 results[response_name] = None
                                 continue
-                        elif not isinstance(value, Exception) and not is_awaitable(value):
+                        elif is_awaitable(value):
+                            if isinstance(value, Coroutine):  # read again below: not awaited
+                                value.close()
+                        elif not isinstance(value, Exception):
                             serialized = leaf.serialize(value)
                             if serialized is not None and serialized is not Undefined:
                                 results[response_name] = serialized
@@ -228,10 +230,13 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
     def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
     ) -> CollectedFields:
-        """graphql-core's memo of collected sub-fields, keyed by the field nodes rather than by
-        the identity of a list that is new in every execution: so the memo of a document
-        without directives (`shared_memo`) serves every later execution of it, and one with
-        directives still collects once per execution."""
+        """For a document without directives (`shared_memo`), graphql-core's memo of collected
+        sub-fields keyed by the field nodes rather than by the identity of a list that is new
+        in every execution, so that it serves every later execution of the document. With
+        directives the sub-fields depend on the variables and on `@defer` (each field's defer
+        usage): graphql-core's own memo, within one execution."""
+        if not self._shared:  # directives: graphql-core's memo, by the lists' identity
+            return super().collect_subfields(return_type, field_details_list)
         if len(field_details_list) == 1:
             key: tuple[Any, ...] = (return_type, id(field_details_list[0].node))
         else:
@@ -294,6 +299,7 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
         assert isinstance(executor, EventScopedExecutor)
         if not self._shared:
             executor._use(OperationMemo())
+            executor._relevant_sub_fields = {}
         return executor
 
     def _use(self, memo: OperationMemo) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import inspect
 import json
+import warnings
 import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -16,9 +18,15 @@ import graphql
 import pytest
 import strawberry
 from graphql import parse
-from graphql.execution import Executor
+from graphql.execution import (
+    Executor,
+    ExperimentalIncrementalExecutionResults,
+    experimental_execute_incrementally,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strawberry.permission import BasePermission
+from strawberry.schema.config import StrawberryConfig
 
 from gql_chat.api.context import Context
 from gql_chat.api.schema import build_schema
@@ -316,5 +324,126 @@ async def test_a_subscription_memo_does_not_grow_with_its_events(document: str) 
         result = event.execute_operation(False)
         assert isinstance(result, graphql.ExecutionResult)
         assert result.data == {"ticks": {"number": number, "child": {"number": -number}}}
-        sizes.append((len(executor._sub_fields), len(executor._plans), len(event._sub_fields)))
+        sizes.append(
+            tuple(
+                len(memo)
+                for held in (executor, event)
+                for memo in (held._sub_fields, held._plans, held._relevant_sub_fields)
+            )
+        )
     assert sizes[1:] == sizes[:1] * 29
+
+
+def test_deferred_fields_are_collected_with_their_defer_usage() -> None:
+    """One fragment's fields reached outside and inside `@defer` are two different sub-field
+    sets (graphql-core's memo keeps them apart; one keyed only by the nodes would not)."""
+    ROWS[:] = [_row({"text": "top"}, child=_row({"text": "mid"}, child=_row({"text": "low"})))]
+    query = """{ rows { a: child { ...F } b: child { ... @defer { ...F } } } }
+        fragment F on Row { child { text } }"""
+    config = StrawberryConfig(enable_experimental_incremental_execution=True)
+
+    async def answer(schema: strawberry.Schema) -> list[Any]:
+        result = experimental_execute_incrementally(
+            schema._schema, parse(query), executor_class=schema.execution_context_class
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        assert isinstance(result, ExperimentalIncrementalExecutionResults)
+        payloads: list[Any] = [result.initial_result.formatted]
+        payloads += [later.formatted async for later in result.subsequent_results]
+        return payloads
+
+    plain = strawberry.Schema(query=RowQuery, config=config)
+    fast = strawberry.Schema(
+        query=RowQuery, config=config, execution_context_class=EventScopedExecutor
+    )
+    expected = asyncio.run(answer(plain))
+    assert len(expected) == 2  # the initial payload and the deferred one
+    assert asyncio.run(answer(fast)) == expected
+
+
+def test_a_cached_document_run_with_middleware_reads_no_leaf_in_place() -> None:
+    """Resolver middleware sees every field, also of a document the executor has already
+    worked out without middleware."""
+
+    def upper(next_: Any, root: Any, info: Any, **kwargs: Any) -> Any:
+        value = next_(root, info, **kwargs)
+        return value.upper() if isinstance(value, str) else value
+
+    ROWS[:] = [_row({"text": "quiet"})]
+    schema = strawberry.Schema(query=RowQuery, execution_context_class=EventScopedExecutor)
+    document = parse("{ rows { text } }")
+    for middleware, expected in (([], "quiet"), ([upper], "QUIET"), ([], "quiet")):
+        result = graphql.execute(
+            schema._schema, document, middleware=middleware, executor_class=EventScopedExecutor
+        )
+        assert isinstance(result, graphql.ExecutionResult)
+        assert result.data == {"rows": [{"text": expected}]}
+
+
+class Deny(BasePermission):
+    message = "denied"
+
+    def has_permission(self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Guarded:
+    name: str
+    secret: str | None = strawberry.field(permission_classes=[Deny])
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def guarded(self) -> Guarded:
+        return Guarded(name="alice", secret="s3cr3t")
+
+
+def test_a_plain_attribute_with_a_permission_keeps_its_check() -> None:
+    """Strawberry marks a field's extension chain as its default resolver too: a field with
+    permission classes but no resolver is not a plain leaf."""
+    schema = strawberry.Schema(query=GuardedQuery, execution_context_class=EventScopedExecutor)
+    assert ("Guarded", "secret") not in graphql_executor.leaf_reads(schema._schema)
+    result = schema.execute_sync("{ guarded { name secret } }")
+    assert result.data == {"guarded": {"name": "alice", "secret": None}}
+    assert [(e.message, e.path) for e in result.errors or []] == [("denied", ["guarded", "secret"])]
+
+
+class Lazy:
+    """A row whose `text` is a property answering a new coroutine each time it is read."""
+
+    reads = 0
+
+    @property
+    def text(self) -> Any:
+        Lazy.reads += 1
+
+        async def value() -> str:
+            return "later"
+
+        return value()
+
+
+@strawberry.type
+class LazyRow:
+    text: str
+
+
+@strawberry.type
+class LazyQuery:
+    @strawberry.field
+    def rows(self) -> list[LazyRow]:
+        return [Lazy()]  # type: ignore[list-item]
+
+
+def test_an_awaitable_attribute_read_in_place_is_closed_not_leaked() -> None:
+    schema = strawberry.Schema(query=LazyQuery, execution_context_class=EventScopedExecutor)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = asyncio.run(schema.execute("{ rows { text } }"))
+        gc.collect()
+    assert result.data == {"rows": [{"text": "later"}]}
+    assert [w for w in caught if "never awaited" in str(w.message)] == []
+    assert Lazy.reads == 2  # read in place, then again by graphql-core's own path
