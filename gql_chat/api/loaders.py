@@ -3,6 +3,7 @@ scoped to one user."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from functools import cached_property
@@ -22,28 +23,56 @@ Value = TypeVar("Value")
 
 
 async def read_now(loader: DataLoader[Key, Value], ids: Iterable[Key | None]) -> dict[Key, Value]:
-    """The values of `ids` (None skipped): those the loader has already loaded from its cache,
-    the others in one call of its batch function now, primed into its cache for later lookups.
-    For a list resolver whose batch is already whole: `load_many` would gather a future per id
-    and wait for the loader's dispatch task, 0.1 ms of a `conversations` page's 1.7 ms
-    in-process. An id another lookup is still loading is read again rather than waited for."""
-    found: dict[Key, Value] = {}
+    """The values of `ids` (None skipped), as `loader.load_many` would give them, for a list
+    resolver whose batch is already whole: the ids the loader has or is loading come from its
+    cache, the others from one call of its batch function now, their futures in the cache
+    while it runs so that concurrent lookups wait for this read rather than make their own.
+    `load_many` would gather a future per id and wait for the loader's dispatch task: 0.1 ms of
+    a `conversations` page's 1.7 ms in-process."""
+    cached: dict[Key, asyncio.Future[Value]] = {}
     missing: list[Key] = []
     for key in dict.fromkeys(i for i in ids if i is not None):
         future = loader.cache_map.get(key) if loader.cache else None
-        if future is not None and future.done() and not future.cancelled():
-            found[key] = future.result()  # raises what a `load` would
-        else:
+        if future is None or future.cancelled():
             missing.append(key)
+        else:
+            cached[key] = future
     if missing:
-        read: dict[Key, Value] = {}
-        for key, value in zip(missing, await loader.load_fn(missing), strict=True):
-            if isinstance(value, BaseException):  # as `load` would raise it
-                raise value
-            read[key] = value
-        loader.prime_many(read)
-        found.update(read)
-    return found
+        await _read(loader, missing, cached)
+    return {key: await future for key, future in cached.items()}  # raises what `load` would
+
+
+async def _read(
+    loader: DataLoader[Key, Value], keys: list[Key], into: dict[Key, asyncio.Future[Value]]
+) -> None:
+    """One call of the batch function for `keys`, its results (or its failure) in a future per
+    key, in the loader's cache and in `into`. A failure is marked retrieved on each future, as
+    whoever awaits one gets it raised."""
+    loop = asyncio.get_running_loop()
+    futures = {key: loop.create_future() for key in keys}
+    if loader.cache:
+        for key, future in futures.items():
+            loader.cache_map.set(key, future)
+    into.update(futures)
+    try:
+        values = await loader.load_fn(keys)
+    except BaseException as exc:
+        for future in futures.values():
+            _fail(future, exc)
+        raise
+    for future, value in zip(futures.values(), values, strict=True):
+        if isinstance(value, BaseException):
+            _fail(future, value)
+        else:
+            future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Value], exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        future.cancel()
+    else:
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" log if nobody else awaits it
 
 
 class Loaders:

@@ -45,19 +45,49 @@ async def test_one_read_for_the_missing_ids_primed_for_later_loads() -> None:
     assert reads.batches == [["a"], ["b", "c"]]  # primed: no third read
 
 
-async def test_an_id_still_loading_elsewhere_is_read_again() -> None:
+async def test_an_id_still_loading_elsewhere_is_waited_for() -> None:
     reads = Reads()
     reads.open.clear()
     loader = DataLoader(load_fn=reads)
     pending = asyncio.ensure_future(loader.load("a"))
     async with asyncio.timeout(5):
         await reads.called.wait()  # its batch has started, and waits
+        reading = asyncio.ensure_future(read_now(loader, ["a", "b"]))
         reads.called.clear()
-        reading = asyncio.ensure_future(read_now(loader, ["a"]))
+        await reads.called.wait()  # the read of "b" alone
+        reads.open.set()
+        assert await reading == {"a": "A", "b": "B"}
+        assert await pending == "A"
+    assert reads.batches == [["a"], ["b"]]
+
+
+async def test_a_lookup_during_the_read_waits_for_it() -> None:
+    reads = Reads()
+    reads.open.clear()
+    loader = DataLoader(load_fn=reads)
+    reading = asyncio.ensure_future(read_now(loader, ["a"]))
+    async with asyncio.timeout(5):
         await reads.called.wait()
-    reads.open.set()
-    assert await reading == {"a": "A"}
-    assert await pending == "A"
+        looking = asyncio.ensure_future(loader.load("a"))
+        await asyncio.sleep(0.01)  # a batch of its own would have been dispatched by now
+        reads.open.set()
+        assert await reading == {"a": "A"}
+        assert await looking == "A"
+    assert reads.batches == [["a"]]
+
+
+async def test_a_cancelled_read_leaves_the_ids_to_be_read_again() -> None:
+    reads = Reads()
+    reads.open.clear()
+    loader = DataLoader(load_fn=reads)
+    reading = asyncio.ensure_future(read_now(loader, ["a"]))
+    async with asyncio.timeout(5):
+        await reads.called.wait()
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        reads.open.set()
+        assert await loader.load("a") == "A"
     assert reads.batches == [["a"], ["a"]]
 
 
@@ -77,3 +107,14 @@ async def test_a_failed_id_raises_as_a_load_would() -> None:
         await loader.load("b")  # a load on its own fails alike (and is cached failed)
     with pytest.raises(ValueError, match="b"):
         await read_now(loader, ["b"])  # from the cache, as a load would
+
+
+async def test_a_failed_batch_fails_every_id_as_a_load_would() -> None:
+    async def broken(keys: Sequence[str]) -> list[str]:
+        raise ConnectionError("down")
+
+    loader = DataLoader(load_fn=broken)
+    with pytest.raises(ConnectionError):
+        await read_now(loader, ["a", "b"])
+    with pytest.raises(ConnectionError):
+        await loader.load("b")  # cached failed, as after a failed `load_many`
