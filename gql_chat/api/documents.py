@@ -33,7 +33,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.types import ExecutionContext
 
 from gql_chat.api.context import start_response_budget
-from gql_chat.api.document_limits import Limits, analyse, limit_errors
+from gql_chat.api.document_limits import DocumentCost, Limits, analyse, limit_errors
 from gql_chat.api.errors import with_code
 from gql_chat.config import Settings
 from gql_chat.platform.strawberry_validation import graphql_core_schema, validate_document
@@ -70,9 +70,10 @@ def validated(
     document: DocumentNode,
     rules: tuple[type[ASTValidationRule], ...],
     limits: Limits,
+    cost: DocumentCost,
 ) -> list[GraphQLError]:
     """The limits first; graphql-core's rules only for a document within them."""
-    errors = limit_errors(document, limits) or validate_document(schema, document, rules)
+    errors = limit_errors(document, limits, cost) or validate_document(schema, document, rules)
     return [coded(error) for error in errors]
 
 
@@ -95,7 +96,7 @@ def too_large(size: int, limit: int) -> GraphQLError:
     )
 
 
-def _weight(query: str, document: DocumentNode) -> int:
+def _weight(query: str, document: DocumentNode, cost: DocumentCost) -> int:
     """Estimated memory of a parsed document: its text, its AST by its token count, and what
     executing it leaves in the executor's memo by its selections after expanding fragments."""
     tokens = 0
@@ -103,8 +104,7 @@ def _weight(query: str, document: DocumentNode) -> int:
     while token is not None:
         tokens += 1
         token = token.next
-    selections = analyse(document).selections
-    return len(query) + BYTES_PER_TOKEN * tokens + BYTES_PER_SELECTION * selections
+    return len(query) + BYTES_PER_TOKEN * tokens + BYTES_PER_SELECTION * cost.selections
 
 
 @dataclass(slots=True)
@@ -112,6 +112,7 @@ class Entry:
     document: DocumentNode
     weight: int
     operations: int
+    cost: DocumentCost
     rules: tuple[type[ASTValidationRule], ...] | None = None
     errors: list[GraphQLError] | None = None
 
@@ -232,7 +233,8 @@ class DocumentChecks:
             except GraphQLError as exc:
                 raise parse_failed(exc) from None
             operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
-            entry = Entry(document, _weight(query, document), operations)
+            cost = analyse(document)  # once: the weight here, the limits at validation
+            entry = Entry(document, _weight(query, document, cost), operations, cost)
             self.cache.add(query, entry)
         if entry.operations > 1 and context.operation_name is None:
             raise GraphQLError(
@@ -253,6 +255,7 @@ class DocumentChecks:
                 entry.document,
                 rules,
                 self._limits(context.context).limits,
+                entry.cost,
             )
             entry.rules = rules
         context.pre_execution_errors = entry.errors

@@ -319,7 +319,7 @@ class OperationMemo:
         self.plans: dict[int, FieldPlan] = {}
 
 
-_memos: dict[int, tuple[weakref.ref[OperationDefinitionNode], OperationMemo]] = {}
+_memos: dict[int, tuple[weakref.ref[OperationDefinitionNode], OperationMemo | None]] = {}
 
 
 def shared_memo(
@@ -333,10 +333,9 @@ def shared_memo(
     entry = _memos.get(id(operation))
     if entry is not None and entry[0]() is operation:
         return entry[1]
-    if not _without_directives(operation.selection_set, fragments, set()):
-        return None
+    shareable = _without_directives(operation.selection_set, fragments, set())
+    memo = OperationMemo() if shareable else None  # None kept too: walked once, not per request
     key = id(operation)
-    memo = OperationMemo()
     _memos[key] = (weakref.ref(operation, lambda _: _memos.pop(key, None)), memo)
     return memo
 

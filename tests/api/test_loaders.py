@@ -28,6 +28,13 @@ class Reads:
         return [ValueError(key) if key in self.failing else key.upper() for key in keys]
 
 
+def _held() -> tuple[Reads, DataLoader[str, str]]:
+    """A loader whose batches wait until `reads.open` is set."""
+    reads = Reads()
+    reads.open.clear()
+    return reads, DataLoader(load_fn=reads)
+
+
 async def test_nothing_to_read_reads_nothing() -> None:
     reads = Reads()
     assert await read_now(DataLoader(load_fn=reads), [None, None]) == {}
@@ -46,9 +53,7 @@ async def test_one_read_for_the_missing_ids_primed_for_later_loads() -> None:
 
 
 async def test_an_id_still_loading_elsewhere_is_waited_for() -> None:
-    reads = Reads()
-    reads.open.clear()
-    loader = DataLoader(load_fn=reads)
+    reads, loader = _held()
     pending = asyncio.ensure_future(loader.load("a"))
     async with asyncio.timeout(5):
         await reads.called.wait()  # its batch has started, and waits
@@ -62,9 +67,7 @@ async def test_an_id_still_loading_elsewhere_is_waited_for() -> None:
 
 
 async def test_a_lookup_during_the_read_waits_for_it() -> None:
-    reads = Reads()
-    reads.open.clear()
-    loader = DataLoader(load_fn=reads)
+    reads, loader = _held()
     reading = asyncio.ensure_future(read_now(loader, ["a"]))
     async with asyncio.timeout(5):
         await reads.called.wait()
@@ -77,9 +80,7 @@ async def test_a_lookup_during_the_read_waits_for_it() -> None:
 
 
 async def test_a_cancelled_read_leaves_the_ids_to_be_read_again() -> None:
-    reads = Reads()
-    reads.open.clear()
-    loader = DataLoader(load_fn=reads)
+    reads, loader = _held()
     reading = asyncio.ensure_future(read_now(loader, ["a"]))
     async with asyncio.timeout(5):
         await reads.called.wait()
