@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
 
-from gql_chat.app import freeze_startup_objects
+from gql_chat.api.view import GraphQLView
+from gql_chat.app import create_app, freeze_startup_objects
+from gql_chat.config import Settings
+from tests.conftest import serve
+from tests.support import GraphQLClient, sign_up
 
 
 async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
@@ -50,3 +56,23 @@ async def test_startup_objects_are_taken_out_of_full_collections(app: Starlette)
     assert frozen > 0  # the first app of the process froze what existed at its start-up
     freeze_startup_objects()
     assert gc.get_freeze_count() == frozen  # later apps (tests) leave the collector alone
+
+
+async def test_an_app_is_freed_with_its_schema_and_cached_documents(settings: Settings) -> None:
+    """Nothing process-wide keeps an app once it is dropped, even after its schema has cached
+    and executed documents (a module-level memo keyed by operation once kept every app of the
+    test suite, and full collections over them paused the loop for seconds)."""
+    app = create_app(settings)
+    async with serve(app) as http:
+        user = await sign_up(GraphQLClient(http))
+        for _ in range(2):  # the second execution reads the cached document's memo
+            await user.ok("{ me { id email } conversations(first: 5) { edges { node { id } } } }")
+    (schema,) = {
+        route.endpoint.schema
+        for route in app.routes
+        if isinstance(route, Route | WebSocketRoute) and isinstance(route.endpoint, GraphQLView)
+    }
+    freed = weakref.ref(schema)
+    del app, http, user, schema
+    gc.collect()
+    assert freed() is None

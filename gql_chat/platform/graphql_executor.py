@@ -93,42 +93,88 @@ class LeafRead(NamedTuple):
     nullable: bool
 
 
-_leaf_reads: weakref.WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], LeafRead]] = (
-    weakref.WeakKeyDictionary()
-)
+class SchemaMemos:
+    """What executions on one schema work out once and share: its plain leaf fields
+    (`leaf_reads`) and each cached operation's memo (`shared`).
+
+    Kept on the schema object itself (`memos_of`), never in a module-level table: an operation's
+    memo leads back to the schema (its field types' resolvers close over Strawberry's converter,
+    which holds the schema), and the schema's document cache holds the operation, so a table
+    keyed by operation kept every schema ever built alive with all its cached documents. The
+    test suite, which builds an app per test, grew to 4 M objects, and each full collection then
+    paused the event loop for 2-3 s. On the schema, all of it is freed with the schema."""
+
+    __slots__ = ("leaf_reads", "operations")
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        self.leaf_reads = _find_leaf_reads(schema)
+        self.operations: dict[
+            int, tuple[weakref.ref[OperationDefinitionNode], OperationMemo | None]
+        ] = {}
+
+    def shared(
+        self, operation: OperationDefinitionNode, fragments: dict[str, FragmentDetails]
+    ) -> OperationMemo | None:
+        """The memo every execution of `operation` shares, or None if its fields depend on the
+        variables (a directive such as `@skip(if: $x)` or `@defer` anywhere in its
+        selections). Documents come from the schema's document cache, so a repeated request
+        finds its sub-fields and plans already worked out. Kept by identity (AST nodes compare
+        and hash by value, deeply) for as long as the operation's node lives."""
+        operations = self.operations
+        key = id(operation)
+        entry = operations.get(key)
+        if entry is not None and entry[0]() is operation:
+            return entry[1]
+        shareable = _without_directives(operation.selection_set, fragments, set())
+        memo = OperationMemo() if shareable else None  # None kept: walked once, not per request
+        operations[key] = (weakref.ref(operation, lambda _: operations.pop(key, None)), memo)
+        return memo
+
+
+_MEMOS_ATTRIBUTE = "_gql_chat_execution_memos"
+
+
+def memos_of(schema: GraphQLSchema) -> SchemaMemos:
+    """The schema's `SchemaMemos`, made on its first execution."""
+    memos: SchemaMemos | None = getattr(schema, _MEMOS_ATTRIBUTE, None)
+    if memos is None:
+        memos = SchemaMemos(schema)
+        setattr(schema, _MEMOS_ATTRIBUTE, memos)
+    return memos
 
 
 def leaf_reads(schema: GraphQLSchema) -> dict[tuple[str, str], LeafRead]:
-    """The schema's plain leaf fields by (type name, field name), found once per schema: fields
-    whose resolver is Strawberry's basic one (no resolver function, no permission classes, no
-    field extensions, no error handlers: it only reads the attribute), without arguments, of a
-    scalar or enum type."""
-    reads = _leaf_reads.get(schema)
-    if reads is None:
-        reads = {}
-        for type_ in schema.type_map.values():
-            if not isinstance(type_, GraphQLObjectType):
+    """The schema's plain leaf fields by (type name, field name), found once per schema."""
+    return memos_of(schema).leaf_reads
+
+
+def _find_leaf_reads(schema: GraphQLSchema) -> dict[tuple[str, str], LeafRead]:
+    """Fields whose resolver is Strawberry's basic one (no resolver function, no permission
+    classes, no field extensions, no error handlers: it only reads the attribute), without
+    arguments, of a scalar or enum type."""
+    reads: dict[tuple[str, str], LeafRead] = {}
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType):
+            continue
+        for name, field in type_.fields.items():
+            definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if (
+                definition is None
+                or field.args
+                or not getattr(field.resolve, "_is_default", False)
+                or definition.base_resolver is not None
+                or definition.extensions  # Strawberry marks their chain `_is_default` too
+            ):
                 continue
-            for name, field in type_.fields.items():
-                definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-                if (
-                    definition is None
-                    or field.args
-                    or not getattr(field.resolve, "_is_default", False)
-                    or definition.base_resolver is not None
-                    or definition.extensions  # Strawberry marks their chain `_is_default` too
-                ):
-                    continue
-                nullable = not isinstance(field.type, GraphQLNonNull)
-                leaf = field.type if nullable else field.type.of_type
-                if is_leaf_type(leaf):
-                    reads[type_.name, name] = LeafRead(
-                        definition.default_resolver,
-                        definition.python_name,
-                        leaf.coerce_output_value,
-                        nullable,
-                    )
-        _leaf_reads[schema] = reads
+            nullable = not isinstance(field.type, GraphQLNonNull)
+            leaf = field.type if nullable else field.type.of_type
+            if is_leaf_type(leaf):
+                reads[type_.name, name] = LeafRead(
+                    definition.default_resolver,
+                    definition.python_name,
+                    leaf.coerce_output_value,
+                    nullable,
+                )
     return reads
 
 
@@ -153,9 +199,10 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
         self.async_helpers = GraphQLResolveInfoHelpers(gather=gather, track=track)
         middleware = self.middleware_manager
         plain = middleware is None or not middleware._middleware_resolvers
-        self._leaf_reads = leaf_reads(self.schema) if plain else {}
+        memos = memos_of(self.schema)
+        self._leaf_reads = memos.leaf_reads if plain else {}
         # A shared memo's plans read leaves in place: not for an execution with middleware.
-        shared = shared_memo(self.operation, self.fragments) if plain else None
+        shared = memos.shared(self.operation, self.fragments) if plain else None
         self._shared = shared is not None
         self._use(shared or OperationMemo())
 
@@ -230,9 +277,9 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
     def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
     ) -> CollectedFields:
-        """For a document without directives (`shared_memo`), graphql-core's memo of collected
-        sub-fields keyed by the field nodes rather than by the identity of a list that is new
-        in every execution, so that it serves every later execution of the document. With
+        """For a document without directives (`SchemaMemos.shared`), graphql-core's memo of
+        collected sub-fields keyed by the field nodes rather than by the identity of a list that
+        is new in every execution, so that it serves every later execution of the document. With
         directives the sub-fields depend on the variables and on `@defer` (each field's defer
         usage): graphql-core's own memo, within one execution."""
         if not self._shared:  # directives: graphql-core's memo, by the lists' identity
@@ -288,8 +335,8 @@ class EventScopedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
         """Each event's executor is a shallow copy of the subscription's. Keyed by the field
-        nodes, a shared memo (`shared_memo`) serves every event and stays one entry per field.
-        A memo of a document with directives (whose fields depend on the variables) is the
+        nodes, a shared memo (`SchemaMemos.shared`) serves every event and stays one entry per
+        field. A memo of a document with directives (whose fields depend on the variables) is the
         event's own: graphql-core 3.3 shares its memo between all the events, keyed by field
         lists that are new in every event, so it grew by an entry per event for as long as the
         subscription lived (a `userEvents` socket held for a day held every event's field sets,
@@ -317,27 +364,6 @@ class OperationMemo:
     def __init__(self) -> None:
         self.sub_fields: dict[tuple[Any, ...], tuple[FieldDetailsList, CollectedFields]] = {}
         self.plans: dict[int, FieldPlan] = {}
-
-
-_memos: dict[int, tuple[weakref.ref[OperationDefinitionNode], OperationMemo | None]] = {}
-
-
-def shared_memo(
-    operation: OperationDefinitionNode, fragments: dict[str, FragmentDetails]
-) -> OperationMemo | None:
-    """The memo every execution of `operation` shares, or None if its fields depend on the
-    variables (a directive such as `@skip(if: $x)` or `@defer` anywhere in its selections).
-    Documents come from the schema's document cache, so a repeated request finds its sub-fields
-    and plans already worked out. Kept by identity (AST nodes compare and hash by value, deeply)
-    for as long as the operation's node lives."""
-    entry = _memos.get(id(operation))
-    if entry is not None and entry[0]() is operation:
-        return entry[1]
-    shareable = _without_directives(operation.selection_set, fragments, set())
-    memo = OperationMemo() if shareable else None  # None kept too: walked once, not per request
-    key = id(operation)
-    _memos[key] = (weakref.ref(operation, lambda _: _memos.pop(key, None)), memo)
-    return memo
 
 
 def _without_directives(

@@ -282,7 +282,7 @@ def test_an_operation_shares_its_memo_only_without_directives() -> None:
     operation = plain.definitions[0]
     assert isinstance(operation, graphql.OperationDefinitionNode)
     memo = weakref.ref(first._memo)
-    assert graphql_executor.shared_memo(operation, first.fragments) is memo()
+    assert graphql_executor.memos_of(schema).shared(operation, first.fragments) is memo()
     del plain, operation, first, second
     gc.collect()
     assert memo() is None  # gone with its document
