@@ -94,8 +94,8 @@ class LeafRead(NamedTuple):
 
 
 class SchemaMemos:
-    """What executions on one schema work out once and share: its plain leaf fields
-    (`leaf_reads`) and each cached operation's memo (`shared`).
+    """What executions on one schema work out once and share: its plain leaf fields by (type
+    name, field name) (`leaf_reads`) and each cached operation's memo (`shared`).
 
     Kept on the schema object itself (`memos_of`), never in a module-level table: an operation's
     memo leads back to the schema (its field types' resolvers close over Strawberry's converter,
@@ -141,11 +141,6 @@ def memos_of(schema: GraphQLSchema) -> SchemaMemos:
         memos = SchemaMemos(schema)
         setattr(schema, _MEMOS_ATTRIBUTE, memos)
     return memos
-
-
-def leaf_reads(schema: GraphQLSchema) -> dict[tuple[str, str], LeafRead]:
-    """The schema's plain leaf fields by (type name, field name), found once per schema."""
-    return memos_of(schema).leaf_reads
 
 
 def _find_leaf_reads(schema: GraphQLSchema) -> dict[tuple[str, str], LeafRead]:

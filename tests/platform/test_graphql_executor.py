@@ -214,7 +214,7 @@ def test_nested_selections_answer_as_graphql_core_would(rows: list[Any], selecti
 
 def test_plain_leaf_fields_are_found_once_per_schema() -> None:
     schema = strawberry.Schema(query=RowQuery)._schema
-    reads = graphql_executor.leaf_reads(schema)
+    reads = graphql_executor.memos_of(schema).leaf_reads
     assert set(reads) == {
         ("Row", name)
         for name in (
@@ -233,7 +233,7 @@ def test_plain_leaf_fields_are_found_once_per_schema() -> None:
     }
     assert reads[("Row", "maybeText")].nullable
     assert not reads[("Row", "text")].nullable
-    assert graphql_executor.leaf_reads(schema) is reads
+    assert graphql_executor.memos_of(schema).leaf_reads is reads
 
 
 async def test_a_variable_directive_is_evaluated_in_every_execution(alice: SignedIn) -> None:
@@ -405,7 +405,7 @@ def test_a_plain_attribute_with_a_permission_keeps_its_check() -> None:
     """Strawberry marks a field's extension chain as its default resolver too: a field with
     permission classes but no resolver is not a plain leaf."""
     schema = strawberry.Schema(query=GuardedQuery, execution_context_class=EventScopedExecutor)
-    assert ("Guarded", "secret") not in graphql_executor.leaf_reads(schema._schema)
+    assert ("Guarded", "secret") not in graphql_executor.memos_of(schema._schema).leaf_reads
     result = schema.execute_sync("{ guarded { name secret } }")
     assert result.data == {"guarded": {"name": "alice", "secret": None}}
     assert [(e.message, e.path) for e in result.errors or []] == [("denied", ["guarded", "secret"])]
