@@ -10,9 +10,12 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
+from gql_chat.api.documents import CACHE_SIZE
+from gql_chat.api.gql_schema import GqlChatSchema
 from gql_chat.api.view import GraphQLView
 from gql_chat.app import create_app, freeze_startup_objects
 from gql_chat.config import Settings
+from gql_chat.platform.graphql_executor import memos_of
 from tests.conftest import serve
 from tests.support import GraphQLClient, sign_up
 
@@ -67,12 +70,29 @@ async def test_an_app_is_freed_with_its_schema_and_cached_documents(settings: Se
         user = await sign_up(GraphQLClient(http))
         for _ in range(2):  # the second execution reads the cached document's memo
             await user.ok("{ me { id email } conversations(first: 5) { edges { node { id } } } }")
+    freed = weakref.ref(_schema_of(app))
+    del app, http, user
+    gc.collect()
+    assert freed() is None
+
+
+async def test_the_schemas_memos_stay_within_its_document_cache(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    """Every new document leaves a memo on the schema; a document the cache drops takes its
+    memo with it, so distinct documents without end keep at most the cache's worth."""
+    user = await sign_up(GraphQLClient(http))
+    for number in range(CACHE_SIZE + 150):
+        data = await user.ok(f"{{ me {{ a{number}: id }} }}")
+        assert data == {"me": {f"a{number}": user.user_id}}
+    assert CACHE_SIZE <= len(memos_of(_schema_of(app)._schema).operations) <= CACHE_SIZE + 2
+
+
+def _schema_of(app: Starlette) -> GqlChatSchema:
     (schema,) = {
         route.endpoint.schema
         for route in app.routes
         if isinstance(route, Route | WebSocketRoute) and isinstance(route.endpoint, GraphQLView)
     }
-    freed = weakref.ref(schema)
-    del app, http, user, schema
-    gc.collect()
-    assert freed() is None
+    assert isinstance(schema, GqlChatSchema)
+    return schema
