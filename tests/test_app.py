@@ -85,7 +85,8 @@ async def test_the_schemas_memos_stay_within_its_document_cache(
     for number in range(CACHE_SIZE + 150):
         data = await user.ok(f"{{ me {{ a{number}: id }} }}")
         assert data == {"me": {f"a{number}": user.user_id}}
-    assert CACHE_SIZE <= len(memos_of(_schema_of(app)._schema).operations) <= CACHE_SIZE + 2
+    gc.collect()  # a dropped document that cyclic garbage still held goes now
+    assert len(memos_of(_schema_of(app)._schema).operations) == CACHE_SIZE
 
 
 def _schema_of(app: Starlette) -> GqlChatSchema:
