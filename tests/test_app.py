@@ -16,6 +16,7 @@ from gql_chat.api.view import GraphQLView
 from gql_chat.app import create_app, freeze_startup_objects
 from gql_chat.config import Settings
 from gql_chat.platform.graphql_executor import memos_of
+from gql_chat.platform.strawberry_validation import graphql_core_schema
 from tests.conftest import serve
 from tests.support import GraphQLClient, sign_up
 
@@ -86,7 +87,7 @@ async def test_the_schemas_memos_stay_within_its_document_cache(
         data = await user.ok(f"{{ me {{ a{number}: id }} }}")
         assert data == {"me": {f"a{number}": user.user_id}}
     gc.collect()  # a dropped document that cyclic garbage still held goes now
-    assert len(memos_of(_schema_of(app)._schema).operations) == CACHE_SIZE
+    assert len(memos_of(graphql_core_schema(_schema_of(app))).operations) == CACHE_SIZE
 
 
 def _schema_of(app: Starlette) -> GqlChatSchema:

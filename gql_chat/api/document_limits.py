@@ -297,12 +297,9 @@ def _shown(count: int) -> str:
     return f"more than {SATURATED - 1}" if count >= SATURATED else str(count)
 
 
-def limit_errors(
-    document: DocumentNode, limits: Limits, cost: DocumentCost | None = None
-) -> list[GraphQLError]:
+def limit_errors(document: DocumentNode, limits: Limits, cost: DocumentCost) -> list[GraphQLError]:
     """Validation errors for each limit the document exceeds (Strawberry's messages for depth
-    and aliases, which clients may already match); `cost` is `analyse(document)` if known."""
-    cost = cost or analyse(document)
+    and aliases, which clients may already match); `cost` is `analyse(document)`."""
     errors: list[GraphQLError] = []
     if cost.spreads > limits.max_fragment_spreads:
         errors.append(

@@ -369,5 +369,5 @@ def test_doubling_fragments_cost_linear_work(levels: int) -> None:
     cost = analyse(document)
     assert cost.visits <= 6 * selection_count(document)
     assert cost.spreads == min(2 ** (levels + 1) - 1, SATURATED)
-    message = limit_errors(document, Limits(12, 30, 100))[0].message
+    message = limit_errors(document, Limits(12, 30, 100), cost)[0].message
     assert message.endswith("fragment spreads after expanding fragments. Allowed: 100")
