@@ -22,7 +22,9 @@
 - `strawberry_resolvers`: Strawberry's resolver chain, skipped for fields that need none of it
   (set on the schema's fields when it is built);
 - `strawberry_execute`: Strawberry's `Schema.execute` with the schema's own stages called
-  directly, without per-operation extension instances and hook context managers.
+  directly, without per-operation extension instances and hook context managers;
+- `strawberry_arguments`: Strawberry's argument conversion, with each argument's converter
+  built once (global patch).
 
 `install()` runs every module's version guard and installs the global patches; the app factory
 and the CLI call it once at start-up. Modules here import third-party libraries only (and each
@@ -46,6 +48,7 @@ def install() -> None:
         mongomock_group,
         mongomock_indexes,
         mongomock_reads,
+        strawberry_arguments,
         strawberry_execute,
         strawberry_extensions,
         strawberry_resolvers,
@@ -61,8 +64,10 @@ def install() -> None:
     strawberry_validation.require_supported_versions()
     strawberry_execute.require_supported_versions()
     strawberry_resolvers.require_supported_versions()
+    strawberry_arguments.require_supported_versions()
     httpcore_pool.install()
     strawberry_extensions.install()
+    strawberry_arguments.install()
     mongomock_indexes.install()
     mongomock_reads.install()
     mongomock_group.install()
