@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING
-from typing import Any
+from typing import Any, NamedTuple
 
 import strawberry.schema.schema_converter as strawberry_schema_converter
 from strawberry.relay.types import GlobalID
@@ -48,8 +48,17 @@ SUPPORTED_STRAWBERRY = ("0.341.",)
 Converter = Callable[[Any], Any]
 ScalarRegistry = Mapping[object, Any]
 _CONVERTERS = "_gql_chat_argument_converters"
-"""The config attribute holding its schema's converters: id(argument) -> (argument, registry,
-its GraphQL name, its Python name, its converter or None for Strawberry's own)."""
+"""The config attribute holding its schema's `ArgumentConverter`s, by id(argument)."""
+
+
+class ArgumentConverter(NamedTuple):
+    argument: StrawberryArgument
+    scalar_registry: ScalarRegistry
+    name: str
+    python_name: str
+    convert: Converter | None
+    """None: Strawberry's own `convert_argument`."""
+
 
 _strawberry_convert_arguments = strawberry_arguments.convert_arguments
 
@@ -83,35 +92,43 @@ def convert_arguments(
     """Strawberry's `convert_arguments`, with each argument's converter built once."""
     if not arguments:
         return {}
-    converters: dict[int, tuple[Any, ...]] | None = getattr(config, _CONVERTERS, None)
+    converters: dict[int, ArgumentConverter] | None = getattr(config, _CONVERTERS, None)
     if converters is None:
         converters = {}
         setattr(config, _CONVERTERS, converters)
     kwargs: dict[str, Any] = {}
     for argument in arguments:
         entry = converters.get(id(argument))
-        if entry is None or entry[0] is not argument or entry[1] is not scalar_registry:
-            entry = _entry(argument, scalar_registry, config)
+        if (
+            entry is None
+            or entry.argument is not argument
+            or entry.scalar_registry is not scalar_registry
+        ):
+            entry = _argument_converter(argument, scalar_registry, config)
             converters[id(argument)] = entry
-        _, _, name, python_name, converter = entry
-        if name in value:
-            kwargs[python_name] = (
-                converter(value[name])
-                if converter is not None
+        if entry.name in value:
+            raw = value[entry.name]
+            kwargs[entry.python_name] = (
+                entry.convert(raw)
+                if entry.convert is not None
                 else strawberry_arguments.convert_argument(
-                    value[name], argument.type, scalar_registry, config, info, path=(name,)
+                    raw, argument.type, scalar_registry, config, info, path=(entry.name,)
                 )
             )
     return kwargs
 
 
-def _entry(
+def _argument_converter(
     argument: StrawberryArgument, scalar_registry: ScalarRegistry, config: StrawberryConfig
-) -> tuple[Any, ...]:
+) -> ArgumentConverter:
     assert argument.python_name
-    name = config.name_converter.from_argument(argument)
-    converter = converter_for(argument.type, scalar_registry, config)
-    return (argument, scalar_registry, name, argument.python_name, converter)
+    return ArgumentConverter(
+        argument=argument,
+        scalar_registry=scalar_registry,
+        name=config.name_converter.from_argument(argument),
+        python_name=argument.python_name,
+        convert=converter_for(argument.type, scalar_registry, config),
+    )
 
 
 def converter_for(
