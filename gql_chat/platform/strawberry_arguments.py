@@ -148,7 +148,7 @@ def converter_for(
         return _as_it_is
     if has_object_definition(type_):
         return _input_converter(type_, scalar_registry, config)
-    return None  # a lazy type, or one Strawberry refuses: its own conversion and errors
+    return None  # a type Strawberry refuses: its own error
 
 
 def _maybe_converter(
@@ -181,15 +181,8 @@ def _is_leaf(type_: Any, scalar_registry: ScalarRegistry) -> bool:
 def _list_converter(
     item_type: Any, scalar_registry: ScalarRegistry, config: StrawberryConfig
 ) -> Converter | None:
-    leaf_items = item_type is not GlobalID and (
-        _is_leaf(item_type, scalar_registry)
-        or (
-            isinstance(item_type, StrawberryOptional)
-            and item_type.of_type is not GlobalID
-            and _is_leaf(item_type.of_type, scalar_registry)
-        )
-    )
-    if leaf_items:
+    unwrapped = item_type.of_type if isinstance(item_type, StrawberryOptional) else item_type
+    if unwrapped is not GlobalID and _is_leaf(unwrapped, scalar_registry):
         # Copied all the same: graphql-core gives every request that omits the value the same
         # default list, so a change to it would leak into the next requests.
         return _copied_list

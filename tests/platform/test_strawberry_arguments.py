@@ -82,8 +82,7 @@ def _types(value: Any) -> Any:
     return type(value)
 
 
-def _fields_with_arguments() -> list[StrawberryField]:
-    schema = build_schema()
+def _fields_with_arguments(schema: strawberry.Schema) -> list[StrawberryField]:
     fields = []
     for type_ in schema.schema_converter.type_map.values():
         definition = getattr(type_, "definition", None)
@@ -94,7 +93,7 @@ def _fields_with_arguments() -> list[StrawberryField]:
 
 
 SCHEMA = build_schema()
-FIELDS = _fields_with_arguments()
+FIELDS = _fields_with_arguments(SCHEMA)
 
 
 def test_every_field_with_arguments_is_covered_and_gets_a_converter() -> None:
