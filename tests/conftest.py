@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ def make_settings(**overrides: Any) -> Settings:
 def platform_installed() -> None:
     """What the app and the CLI do at start-up: tests also open stores and clients directly."""
     install_platform()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mail_outbox_removed() -> Iterator[None]:
+    """The suite's mail goes when the suite ends: each run would leave a directory behind."""
+    yield
+    shutil.rmtree(TEST_MAIL_OUTBOX, ignore_errors=True)
 
 
 @pytest.fixture
