@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.machinery
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,6 +122,21 @@ async def test_on_sent_fires_when_the_request_has_left_before_any_answer(
     assert len(fake_openrouter.requests) == 1
     await task
     assert text_of(received) == "Hello, world!"
+
+
+async def test_the_cpu_is_yielded_once_the_request_is_written_and_before_on_sent(
+    provider: OpenRouterProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider on this machine, woken by the request, can start on it at once rather than
+    after the bookkeeping that follows `on_sent`. A request without `on_sent` (a title, the
+    model list) has no first token waiting on it, and yields nothing."""
+    events: list[str] = []
+    monkeypatch.setattr(os, "sched_yield", lambda: events.append("yield"))
+    assert text_of(await collect(provider)) == "Hello, world!"
+    assert events == []
+    received = [e async for e in provider.stream(REQUEST, lambda: events.append("sent"))]
+    assert text_of(received) == "Hello, world!"
+    assert events == ["yield", "sent"]
 
 
 async def test_finished_replies_reuse_one_keep_alive_connection(
