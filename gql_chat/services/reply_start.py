@@ -17,7 +17,8 @@ from bson import ObjectId
 from gql_chat.config import Settings
 from gql_chat.domain.attachments import AttachmentRecord
 from gql_chat.domain.conversations import ConversationRecord
-from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.domain.ids import parse_object_id
+from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus, ThreadTurn
 from gql_chat.domain.presets import ReasoningEffort
 from gql_chat.domain.trees import path_to
 from gql_chat.domain.users import UserRecord
@@ -62,6 +63,25 @@ starts on the first token while we write, rather than after."""
 
 
 @dataclass(frozen=True, slots=True)
+class ReadAhead:
+    """What `reply_to` needs before the request leaves, read alongside the conversation
+    (`ReplyStarter.read_conversation`): its messages, with its owner checked active."""
+
+    thread: list[ThreadTurn]
+
+
+def turns_to(thread: list[ThreadTurn], leaf_id: ObjectId | None) -> list[ThreadTurn]:
+    """The turns from the root down to `leaf_id` (empty without a leaf)."""
+    by_id = {turn.id: turn for turn in thread}
+    return [by_id[i] for i in path_to(thread, leaf_id)]
+
+
+def reaches_root(path: list[ThreadTurn], leaf_id: ObjectId) -> bool:
+    """Whether `path` (`turns_to`'s) is whole: from a root down to `leaf_id`."""
+    return bool(path) and path[0].parent_id is None and path[-1].id == leaf_id
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     conversation: ConversationRecord
     user_message: MessageRecord
@@ -82,7 +102,15 @@ class ReplyStarter:
         budgets: BudgetService,
         model_access: ModelAccess,
         shared_slots: SharedReplySlots | None = None,
+        *,
+        concurrent_reads: bool | None = None,
     ) -> None:
+        """`concurrent_reads`: `read_conversation` reads at once rather than in turn; by
+        default on a networked store, where each read is a round trip (the embedded store has
+        none to save, and the tasks would cost)."""
+        self._concurrent_reads = (
+            not database.embedded if concurrent_reads is None else concurrent_reads
+        )
         self._attachments = attachments
         self._settings = settings
         self._messages = database.messages
@@ -135,6 +163,23 @@ class ReplyStarter:
             )
         slot.owner = owner
         return slot
+
+    async def read_conversation(
+        self, owner_id: ObjectId, conversation_id: str
+    ) -> tuple[ConversationRecord, ReadAhead | None]:
+        """The conversation a send goes into (NOT_FOUND unless `owner_id`'s), read with the
+        send's slot held. With `concurrent_reads`, its messages are read and its owner checked
+        active at the same time, for `reply_to`: one round trip before the request leaves for
+        the model rather than three."""
+        oid = parse_object_id(conversation_id)
+        if not self._concurrent_reads or oid is None:
+            return await self._conversations.get(owner_id, conversation_id), None
+        conversation, thread, _ = await asyncio.gather(
+            self._conversations.get(owner_id, oid),
+            self._messages.thread(owner_id, oid),
+            self._ensure_active(owner_id),
+        )
+        return conversation, ReadAhead(thread)
 
     async def resolve_model(
         self,
@@ -197,6 +242,7 @@ class ReplyStarter:
         *,
         new: bool,
         reply_key: str | None = None,
+        read_ahead: ReadAhead | None = None,
     ) -> SendResult:
         """Start the reply, then store it (and `user_message` when `new`), then do the
         conversation's bookkeeping: the request leaves for the model after the reads it needs and
@@ -208,14 +254,16 @@ class ReplyStarter:
         there, the reply is confirmed, whatever happens to the bookkeeping after.
 
         Raises `AlreadyExists` when a keyed message was stored before (by a concurrent send or
-        repair); what this call wrote is then kept, for that other send's answer."""
-        thread = (
-            await self._messages.thread(owner_id, conversation.id)
-            if user_message.parent_id is not None
-            else []
-        )
-        turns_by_id = {turn.id: turn for turn in thread}
-        path = [turns_by_id[i] for i in path_to(thread, user_message.parent_id)]
+        repair); what this call wrote is then kept, for that other send's answer.
+
+        `read_ahead` (`read_conversation`'s) saves the thread's read and the owner's check. Its
+        thread was read beside the conversation, not after it, so it may lack the question's
+        parent: another send into the conversation stored it, and made it the active leaf,
+        between the two reads. The thread is then read again."""
+        parent_id = user_message.parent_id
+        path = turns_to(read_ahead.thread, parent_id) if read_ahead is not None else []
+        if parent_id is not None and not reaches_root(path, parent_id):
+            path = turns_to(await self._messages.thread(owner_id, conversation.id), parent_id)
         turns = [(turn.role, turn.content, turn.attachment_ids) for turn in path]
         turns.append((user_message.role, user_message.content, user_message.attachment_ids))
         request = await self._prompt(owner_id, turns, resolved)
@@ -236,7 +284,8 @@ class ReplyStarter:
             conversation_id=conversation.id,
             request=request,
         )
-        await self._ensure_active(owner_id)
+        if read_ahead is None:
+            await self._ensure_active(owner_id)
         # This process refuses (here, and after the writes) while it removes or disables the
         # user, or deletes the conversation; a removal waits for this send's slot.
         generation = self._runner.start(job, slot)
@@ -297,8 +346,7 @@ class ReplyStarter:
         instance), and restored as it was should it not start after all. The reply comes back
         as it is now (STREAMING); the branch through it becomes the active one."""
         thread = await self._messages.thread(owner_id, conversation.id)
-        turns_by_id = {turn.id: turn for turn in thread}
-        path = [turns_by_id[i] for i in path_to(thread, reply.parent_id)]
+        path = turns_to(thread, reply.parent_id)
         turns = [(turn.role, turn.content, turn.attachment_ids) for turn in path]
         request = await self._prompt(owner_id, turns, resolved, answer_start=reply.content)
         job = GenerationJob(reply.id, owner_id, conversation.id, request, earlier=reply)

@@ -128,10 +128,10 @@ class SendService:
         slot = await self._starter.claim_slot(owner)
         try:
             # Everything that can refuse the send runs before the conversation is opened.
-            existing_conversation = (
-                await self._conversations.get(owner_id, conversation_id)
+            existing_conversation, read_ahead = (
+                await self._starter.read_conversation(owner_id, conversation_id)
                 if conversation_id is not None
-                else None
+                else (None, None)
             )
             resolved = await self._starter.resolve_model(
                 slot, existing_conversation, llm_config_id, model, reasoning_effort
@@ -167,6 +167,7 @@ class SendService:
                     slot,
                     new=True,
                     reply_key=reply_key_for(client_message_id),
+                    read_ahead=read_ahead,
                 )
             except AlreadyExists:
                 # Another send with this key (on another instance) stored first: answer with

@@ -13,10 +13,14 @@ from typing import Any, cast
 
 import pytest
 from bson import ObjectId
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from gql_chat.config import Settings
 from gql_chat.domain.messages import MessageRecord, MessageRole, MessageStatus
+from gql_chat.errors import NotFound, Unauthenticated
 from gql_chat.llm.types import (
     ChatRequest,
     Completion,
@@ -37,7 +41,7 @@ from gql_chat.services.llm_configs import LlmConfigService
 from gql_chat.services.model_access import ModelAccess
 from gql_chat.services.prompts import PromptService, ResolvedModel
 from gql_chat.services.rate_limits import RateLimits, open_storage
-from gql_chat.services.reply_start import ReplyStarter
+from gql_chat.services.reply_start import ReadAhead, ReplyStarter
 from gql_chat.store.database import Database
 from gql_chat.store.embedded import open_embedded_client
 from gql_chat.store.messages import MessageStore
@@ -84,8 +88,15 @@ class FailingStore(MessageStore):
 
 
 class ActiveAccounts:
+    """Every user is active unless `active` says otherwise; `checks` counts the checks."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self.checks = 0
+
     async def is_active(self, user_id: ObjectId) -> bool:
-        return True
+        self.checks += 1
+        return self.active
 
 
 @dataclass
@@ -97,6 +108,7 @@ class World:
     registry: ReplyRegistry[MessageRecord]
     conversations: ConversationService
     starter: ReplyStarter
+    accounts: ActiveAccounts
 
 
 @pytest.fixture(autouse=True)
@@ -107,6 +119,10 @@ def short_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def world() -> World:
+    return build_world()
+
+
+def build_world(*, concurrent_reads: bool | None = None) -> World:
     settings = Settings.model_construct(
         openrouter_api_key=SecretStr("sk-test"),
         stream_flush_interval=0.01,
@@ -122,10 +138,11 @@ def world() -> World:
     model_access = ModelAccess(settings)
     presets = LlmConfigService(database, events, model_access)
     conversations = ConversationService(database, FolderService(database, events), presets, events)
+    accounts = ActiveAccounts()
     starter = ReplyStarter(
         settings,
         database,
-        cast(AccountService, ActiveAccounts()),
+        cast(AccountService, accounts),
         conversations,
         PromptService(settings, presets, provider),
         AttachmentService(settings, database, FileUrls("secret", timedelta(hours=1))),
@@ -133,8 +150,9 @@ def world() -> World:
         RateLimits(settings, open_storage(settings)),
         BudgetService(settings, database, provider.list_models),
         model_access,
+        concurrent_reads=concurrent_reads,
     )
-    return World(database, store, provider, runner, registry, conversations, starter)
+    return World(database, store, provider, runner, registry, conversations, starter, accounts)
 
 
 async def a_user(world: World) -> ObjectId:
@@ -296,3 +314,189 @@ async def test_admission_takes_the_owner_the_request_already_read(
     slot = await world.starter.claim_slot(owner)
     world.starter.release(slot)
     assert (reads, slot.owner, slot.owner_id) == ([], owner, owner_id)
+
+
+async def test_a_send_reads_its_conversation_thread_and_owner_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `concurrent_reads` (a networked store), the three reads before the request leaves
+    are in flight together: each waits here until all three have started, which reads made in
+    turn never would. `reply_to` then reads the thread and checks the owner no more."""
+    world = build_world(concurrent_reads=True)
+    owner = await a_user(world)
+    conversation = await world.conversations.create(owner, title="t")
+    q1 = await add(world, owner, conversation.id, MessageRole.USER, "q1", None)
+    a1 = await add(world, owner, conversation.id, MessageRole.ASSISTANT, "a1", q1)
+    started: list[str] = []
+    all_started = asyncio.Event()
+
+    def together(name: str, read: Callable[..., Any]) -> Callable[..., Any]:
+        async def waiting(*args: Any) -> Any:
+            started.append(name)
+            if len(started) == 3:
+                all_started.set()
+            async with asyncio.timeout(2):
+                await all_started.wait()
+            return await read(*args)
+
+        return waiting
+
+    monkeypatch.setattr(
+        world.conversations, "get", together("conversation", world.conversations.get)
+    )
+    monkeypatch.setattr(world.store, "thread", together("thread", world.store.thread))
+    monkeypatch.setattr(world.accounts, "is_active", together("owner", world.accounts.is_active))
+    slot = await admitted(world, owner)
+    try:
+        found, read_ahead = await world.starter.read_conversation(owner, str(conversation.id))
+        assert sorted(started) == ["conversation", "owner", "thread"]
+        assert found.id == conversation.id
+        assert read_ahead is not None
+
+        async def no_second_read(*args: Any) -> Any:
+            raise AssertionError("the thread was read again")
+
+        monkeypatch.setattr(world.store, "thread", no_second_read)
+        question = world.starter.draft_question(owner, conversation.id, "q2", a1.id)
+        await world.starter.reply_to(
+            owner, found, question, ResolvedModel("m", None), slot, new=True, read_ahead=read_ahead
+        )
+    finally:
+        world.starter.release(slot)
+    assert world.accounts.checks == 1
+    assert world.provider.requests[0].messages == [
+        PromptMessage("user", "q1"),
+        PromptMessage("assistant", "a1"),
+        PromptMessage("user", "q2"),
+    ]
+    await finish_replies(world)
+
+
+async def test_on_the_embedded_store_the_reads_stay_in_turn(world: World) -> None:
+    """No read-ahead: `reply_to` reads the thread and checks the owner itself."""
+    owner = await a_user(world)
+    conversation = await world.conversations.create(owner, title="t")
+    slot = await admitted(world, owner)
+    try:
+        found, read_ahead = await world.starter.read_conversation(owner, str(conversation.id))
+        assert (found.id, read_ahead, world.accounts.checks) == (conversation.id, None, 0)
+        question = world.starter.draft_question(owner, conversation.id, "q", None)
+        await world.starter.reply_to(
+            owner, found, question, ResolvedModel("m", None), slot, new=True
+        )
+    finally:
+        world.starter.release(slot)
+    assert world.accounts.checks == 1
+    await finish_replies(world)
+
+
+@pytest.mark.parametrize("concurrent_reads", [True, False])
+async def test_a_send_into_a_conversation_not_its_owners_is_not_found(
+    concurrent_reads: bool,
+) -> None:
+    world = build_world(concurrent_reads=concurrent_reads)
+    owner = await a_user(world)
+    theirs = await world.conversations.create(await a_user(world), title="theirs")
+    for conversation_id in (str(theirs.id), "not-an-id", str(ObjectId())):
+        with pytest.raises(NotFound):
+            await world.starter.read_conversation(owner, conversation_id)
+
+
+async def test_a_removed_owner_is_refused_by_the_read_ahead() -> None:
+    world = build_world(concurrent_reads=True)
+    owner = await a_user(world)
+    conversation = await world.conversations.create(owner, title="t")
+    world.accounts.active = False
+    with pytest.raises(Unauthenticated):
+        await world.starter.read_conversation(owner, str(conversation.id))
+
+
+@st.composite
+def stale_read_aheads(draw: st.DrawFn) -> tuple[list[int | None], int, list[bool]]:
+    """A conversation's tree (each message's parent, by index; several roots are edits of the
+    first question), the question's parent, and which messages the read-ahead saw."""
+    size = draw(st.integers(1, 10))
+    parents: list[int | None] = [None]
+    for index in range(1, size):
+        parents.append(draw(st.one_of(st.none(), st.integers(0, index - 1))))
+    leaf = draw(st.integers(0, size - 1))
+    seen = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    return parents, leaf, seen
+
+
+@hypothesis_settings(
+    derandomize=True,
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(stale_read_aheads())
+def test_the_request_carries_the_whole_path_whatever_the_read_ahead_missed(
+    case: tuple[list[int | None], int, list[bool]],
+) -> None:
+    """A read-ahead may miss messages a concurrent send stored between its reads. The request
+    still carries the whole path to the question's parent, and the thread is read again
+    exactly when the read-ahead lacked part of that path."""
+    asyncio.run(reply_over_a_stale_read_ahead(*case))
+
+
+async def reply_over_a_stale_read_ahead(
+    parents: list[int | None], leaf: int, seen: list[bool]
+) -> None:
+    world = build_world(concurrent_reads=True)
+    owner = await a_user(world)
+    conversation = await world.conversations.create(owner, title="t")
+    roles = (MessageRole.USER, MessageRole.ASSISTANT)
+    messages: list[MessageRecord] = []
+    for index, parent in enumerate(parents):
+        above = messages[parent] if parent is not None else None
+        role = roles[index % 2]
+        messages.append(await add(world, owner, conversation.id, role, f"m{index}", above))
+    saw = {m.id for m, kept in zip(messages, seen, strict=True) if kept}
+    full = await world.store.thread(owner, conversation.id)
+    read_ahead = ReadAhead([turn for turn in full if turn.id in saw])
+    path: list[int] = []
+    at: int | None = leaf
+    while at is not None:
+        path.insert(0, at)
+        at = parents[at]
+    reads = 0
+    thread = world.store.thread
+
+    async def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await thread(*args)
+
+    world.store.thread = counted  # type: ignore[method-assign, assignment]
+    slot = await admitted(world, owner)
+    try:
+        question = world.starter.draft_question(owner, conversation.id, "q", messages[leaf].id)
+        await world.starter.reply_to(
+            owner,
+            conversation,
+            question,
+            ResolvedModel("m", None),
+            slot,
+            new=True,
+            read_ahead=read_ahead,
+        )
+    finally:
+        world.starter.release(slot)
+    prompt_roles = {MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
+    assert world.provider.requests[0].messages == [
+        *(PromptMessage(prompt_roles[roles[i % 2]], f"m{i}") for i in path),
+        PromptMessage("user", "q"),
+    ]
+    assert reads == (0 if all(seen[i] for i in path) else 1)
+    await finish_replies(world)
+
+
+async def finish_replies(world: World) -> None:
+    """Lets the replies started end, so nothing is left running."""
+    world.provider.gate.set()
+    for _ in range(500):
+        if world.runner.running == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a reply is still running")
