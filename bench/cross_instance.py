@@ -29,6 +29,7 @@ from bench.run import (
     server_env,
     steady_pacing,
     summary,
+    wait_until_listening,
     wait_until_up,
 )
 
@@ -142,6 +143,7 @@ def cross_instance(provider: str, mongodb_url: str) -> dict[str, Any]:
                 *("--save", "", "--logfile", os.devnull),
             ]
         )
+        wait_until_listening(redis_port)  # else each instance starts without Redis, alone
         apis = []
         for _ in range(2):
             port = free_port()
