@@ -10,7 +10,7 @@ import dataclasses
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bson import ObjectId
 
@@ -139,8 +139,9 @@ class ReplyStarter:
         once per websocket operation): its model settings and verified email are as fresh as
         a read here would be, without a round trip before the request leaves for the model
         (the budget's spending is read by `BudgetService.check`; a removal meanwhile is caught
-        by `_ensure_active`). Within one HTTP document, a change an earlier mutation made to
-        the user is not seen."""
+        by `_ensure_active`: just before the request leaves, or for a send on a networked
+        store in `read_conversation`). Within one HTTP document, a change an earlier mutation
+        made to the user is not seen."""
         owner_id = owner.id
         if self._settings.require_verified_email and not owner.email_verified:
             raise EmailNotVerified()
@@ -174,12 +175,18 @@ class ReplyStarter:
         oid = parse_object_id(conversation_id)
         if not self._concurrent_reads or oid is None:
             return await self._conversations.get(owner_id, conversation_id), None
-        conversation, thread, _ = await asyncio.gather(
+        # All three end before any error is raised, the conversation's first: the same error
+        # whichever read answers first, and no read left running.
+        conversation, active, thread = await asyncio.gather(
             self._conversations.get(owner_id, oid),
-            self._messages.thread(owner_id, oid),
             self._ensure_active(owner_id),
+            self._messages.thread(owner_id, oid),
+            return_exceptions=True,
         )
-        return conversation, ReadAhead(thread)
+        for outcome in (conversation, active, thread):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return cast(ConversationRecord, conversation), ReadAhead(cast(list[ThreadTurn], thread))
 
     async def resolve_model(
         self,

@@ -411,6 +411,31 @@ async def test_a_removed_owner_is_refused_by_the_read_ahead() -> None:
         await world.starter.read_conversation(owner, str(conversation.id))
 
 
+async def test_a_missing_conversation_is_not_found_whichever_read_answers_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its owner removed too, and the owner's check answering first: still NOT_FOUND, as when
+    the reads are made in turn, and only once every read has ended."""
+    world = build_world(concurrent_reads=True)
+    owner = await a_user(world)
+    world.accounts.active = False
+    ended: list[str] = []
+    get = world.conversations.get
+
+    async def slow_get(*args: Any) -> Any:
+        await asyncio.sleep(0.05)
+        try:
+            return await get(*args)
+        finally:
+            ended.append("conversation")
+
+    monkeypatch.setattr(world.conversations, "get", slow_get)
+    with pytest.raises(NotFound):
+        await world.starter.read_conversation(owner, str(ObjectId()))
+    assert ended == ["conversation"]
+    assert world.accounts.checks == 1
+
+
 @st.composite
 def stale_read_aheads(draw: st.DrawFn) -> tuple[list[int | None], int, list[bool]]:
     """A conversation's tree (each message's parent, by index; several roots are edits of the
