@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,26 +105,35 @@ def processes() -> Any:
         group.stop_all()
 
 
-def wait_until_up(url: str, seconds: float = 30) -> None:
+def wait_until(ready: Callable[[], bool], seconds: float, failure: str) -> None:
+    """Polls `ready` every 0.1 s until it holds, for at most `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
+        if ready():
+            return
         time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+    raise RuntimeError(failure)
+
+
+def wait_until_up(url: str, seconds: float = 30) -> None:
+    def answers() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, seconds, f"{url} did not come up")
 
 
 def wait_until_listening(port: int, seconds: float = 30) -> None:
     """A TCP server on 127.0.0.1 (Redis) accepts connections."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def accepts() -> bool:
         with suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
+            return True
+        return False
+
+    wait_until(accepts, seconds, f"nothing listens on port {port}")
 
 
 def server_env(provider_url: str, mongodb_url: str | None) -> dict[str, str]:
