@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import strawberry
 from bson import ObjectId
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from gql_chat.api.client_ip import client_ip
@@ -123,7 +122,6 @@ operation_sign_in: ContextVar[OperationSignIn | None] = ContextVar(
 class Context:
     services: Services
     request: Request | WebSocket
-    response: Response | WebSocket | None = None
     # Strawberry fills this from `connection_init` (it skips a dataclass without the field).
     connection_params: dict[str, Any] | None = None
     # Over a websocket: what to do once its sign-in is found to have ended (close it).

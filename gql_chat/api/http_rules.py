@@ -3,7 +3,13 @@ type, and CSRF prevention."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from starlette.requests import Request
+
+HEADER_VALUES_REMEMBERED = 256
+"""Distinct `Accept` and `Content-Type` values whose answers are kept: clients send a few, each
+on every request, and parsing them again cost more than the rest of the view's checks."""
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
@@ -48,6 +54,7 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").partition(";")[0].strip().lower()
 
 
+@lru_cache(maxsize=HEADER_VALUES_REMEMBERED)
 def is_json_content_type(content_type: str | None) -> bool:
     """`application/json` (any case), with at most a `charset=utf-8` parameter (any case,
     optionally quoted): the only body we decode as JSON. RFC 9110 syntax: whitespace around `;`,
@@ -73,6 +80,7 @@ def is_supported_post(content_type: str | None) -> bool:
     return is_json_content_type(content_type) or media_type(content_type) == MULTIPART
 
 
+@lru_cache(maxsize=HEADER_VALUES_REMEMBERED)
 def negotiate(accept: str | None) -> str | None:
     """The response media type for an `Accept` header; None when we can offer nothing it takes.
 

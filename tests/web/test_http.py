@@ -46,6 +46,13 @@ async def test_graphql_response_json_is_negotiated_with_spec_status_codes(
         legacy = await post(http, body, Accept="application/json")
         assert legacy.status_code == 200
 
+    # The same over GET, which takes Strawberry's own request handling.
+    parse_error = await http.get("/graphql", params={"query": "{"}, headers={"Accept": NEW_MEDIA})
+    assert (parse_error.status_code, "data" in parse_error.json()) == (400, False)
+    assert parse_error.headers["content-type"] == f"{NEW_MEDIA}; charset=utf-8"
+    legacy_get = await http.get("/graphql", params={"query": "{"})
+    assert (legacy_get.status_code, legacy_get.json()["data"]) == (200, None)
+
     # A field error is still a 200 with data: the document executed.
     unauthenticated = await post(http, {"query": "{ me { id } }"}, Accept=NEW_MEDIA)
     assert unauthenticated.status_code == 200
@@ -66,8 +73,41 @@ async def test_graphql_response_json_is_negotiated_with_spec_status_codes(
     "accept", ["text/xml", "application/xml, text/plain", "application/json;q=0"]
 )
 async def test_unacceptable_accept_is_406(http: httpx.AsyncClient, accept: str) -> None:
-    response = await post(http, {"query": "{ __typename }"}, Accept=accept)
-    assert response.status_code == 406
+    first = await post(http, {"query": "{ __typename }"}, Accept=accept)
+    again = await post(http, {"query": "{ __typename }"}, Accept=accept)
+    assert (first.status_code, again.status_code) == (406, 406)
+    # Each refusal is its own response: the middleware's headers are not added to it twice.
+    assert [name for name, _ in again.headers.multi_items()] == [
+        name for name, _ in first.headers.multi_items()
+    ]
+
+
+async def test_a_repeated_header_counts_by_its_first_value(http: httpx.AsyncClient) -> None:
+    """As Starlette's `Headers.get`, which the view read before it scanned headers itself."""
+    body = json.dumps({"query": "{ __typename }"})
+    new_media_first = await http.post(
+        "/graphql",
+        content=body,
+        headers=[
+            ("Content-Type", "application/json"),
+            ("Accept", NEW_MEDIA),
+            ("Accept", "text/xml"),
+        ],
+    )
+    assert new_media_first.status_code == 200
+    assert new_media_first.headers["content-type"] == f"{NEW_MEDIA}; charset=utf-8"
+    refused_first = await http.post(
+        "/graphql",
+        content=body,
+        headers=[("Content-Type", "application/json"), ("Accept", "text/xml"), ("Accept", "*/*")],
+    )
+    assert refused_first.status_code == 406
+    not_json_first = await http.post(
+        "/graphql",
+        content=body,
+        headers=[("Content-Type", "text/csv"), ("Content-Type", "application/json")],
+    )
+    assert not_json_first.status_code == 415
 
 
 @pytest.mark.parametrize(
