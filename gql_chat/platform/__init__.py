@@ -16,13 +16,15 @@
 - `strawberry_extensions`: Strawberry's schema-extension hooks, analysed once per class (global
   patch);
 - `lean_asyncio` (not a patch): slotted stand-ins for `asyncio.Queue`/`Event`, shared by
-  `uvicorn_websockets` and the user-event bus, and `MovingDeadline`, one timer for a stream's
-  run of timed waits (`httpcore_network`, the provider client);
+  `uvicorn_websockets` and the user-event bus, `MovingDeadline`, one timer for a stream's
+  run of timed waits (`httpcore_network`, the provider client), and `CoarseTimeouts`, one timer
+  per event loop for waits that are nearly always over at once (request bodies);
 - `strawberry_validation`: Strawberry's validation step, as `gql_chat.api.documents` runs it;
 - `strawberry_resolvers`: Strawberry's resolver chain, skipped for fields that need none of it
-  (set on the schema's fields when it is built);
+  or only its permission check (set on the schema's fields when it is built);
 - `strawberry_execute`: Strawberry's `Schema.execute` with the schema's own stages called
-  directly, without per-operation extension instances and hook context managers;
+  directly, without per-operation extension instances and hook context managers, and
+  graphql-core's `execute` as its two steps (build the executor, execute the operation);
 - `strawberry_arguments`: Strawberry's argument conversion, with each argument's converter
   built once (global patch).
 

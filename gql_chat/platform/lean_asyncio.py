@@ -2,9 +2,11 @@
 connection: an idle websocket holds its protocol's receive queue and send gate, and each
 `userEvents` subscription its inbox, for hours. An `asyncio.Queue` is four deques and an Event
 (about 3.3 KiB), an `asyncio.Event` a deque (0.9 KiB); these keep a buffer only while items
-or waiters exist. And `MovingDeadline`, a stand-in for `asyncio.timeout_at` in loops that give
-every wait a new deadline (a streamed reply's reads). Not a patch: plain code the patches
-(`uvicorn_websockets`, `httpcore_network`), the user-event bus and the provider client share."""
+or waiters exist. `MovingDeadline`, a stand-in for `asyncio.timeout_at` in loops that give
+every wait a new deadline (a streamed reply's reads), and `CoarseTimeouts`, one timer for many
+waits that are usually over at once (request bodies). Not a patch: plain code the patches
+(`uvicorn_websockets`, `httpcore_network`), the user-event bus, the provider client and the
+body-size middleware share."""
 
 from __future__ import annotations
 
@@ -162,5 +164,96 @@ class MovingDeadline:
         if self._loop.time() < self._when:  # the deadline moved later since
             self._timer = self._loop.call_at(self._when, self._expire)
             return
+        self._expired = True
+        self._task.cancel()
+
+
+class CoarseTimeouts:
+    """`asyncio.timeout` for many waits that are nearly always over at once, such as reading a
+    request body that has already arrived, on one timer per event loop.
+
+    Why: `asyncio.timeout` (or `loop.call_at`) builds a timer handle per wait, pushes it on the
+    loop's heap and leaves it there cancelled; for a small GraphQL request that was about 5 us
+    of 120. Here opening a wait is a dict entry. The loop's one timer ticks every `resolution`
+    seconds while any wait is open; a wait found past its deadline is cancelled and raises
+    TimeoutError, as under `asyncio.timeout`, at most `resolution` late."""
+
+    __slots__ = ("_resolution", "_watches")
+
+    def __init__(self, resolution: float) -> None:
+        self._resolution = resolution
+        self._watches: dict[asyncio.AbstractEventLoop, _Watch] = {}
+
+    def after(self, seconds: float) -> CoarseWait:
+        """One wait, `seconds` from now at most: `with timeouts.after(s): await ...`."""
+        return CoarseWait(self, seconds)
+
+    def _open(self, wait: CoarseWait, seconds: float) -> _Watch:
+        loop = asyncio.get_running_loop()
+        watch = self._watches.get(loop)
+        if watch is None:
+            watch = self._watches[loop] = _Watch(loop)
+        watch.waits[wait] = loop.time() + seconds
+        if watch.timer is None:
+            watch.timer = loop.call_later(self._resolution, self._tick, watch)
+        return watch
+
+    def _tick(self, watch: _Watch) -> None:
+        watch.timer = None
+        now = watch.loop.time()
+        for wait in [wait for wait, when in watch.waits.items() if when <= now]:
+            del watch.waits[wait]
+            wait.expire()
+        if watch.waits:
+            watch.timer = watch.loop.call_later(self._resolution, self._tick, watch)
+        else:  # nothing open on this loop: no timer, and nothing kept for it
+            del self._watches[watch.loop]
+
+
+class _Watch:
+    """One event loop's open waits, by deadline, and its timer while any is open."""
+
+    __slots__ = ("loop", "timer", "waits")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.timer: asyncio.TimerHandle | None = None
+        self.waits: dict[CoarseWait, float] = {}
+
+
+class CoarseWait:
+    """One wait of `CoarseTimeouts`: its task is cancelled once past its deadline, and the
+    cancellation leaves the `with` block as TimeoutError unless another came with it."""
+
+    __slots__ = ("_cancelling", "_expired", "_seconds", "_task", "_timeouts", "_watch")
+
+    def __init__(self, timeouts: CoarseTimeouts, seconds: float) -> None:
+        self._timeouts = timeouts
+        self._seconds = seconds
+        self._expired = False
+
+    def __enter__(self) -> CoarseWait:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("CoarseTimeouts must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._watch = self._timeouts._open(self, self._seconds)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._watch.waits.pop(self, None)
+        if self._expired:
+            # As asyncio.timeout: ours only if no other cancellation came with it.
+            ours = self._task.uncancel() <= self._cancelling
+            if ours and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+    def expire(self) -> None:
         self._expired = True
         self._task.cancel()

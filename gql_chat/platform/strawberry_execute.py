@@ -11,11 +11,13 @@ sixth of the request's server time.
 with the stages called directly: the same exceptions raised (no query, an operation that cannot
 be chosen or is not allowed), the same `PreExecutionError` for a document refused before
 execution, `_process_errors` once on every error list, graphql-core's `execute` called with the
-same arguments, and the `ExecutionContext` filled as an extension would see it. `stage_hooks`
+same arguments (as its two steps: the executor built, the operation executed), and the
+`ExecutionContext` filled as an extension would see it. `stage_hooks`
 wraps the same stages as one schema extension for the paths that still take Strawberry's
 machinery (subscriptions, `execute_sync`). It relies on Strawberry's `Schema` internals
-(`_schema`, `_process_errors`, `execution_context_class`, `_create_execution_context`), so
-`require_supported_versions` stops start-up on a version this was not checked against."""
+(`_schema`, `_process_errors`, `execution_context_class`, `_create_execution_context`) and on
+graphql-core 3.3's `Executor.build` and `execute_operation`, so `require_supported_versions`
+stops start-up on a version this was not checked against."""
 
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol, TypeVar
 
+import graphql
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, execute
+from graphql import GraphQLError
+from graphql.execution.executor import UNEXPECTED_MULTIPLE_PAYLOADS
 from strawberry import Schema
 from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
@@ -33,12 +37,13 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionContext, ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
-from strawberry.utils.await_maybe import await_maybe
 
 from gql_chat.platform.versions import UnsupportedVersion, distribution_version, require_versions
 
 SUPPORTED_STRAWBERRY = ("0.341.",)
 """The Strawberry versions whose `Schema.execute` this module follows."""
+SUPPORTED_GRAPHQL_CORE = ("3.3.",)
+"""The graphql-core versions whose `execute` this module takes in its two steps."""
 
 Parsed = TypeVar("Parsed")
 
@@ -117,21 +122,28 @@ def operation_error(exc: Exception) -> GraphQLError:
 
 
 async def _execute(schema: Schema, context: ExecutionContext) -> GraphQLExecutionResult:
+    """graphql-core's `execute` with Strawberry's arguments, its steps taken here: the executor
+    built (or the request's errors), the operation executed, and anything but one result
+    refused, as `execute` refuses incremental results."""
     assert context.graphql_document is not None
-    executed: GraphQLExecutionResult = await await_maybe(
-        execute(
-            schema._schema,
-            context.graphql_document,
-            root_value=context.root_value,
-            variable_values=context.variables,
-            operation_name=context.operation_name,
-            context_value=context.context,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # as Strawberry
-            executor_class=schema.execution_context_class,
-            operation_extensions=context.operation_extensions,
-        )
+    executor = schema.execution_context_class.build(
+        schema._schema,
+        context.graphql_document,
+        root_value=context.root_value,
+        context_value=context.context,
+        raw_variable_values=context.variables,
+        operation_name=context.operation_name,
+        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # as Strawberry
+        operation_extensions=context.operation_extensions,
     )
-    return executed
+    if isinstance(executor, list):
+        return GraphQLExecutionResult(None, errors=executor)
+    result: Any = executor.execute_operation()
+    if optimized_is_awaitable(result):
+        result = await result
+    if not isinstance(result, GraphQLExecutionResult):
+        raise GraphQLError(UNEXPECTED_MULTIPLE_PAYLOADS)
+    return result
 
 
 def _result(
@@ -203,8 +215,11 @@ def require_supported_versions() -> None:
     """Stop start-up when Strawberry is a version this module was not checked against."""
     require_versions(
         __name__,
-        {"strawberry-graphql": SUPPORTED_STRAWBERRY},
-        {"strawberry-graphql": distribution_version("strawberry-graphql")},
+        {"strawberry-graphql": SUPPORTED_STRAWBERRY, "graphql-core": SUPPORTED_GRAPHQL_CORE},
+        {
+            "strawberry-graphql": distribution_version("strawberry-graphql"),
+            "graphql-core": graphql.__version__,
+        },
     )
     for name in ("_process_errors", "_create_execution_context"):
         if not callable(getattr(Schema, name, None)):

@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_chat.api.client_ip import client_ip
-from gql_chat.platform.lean_asyncio import MovingDeadline
+from gql_chat.platform.lean_asyncio import CoarseTimeouts
 from gql_chat.request_scope import client_ip_var, request_id_var
 
 logger = logging.getLogger("gql_chat.http")
@@ -130,6 +130,10 @@ BODY_READ_TIMEOUT = 30.0
 limit (its keep-alive timeout runs only between requests), so a client that stops short of its
 Content-Length would otherwise hold the request open until it gives up itself."""
 
+BODY_TIMEOUT_RESOLUTION = 0.1
+"""How late a stalled body may be noticed, in seconds: the body's reads share one coarse timer
+per event loop (`CoarseTimeouts`), since a body nearly always arrives with its headers."""
+
 CLIENT_ERROR_SCOPE_KEY = "gql_chat.client_error"
 """Where the body middleware notes why a request ended without a normal answer; the access-log
 line of `RequestContextMiddleware` carries it."""
@@ -157,6 +161,7 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
         self.max_upload_bytes = max_upload_bytes or max_bytes
+        self.body_timeouts = CoarseTimeouts(BODY_TIMEOUT_RESOLUTION)
 
     def limit_for(self, headers: dict[bytes, bytes]) -> int:
         """Multipart bodies (file uploads) have their own, larger limit."""
@@ -177,15 +182,13 @@ class BodySizeLimitMiddleware:
         received = 0
         body_complete = False
         started = False
-        deadline: MovingDeadline | None = None  # one timer for the whole body's reads
 
         async def limited_receive() -> Message:
-            nonlocal received, body_complete, deadline
+            nonlocal received, body_complete
             if body_complete:
                 return await receive()
-            deadline = deadline or MovingDeadline()
             try:
-                with deadline.after(timeout):
+                with self.body_timeouts.after(timeout):
                     message = await receive()
             except TimeoutError:
                 raise _BodyStalled from None
@@ -196,8 +199,6 @@ class BodySizeLimitMiddleware:
                 if received > limit:
                     raise _BodyTooLarge
                 body_complete = not message.get("more_body", False)
-                if body_complete:
-                    deadline.close()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -221,9 +222,6 @@ class BodySizeLimitMiddleware:
             scope[CLIENT_ERROR_SCOPE_KEY] = "client disconnected before the whole body arrived"
         except ClientDisconnect:
             scope[CLIENT_ERROR_SCOPE_KEY] = "client disconnected"
-        finally:
-            if deadline is not None:
-                deadline.close()
 
     @staticmethod
     async def _reject(send: Send, status: int, text: str, close: bool = False) -> None:

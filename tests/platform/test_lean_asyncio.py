@@ -1,4 +1,5 @@
-"""`MovingDeadline` times waits out as `asyncio.timeout_at` would, with one timer moved lazily."""
+"""`MovingDeadline` times waits out as `asyncio.timeout_at` would, with one timer moved lazily;
+`CoarseTimeouts` as `asyncio.timeout` would, at most its resolution late, on one timer per loop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gql_chat.platform.lean_asyncio import MovingDeadline
+from gql_chat.platform.lean_asyncio import CoarseTimeouts, MovingDeadline
 
 FAR = 30.0
 SHORT = 0.05
@@ -30,9 +31,9 @@ def count_timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     timers: list[float] = []
     call_at = loop.call_at
 
-    def counting(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+    def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
         timers.append(when)
-        return call_at(when, callback, *args)
+        return call_at(when, callback, *args, **kwargs)
 
     monkeypatch.setattr(loop, "call_at", counting)
     return timers
@@ -157,3 +158,116 @@ async def test_random_runs_time_out_exactly_when_asyncio_timeout_would(seed: int
         if rng.random() < 0.3:
             await asyncio.sleep(rng.choice([0, SHORT / 5, SHORT * 1.5]))
     moving.close()
+
+
+RESOLUTION = 0.02
+LATE = 1.0
+"""Slack for a slow machine: a coarse wait ends within its resolution, plus this."""
+
+
+async def test_a_coarse_wait_past_its_deadline_times_out_within_the_resolution() -> None:
+    loop = asyncio.get_running_loop()
+    timeouts = CoarseTimeouts(RESOLUTION)
+    started = loop.time()
+    with pytest.raises(TimeoutError), timeouts.after(SHORT):
+        await never()
+    assert SHORT <= loop.time() - started < SHORT + RESOLUTION + LATE
+    assert no_cancellation_left()
+
+
+async def test_coarse_waits_over_at_once_share_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    timers = count_timers(monkeypatch)
+    timeouts = CoarseTimeouts(FAR)
+    for _ in range(100):
+        with timeouts.after(FAR):
+            await soon()
+    assert len(timers) == 1
+    assert no_cancellation_left()
+
+
+async def test_the_timer_stops_once_no_wait_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    timers = count_timers(monkeypatch)
+    timeouts = CoarseTimeouts(RESOLUTION)
+    with timeouts.after(FAR):
+        await soon()
+    assert len(timers) == 1
+    await asyncio.sleep(RESOLUTION * 5)  # its tick finds nothing open, and does not set again
+    assert len(timers) == 2  # the tick's, and this sleep's own
+
+
+async def test_another_cancellation_of_a_coarse_wait_is_not_a_timeout() -> None:
+    timeouts = CoarseTimeouts(RESOLUTION)
+
+    async def waiting() -> None:
+        with timeouts.after(FAR):
+            await never()
+
+    task = asyncio.ensure_future(waiting())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_coarse_timeouts_serve_one_loop_after_another() -> None:
+    """The same instance (one per app) on successive event loops, as test clients use it."""
+    timeouts = CoarseTimeouts(RESOLUTION)
+
+    async def stalls() -> bool:
+        try:
+            with timeouts.after(SHORT):
+                await never()
+        except TimeoutError:
+            return True
+        return False
+
+    assert asyncio.run(stalls())
+    assert asyncio.run(stalls())
+
+
+async def test_coarse_waits_outside_a_task_are_refused() -> None:
+    loop = asyncio.get_running_loop()
+    refused = loop.create_future()
+
+    def in_a_callback() -> None:
+        try:
+            with CoarseTimeouts(RESOLUTION).after(FAR):
+                pass
+        except RuntimeError as error:
+            refused.set_result(str(error))
+
+    loop.call_soon(in_a_callback)
+    assert "inside a task" in await refused
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_concurrent_coarse_waits_end_as_asyncio_timeout_would(seed: int) -> None:
+    """Tasks with random deadlines, each waiting at once, forever, or for a while: a wait ends
+    as under `asyncio.timeout` with the same deadline, never earlier than its deadline and at
+    most the resolution later, and no task is left with a pending cancellation."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    timeouts = CoarseTimeouts(RESOLUTION)
+
+    async def one_wait(seconds: float, waits: float | None) -> tuple[str, float]:
+        started = loop.time()
+        try:
+            with timeouts.after(seconds):
+                await (never() if waits is None else asyncio.sleep(waits))
+        except TimeoutError:
+            return "timed out", loop.time() - started
+        finally:
+            assert no_cancellation_left()
+        return "done", loop.time() - started
+
+    plans = []
+    for _ in range(40):
+        seconds = rng.choice([SHORT, SHORT * 2, FAR])
+        waits = rng.choice([None, 0.0, SHORT / 5, FAR * 2 if seconds < FAR else SHORT / 2])
+        plans.append((seconds, waits))
+    outcomes = await asyncio.gather(*(one_wait(seconds, waits) for seconds, waits in plans))
+    for (seconds, waits), (outcome, took) in zip(plans, outcomes, strict=True):
+        expected = "timed out" if waits is None or waits > seconds else "done"
+        assert outcome == expected, (seconds, waits)
+        if outcome == "timed out":
+            assert seconds <= took < seconds + RESOLUTION + LATE

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import graphql
 import pytest
 import strawberry
 from graphql import DocumentNode, GraphQLError, parse, validate
@@ -234,4 +235,10 @@ async def test_the_outcomes_differ_where_they_should() -> None:
 def test_an_unchecked_strawberry_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(strawberry_execute, "distribution_version", lambda _name: "0.999.0")
     with pytest.raises(UnsupportedVersion):
+        strawberry_execute.require_supported_versions()
+
+
+def test_an_unchecked_graphql_core_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphql, "__version__", "3.4.0")
+    with pytest.raises(UnsupportedVersion, match=r"found .*graphql-core 3\.4\.0"):
         strawberry_execute.require_supported_versions()

@@ -13,7 +13,7 @@ import strawberry
 from graphql import GraphQLObjectType
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strawberry.permission import BasePermission
+from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from gql_chat.api.schema import build_schema
@@ -27,6 +27,53 @@ class Deny(BasePermission):
 
     def has_permission(self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any) -> bool:
         return False
+
+
+class Allow(BasePermission):
+    def has_permission(self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any) -> bool:
+        return True
+
+
+class AllowLater(BasePermission):
+    async def has_permission(
+        self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any
+    ) -> bool:
+        await asyncio.sleep(0)
+        label: str = source.label
+        return info.context["marker"] == "m" and not label.endswith("1")
+
+
+class Coded(BasePermission):
+    message = "coded denial"
+    error_extensions = {"code": "FORBIDDEN"}
+
+    async def has_permission(
+        self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any
+    ) -> bool:
+        label: str = source.label
+        return label.startswith("top")
+
+
+class NotABool(BasePermission):
+    async def has_permission(  # type: ignore[override]
+        self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any
+    ) -> object:
+        return "yes"
+
+
+class Quiet(BasePermission):
+    """Denies without raising: the field is then null, as through Strawberry's chain."""
+
+    def has_permission(self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any) -> bool:
+        return False
+
+    def on_unauthorized(self) -> None:
+        return None
+
+
+async def _label_later(parent: strawberry.Parent[Node], info: strawberry.Info) -> str:
+    await asyncio.sleep(0)
+    return f"{info.python_name} {parent.label}"
 
 
 def _by_root(root: Node) -> str:
@@ -80,6 +127,17 @@ class Node:
     constant: int = strawberry.field(resolver=_by_nothing)
 
     guarded: int | None = strawberry.field(resolver=_by_nothing, permission_classes=[Deny])
+    allowed: str = strawberry.field(resolver=_label_later, permission_classes=[Allow])
+    allowed_later: str | None = strawberry.field(
+        resolver=_label_later, permission_classes=[Allow, AllowLater]
+    )
+    coded: str | None = strawberry.field(resolver=_label_later, permission_classes=[Coded])
+    denied_non_null: str = strawberry.field(resolver=_label_later, permission_classes=[Deny])
+    not_a_bool: str | None = strawberry.field(resolver=_label_later, permission_classes=[NotABool])
+    quiet: str | None = strawberry.field(resolver=_label_later, permission_classes=[Quiet])
+    silent: str | None = strawberry.field(
+        resolver=_label_later, extensions=[PermissionExtension([Deny()], fail_silently=True)]
+    )
 
     @strawberry.field
     def with_argument(self, times: int = 2) -> str:
@@ -96,7 +154,8 @@ class NodeQuery:
 NODES: list[Node] = []
 DIRECT = {"plain", "withInfo", "later", "failing", "failingNonNull", "failingLater"}
 DIRECT |= {"wrongType", "rooted", "parented", "constant"}
-NODE_FIELDS = sorted(DIRECT | {"label", "guarded", "withArgument"})
+GUARDED = {"allowed", "allowedLater", "coded", "deniedNonNull", "notABool", "quiet"}
+NODE_FIELDS = sorted(DIRECT | GUARDED | {"label", "guarded", "withArgument", "silent"})
 
 
 def _chain(depth: int) -> Node | None:
@@ -121,9 +180,11 @@ def selections(draw: st.DrawFn, depth: int = 0) -> str:
     return " ".join(parts)
 
 
-def _answer(schema: strawberry.Schema, query: str) -> tuple[str, list[tuple[str, Any]]]:
+def _answer(schema: strawberry.Schema, query: str) -> tuple[str, list[tuple[Any, ...]]]:
     result = asyncio.run(schema.execute(query, context_value={"marker": "m"}))
-    errors = sorted((e.message, e.path) for e in result.errors or [])
+    errors = sorted(
+        (e.message, e.path, json.dumps(e.extensions, sort_keys=True)) for e in result.errors or []
+    )
     return json.dumps(result.data), errors  # key order included
 
 
@@ -146,28 +207,39 @@ def test_only_fields_that_need_no_part_of_the_chain_get_a_direct_resolver() -> N
     node = schema._schema.type_map["Node"]
     assert isinstance(node, GraphQLObjectType)
     chain = {name: field.resolve for name, field in node.fields.items()}
-    assert install_direct_resolvers(schema) == len(DIRECT) + 1  # and `Query.nodes`
+    assert install_direct_resolvers(schema) == len(DIRECT) + len(GUARDED) + 1  # `Query.nodes`
     fields = node.fields
     replaced = {name for name, field in fields.items() if field.resolve is not chain[name]}
-    assert replaced == DIRECT  # not `guarded` (a permission), `withArgument`, plain attributes
+    # Not `guarded` (a permission on a sync field), `silent` (failing silently),
+    # `withArgument`, plain attributes.
+    assert replaced == DIRECT | GUARDED
 
 
 def test_gql_chats_schema_installs_them() -> None:
     """Every field of gql_chat's schema with a direct resolver is one that Strawberry would
-    have chained: a resolver function, no arguments, no extensions."""
+    have chained: a resolver function, no arguments, no extensions or only the permission
+    check."""
     schema = build_schema()
-    direct = 0
+    direct = guarded = 0
     for type_ in schema._schema.type_map.values():
         if not isinstance(type_, GraphQLObjectType):
             continue
         for field in type_.fields.values():
-            if getattr(field.resolve, "__qualname__", "").startswith("_direct_resolver"):
-                definition = field.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+            resolver = getattr(field.resolve, "__qualname__", "")
+            definition: Any = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if resolver.startswith("_direct_resolver"):
                 assert definition.base_resolver is not None
                 assert not field.args
                 assert not definition.extensions
                 direct += 1
+            elif resolver.startswith("_guarded_resolver"):
+                assert definition.is_async
+                assert not field.args
+                [check] = definition.extensions
+                assert isinstance(check, PermissionExtension)
+                guarded += 1
     assert direct >= 10  # `Conversation.folder`, `Conversation.llmConfig`, `Message.content`...
+    assert guarded >= 5  # `me`, `sessions`, `folders`...
 
 
 def test_an_unchecked_strawberry_version_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
