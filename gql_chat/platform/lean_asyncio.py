@@ -18,6 +18,25 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+def _current_task(user: str) -> asyncio.Task[object]:
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError(f"{user} must be used inside a task")
+    return task
+
+
+def _end_of_an_expired_wait(
+    task: asyncio.Task[object],
+    cancelling: int,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+) -> None:
+    """As asyncio.timeout: the cancellation of a wait past its deadline leaves it as
+    TimeoutError, unless another cancellation came with it."""
+    if task.uncancel() <= cancelling and exc_type is asyncio.CancelledError:
+        raise TimeoutError from exc
+
+
 class LeanQueue(Generic[T]):
     """An unbounded queue for one reader (what uvicorn's protocol and the user-event bus use of
     `asyncio.Queue`). The buffer exists only while items wait."""
@@ -126,9 +145,7 @@ class MovingDeadline:
     def __enter__(self) -> MovingDeadline:
         if self._task is not None:
             raise RuntimeError("MovingDeadline: one wait at a time")
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("MovingDeadline must be used inside a task")
+        task = _current_task("MovingDeadline")
         self._task = task
         self._cancelling = task.cancelling()
         timer = self._timer
@@ -147,10 +164,8 @@ class MovingDeadline:
         task, self._task = self._task, None
         if self._expired:
             self._expired = False
-            # As asyncio.timeout: ours only if no other cancellation came with it.
-            ours = task is not None and task.uncancel() <= self._cancelling
-            if ours and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
+            if task is not None:
+                _end_of_an_expired_wait(task, self._cancelling, exc_type, exc)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -233,9 +248,7 @@ class CoarseWait:
         self._expired = False
 
     def __enter__(self) -> CoarseWait:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("CoarseTimeouts must be used inside a task")
+        task = _current_task("CoarseTimeouts")
         self._task = task
         self._cancelling = task.cancelling()
         self._watch = self._timeouts._open(self, self._seconds)
@@ -249,10 +262,7 @@ class CoarseWait:
     ) -> None:
         self._watch.waits.pop(self, None)
         if self._expired:
-            # As asyncio.timeout: ours only if no other cancellation came with it.
-            ours = self._task.uncancel() <= self._cancelling
-            if ours and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
+            _end_of_an_expired_wait(self._task, self._cancelling, exc_type, exc)
 
     def expire(self) -> None:
         self._expired = True
