@@ -197,14 +197,13 @@ class GraphQLView(GraphQL[Context, None]):
             return
         status, data = graphql_response(result, media)
         body = orjson.dumps(data)
-        content_type = GRAPHQL_RESPONSE_CONTENT_TYPE if media == GRAPHQL_RESPONSE_JSON else JSON
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
                     (b"content-length", str(len(body)).encode()),
-                    (b"content-type", content_type.encode()),
+                    (b"content-type", response_content_type(media).encode()),
                 ],
             }
         )
@@ -368,6 +367,11 @@ JSON_POST_HEADERS = (b"content-type", b"accept")
 GRAPHQL_RESPONSE_CONTENT_TYPE = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
 
 
+def response_content_type(media: str) -> str:
+    """The `Content-Type` of a GraphQL response in the negotiated media type."""
+    return GRAPHQL_RESPONSE_CONTENT_TYPE if media == GRAPHQL_RESPONSE_JSON else media
+
+
 def not_acceptable() -> Response:
     """A new one each time: middleware may add to a response's header list as it is sent."""
     return PlainTextResponse(
@@ -383,9 +387,10 @@ def request_error_response(exc: HTTPException, media: str) -> Response:
         "message": exc.reason,
         "extensions": {"code": HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")},
     }
-    content_type = GRAPHQL_RESPONSE_CONTENT_TYPE if media == GRAPHQL_RESPONSE_JSON else media
     return Response(
-        orjson.dumps({"errors": [error]}), status_code=exc.status_code, media_type=content_type
+        orjson.dumps({"errors": [error]}),
+        status_code=exc.status_code,
+        media_type=response_content_type(media),
     )
 
 

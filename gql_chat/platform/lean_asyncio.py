@@ -145,8 +145,7 @@ class MovingDeadline:
     def __enter__(self) -> MovingDeadline:
         if self._task is not None:
             raise RuntimeError("MovingDeadline: one wait at a time")
-        task = _current_task("MovingDeadline")
-        self._task = task
+        self._task = task = _current_task("MovingDeadline")
         self._cancelling = task.cancelling()
         timer = self._timer
         if timer is None or timer.when() > self._when:
@@ -248,8 +247,7 @@ class CoarseWait:
         self._expired = False
 
     def __enter__(self) -> CoarseWait:
-        task = _current_task("CoarseTimeouts")
-        self._task = task
+        self._task = task = _current_task("CoarseTimeouts")
         self._cancelling = task.cancelling()
         self._watch = self._timeouts._open(self, self._seconds)
         return self
